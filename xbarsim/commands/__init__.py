@@ -1,0 +1,1 @@
+"""Subcommands of the ``xbarsim`` CLI (one module each, with ``register(subparsers)``)."""

@@ -1,0 +1,43 @@
+"""User-facing errors: one line, ``file:line: key: what is wrong (got X)``."""
+
+from __future__ import annotations
+
+
+class XbarsimError(Exception):
+    """An error the user can act on. The CLI prints ``str(err)`` and exits with status 2."""
+
+
+class ConfigError(XbarsimError):
+    """Invalid configuration or input file, located by file, line and key."""
+
+    def __init__(self, file, line, key, message, got=None, has_got=True):
+        self.file = str(file) if file is not None else "<input>"
+        self.line = line
+        self.key = key
+        self.message = message
+        self.got = got
+        self.has_got = has_got and got is not None
+        super().__init__(self.format())
+
+    def format(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        text = f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+        if self.has_got:
+            text += f" (got {_show(self.got)})"
+        return text
+
+
+def _show(value) -> str:
+    if isinstance(value, str):
+        return repr(value) if value == "" or value != value.strip() else value
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_show(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+class DataError(XbarsimError):
+    """A data set or input array that is missing or malformed."""

@@ -1,0 +1,86 @@
+"""A network ready to simulate: validated description plus integer weights."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from .layers import NetworkSpec
+from .spec import load_network_spec
+from .weights import LayerWeights, load_weights, random_weights
+
+
+@dataclass(frozen=True)
+class Network:
+    """The quantized network: ``spec`` (layers, shapes, bit widths, device) and ``weights``
+    (``{compute layer name: LayerWeights}``). Immutable; use :meth:`with_bits` etc. for variants."""
+
+    spec: NetworkSpec
+    weights: dict
+
+    # convenience accessors ------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def layers(self) -> tuple:
+        return self.spec.layers
+
+    @property
+    def signal_bits(self) -> int:
+        return self.spec.signal_bits
+
+    @property
+    def weight_bits(self) -> int:
+        return self.spec.weight_bits
+
+    @property
+    def input_bits(self) -> int:
+        return self.spec.input_bits
+
+    @property
+    def input_shape(self) -> tuple:
+        return self.spec.input_shape
+
+    def quantize_input(self, images: np.ndarray) -> np.ndarray:
+        """uint8 images → integer signals ``rint(p·(2^M_in − 1))`` with ``p = u/255`` (exact)."""
+        return quantize_images(images, self.spec.input_bits)
+
+    def with_spec(self, **changes) -> "Network":
+        return Network(replace(self.spec, **changes), self.weights)
+
+
+def quantize_images(images: np.ndarray, bits: int) -> np.ndarray:
+    images = np.asarray(images)
+    if images.dtype != np.uint8:
+        raise TypeError(f"images must be uint8 (got {images.dtype})")
+    top = (1 << bits) - 1
+    # rint(u*top/255) computed exactly in integers; a tie (x.5) cannot occur since 255 is odd.
+    return ((images.astype(np.int64) * (2 * top) + 255) // 510).astype(np.int32)
+
+
+def build_network(spec: NetworkSpec, weights: dict | None = None) -> Network:
+    if weights is None:
+        if spec.weights == "random":
+            weights = random_weights(spec, spec.seed)
+        else:
+            weights = load_weights(spec.weights, spec)
+    return Network(spec, weights)
+
+
+def load_network(path, weights=None) -> Network:
+    """Load a network YAML (and the weights it names) into a :class:`Network`.
+
+    ``weights`` overrides the YAML's ``weights:`` (a path to an ``.npz``, or a dict of
+    :class:`LayerWeights`).
+    """
+    spec = load_network_spec(path)
+    if isinstance(weights, (str, Path)):
+        weights = load_weights(weights, spec)
+    return build_network(spec, weights)
+
+
+__all__ = ["Network", "LayerWeights", "load_network", "build_network", "quantize_images"]

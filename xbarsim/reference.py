@@ -1,0 +1,118 @@
+"""The ideal integer network: what the hardware computes with no temporal effects.
+
+Per conv/fc neuron ``y = clip(floor((Σ x·D + bias + ⌊θ/2⌋) / θ), 0, 2^M − 1)``; max-pool on
+integers; avg-pool rounds half up ``floor((Σ + ⌊n/2⌋)/n)``; residual add ``clip(a + b, 0, 2^M−1)``.
+The class is the argmax of the last layer's counts, ties broken by the larger pre-activation
+``Σ x·D + bias + ⌊θ/2⌋``, then by the lower index.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from .layers import INPUT
+
+
+@dataclass
+class IdealResult:
+    """Counts of every layer (``{name: int32 array (batch, *out_shape)}``), the last layer's
+    pre-activations (membrane totals) and the predicted classes."""
+
+    counts: dict
+    preact: np.ndarray
+    predictions: np.ndarray
+
+
+def im2col(x: np.ndarray, kernel: int, stride: int, padding: int) -> np.ndarray:
+    """``(B, C, H, W)`` → ``(B, Ho, Wo, C·k·k)``, rows in (C, ky, kx) order."""
+    if padding:
+        x = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    win = sliding_window_view(x, (kernel, kernel), axis=(2, 3))[:, :, ::stride, ::stride]
+    b, c, ho, wo = win.shape[:4]
+    return win.transpose(0, 2, 3, 1, 4, 5).reshape(b, ho, wo, c * kernel * kernel)
+
+
+def exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Integer matrix product through float64 BLAS; exact while every partial sum is < 2^53."""
+    bound = float(np.abs(a).max(initial=0)) * float(np.abs(b).max(initial=0)) * a.shape[-1]
+    if bound < 2.0 ** 53:
+        return np.rint(a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
+    return a.astype(np.int64) @ b.astype(np.int64)
+
+
+def preactivation(layer, weights, x: np.ndarray) -> np.ndarray:
+    """Membrane totals ``Σ x·D + bias + ⌊θ/2⌋`` of a conv/fc layer, shape ``(B, *out_shape)``."""
+    lw = weights[layer.name]
+    mat = lw.matrix
+    if layer.kind == "conv":
+        cols = im2col(x, layer.kernel, layer.stride, layer.padding)
+        acc = exact_matmul(cols, mat).transpose(0, 3, 1, 2)  # (B, C_out, Ho, Wo)
+        bias = lw.bias[None, :, None, None]
+    else:
+        acc = exact_matmul(x.reshape(x.shape[0], -1), mat)
+        bias = lw.bias[None, :]
+    return acc + bias + lw.theta // 2
+
+
+def pool(layer, x: np.ndarray) -> np.ndarray:
+    k, s = layer.kernel, layer.stride
+    win = sliding_window_view(x, (k, k), axis=(2, 3))[:, :, ::s, ::s]
+    if layer.kind == "maxpool":
+        return win.max(axis=(4, 5))
+    n = k * k
+    return ((win.sum(axis=(4, 5), dtype=np.int64) + n // 2) // n).astype(x.dtype)
+
+
+def classify(counts: np.ndarray, preact: np.ndarray) -> np.ndarray:
+    """Argmax of counts, ties to the larger pre-activation, then to the lower index."""
+    counts = counts.reshape(counts.shape[0], -1).astype(np.int64)
+    preact = preact.reshape(preact.shape[0], -1).astype(np.int64)
+    best = counts.max(axis=1, keepdims=True)
+    masked = np.where(counts == best, preact, np.iinfo(np.int64).min)
+    return masked.argmax(axis=1)  # argmax returns the first (lowest) index among equals
+
+
+def run_ideal(network, signals: np.ndarray, keep=None) -> IdealResult:
+    """Run the ideal integer network on integer input signals ``(B, C, H, W)``.
+
+    ``keep`` (set of layer names) limits which layers' counts are kept; the output layer is always
+    kept.
+    """
+    spec = network.spec
+    top = (1 << spec.signal_bits) - 1
+    values = {INPUT: np.asarray(signals, dtype=np.int32)}
+    uses = {}
+    for layer in spec.layers:
+        for src in layer.inputs:
+            uses[src] = uses.get(src, 0) + 1
+    counts = {}
+    preact = None
+    last = spec.layers[-1].name
+    for layer in spec.layers:
+        x = values[layer.inputs[0]]
+        if layer.is_compute:
+            pre = preactivation(layer, network.weights, x)
+            y = np.clip(np.floor_divide(pre, network.weights[layer.name].theta), 0, top)
+            y = y.astype(np.int32)
+            if layer.name == last:
+                preact = pre
+        elif layer.kind in ("maxpool", "avgpool"):
+            y = pool(layer, x)
+        elif layer.kind == "flatten":
+            y = x.reshape(x.shape[0], -1)
+        elif layer.kind == "add":
+            y = np.clip(x + values[layer.inputs[1]], 0, top).astype(np.int32)
+        else:  # pragma: no cover - spec validation rules this out
+            raise ValueError(layer.kind)
+        values[layer.name] = y
+        if keep is None or layer.name in keep or layer.name == last:
+            counts[layer.name] = y
+        for src in layer.inputs:  # free what nobody needs any more
+            uses[src] -= 1
+            if uses[src] == 0 and src not in counts:
+                values.pop(src, None)
+    out = counts[last]
+    return IdealResult(counts=counts, preact=preact, predictions=classify(out, preact))

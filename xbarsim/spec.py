@@ -1,0 +1,193 @@
+"""Network YAML → validated :class:`~xbarsim.layers.NetworkSpec` (all checks happen here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .config import Section, did_you_mean, item_section
+from .device import DeviceCard, load_device, parse_device
+from .errors import ConfigError
+from .layers import INPUT, LAYER_KINDS, LayerSpec, NetworkSpec, _numel, conv_out
+from .yamlio import Node, Seq, load_yaml
+
+DATASETS = ("mnist", "cifar10", "synthetic")
+BIAS_MODES = ("membrane", "row")
+TOP_KEYS = ("name", "description", "dataset", "input", "bits", "crossbar", "device", "weights",
+            "seed", "layers")
+LAYER_KEYS = {
+    "conv": ("name", "type", "input", "out_channels", "in_channels", "kernel", "stride", "padding"),
+    "fc": ("name", "type", "input", "out_features", "in_features"),
+    "maxpool": ("name", "type", "input", "kernel", "stride"),
+    "avgpool": ("name", "type", "input", "kernel", "stride"),
+    "flatten": ("name", "type", "input"),
+    "add": ("name", "type", "inputs"),
+}
+
+
+def load_network_spec(path) -> NetworkSpec:
+    """Read and validate a network YAML file. Paths inside it resolve relative to it."""
+    path = Path(path)
+    node = load_yaml(path)
+    return parse_network(Section(node, str(path)), default_name=path.stem)
+
+
+def parse_network(sec: Section, default_name: str = "network") -> NetworkSpec:
+    sec.finish(allowed=TOP_KEYS)
+    name = sec.str("name", default_name)
+    sec.str("description", "")
+    dataset = sec.str("dataset", choices=DATASETS)
+    seed = sec.int("seed", 0, lo=0, hi=2**63 - 1)
+
+    bits = sec.section("bits")
+    bits.finish(allowed=("signal", "weight"))
+    m = bits.int("signal", lo=1, hi=16)
+    n = bits.int("weight", lo=2, hi=16)
+
+    inp = sec.section("input")
+    inp.finish(allowed=("shape", "bits"))
+    shape_seq = inp.seq("shape")
+    if len(shape_seq) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1
+                                      for v in shape_seq):
+        raise inp.error("shape", "must be [channels, height, width], positive integers",
+                        list(shape_seq))
+    input_shape = tuple(int(v) for v in shape_seq)
+    input_bits = inp.int("bits", m, lo=1, hi=16)
+
+    xbar = sec.section("crossbar", None)
+    size, bias_mode = 32, "membrane"
+    if xbar is not None:
+        xbar.finish(allowed=("size", "bias"))
+        size = xbar.int("size", 32, lo=1, hi=4096)
+        bias_mode = xbar.str("bias", "membrane", choices=BIAS_MODES)
+
+    device = _parse_device_ref(sec)
+    weights = _parse_weights_ref(sec)
+    layers = _parse_layers(sec, input_shape)
+    return NetworkSpec(name=name, input_shape=input_shape, signal_bits=m, weight_bits=n,
+                       input_bits=input_bits, crossbar_size=size, bias_mode=bias_mode,
+                       layers=tuple(layers), dataset=dataset, weights=weights, device=device,
+                       seed=seed, source=sec.file)
+
+
+def _parse_device_ref(sec: Section) -> DeviceCard:
+    if not sec.has("device"):
+        sec.used.add("device")
+        return DeviceCard(name="ideal-default", source="xbarsim default (50 kOhm - 1 MOhm)")
+    value = sec.node["device"]
+    if isinstance(value, Node):
+        return parse_device(sec.section("device"), default_name="inline")
+    path = sec.path("device")
+    return load_device(path)
+
+
+def _parse_weights_ref(sec: Section):
+    value = sec.raw("weights")
+    if value == "random":
+        return "random"
+    if not isinstance(value, str) or not value:
+        raise sec.error("weights", "must be a .npz file path or 'random'", value)
+    return sec.path("weights")
+
+
+def _parse_layers(sec: Section, input_shape: tuple) -> list:
+    seq = sec.seq("layers")
+    if len(seq) == 0:
+        raise sec.error("layers", "must list at least one layer", [])
+    shapes = {INPUT: input_shape}
+    lines = {}
+    layers = []
+    previous = INPUT
+    for i in range(len(seq)):
+        lsec = item_section(seq, i, sec.file, "layers")
+        kind = lsec.str("type", choices=LAYER_KINDS)
+        lsec.finish(allowed=LAYER_KEYS[kind])
+        name = lsec.str("name", f"{kind}{i}")
+        if name == INPUT:
+            raise lsec.error("name", f"'{INPUT}' is reserved for the network input", name)
+        if name in shapes:
+            raise lsec.error("name", f"duplicate layer name (first used on line {lines[name]})",
+                             name)
+        if kind == "add":
+            inputs = _parse_add_inputs(lsec, shapes, previous)
+        else:
+            ref = lsec.str("input", previous)
+            _check_ref(lsec, "input", ref, shapes)
+            inputs = (ref,)
+        layer = _infer(lsec, kind, name, inputs, shapes)
+        shapes[name] = layer.out_shape
+        lines[name] = lsec.line()
+        layers.append(layer)
+        previous = name
+    last = layers[-1]
+    if not last.is_compute:
+        raise ConfigError(sec.file, last.line, f"layers[{len(layers) - 1}].type",
+                          "the last layer must be conv or fc (its counts are the class scores)",
+                          got=last.kind)
+    return layers
+
+
+def _check_ref(lsec: Section, key, ref, shapes):
+    if ref not in shapes:
+        raise lsec.error(key, "no earlier layer has this name"
+                         + did_you_mean(ref, list(shapes)), ref)
+
+
+def _parse_add_inputs(lsec: Section, shapes, previous) -> tuple:
+    refs = lsec.seq("inputs")
+    if len(refs) != 2 or not all(isinstance(r, str) for r in refs):
+        raise lsec.error("inputs", "must list exactly two earlier layer names", list(refs))
+    for ref in refs:
+        _check_ref(lsec, "inputs", ref, shapes)
+    a, b = (shapes[r] for r in refs)
+    if a != b:
+        raise lsec.error("inputs", f"shapes differ: {refs[0]} is {_fmt(a)}, {refs[1]} is {_fmt(b)}",
+                         list(refs))
+    return tuple(refs)
+
+
+def _fmt(shape) -> str:
+    return "x".join(str(s) for s in shape)
+
+
+def _infer(lsec: Section, kind, name, inputs, shapes) -> LayerSpec:
+    in_shape = shapes[inputs[0]]
+    line = lsec.line()
+    if kind == "add":
+        return LayerSpec(name, kind, inputs, in_shape, in_shape, line=line)
+    if kind == "flatten":
+        return LayerSpec(name, kind, inputs, in_shape, (_numel(in_shape),), line=line)
+    if kind == "fc":
+        out = lsec.int("out_features", lo=1, hi=1 << 20)
+        features = _numel(in_shape)
+        if lsec.has("in_features"):
+            stated = lsec.int("in_features", lo=1)
+            if stated != features:
+                raise lsec.error("in_features", f"does not match the incoming {_fmt(in_shape)} "
+                                 f"= {features} features", stated)
+        return LayerSpec(name, kind, inputs, in_shape, (out,), line=line)
+    # conv and pooling need a feature map
+    if len(in_shape) != 3:
+        raise lsec.error("type", f"needs a CxHxW feature map but its input is a vector of "
+                         f"{in_shape[0]}", kind)
+    c, h, w = in_shape
+    if kind == "conv":
+        out_c = lsec.int("out_channels", lo=1, hi=1 << 16)
+        if lsec.has("in_channels"):
+            stated = lsec.int("in_channels", lo=1)
+            if stated != c:
+                raise lsec.error("in_channels", f"does not match the {c} channels coming in "
+                                 f"from {inputs[0]}", stated)
+        k = lsec.int("kernel", lo=1, hi=64)
+        stride = lsec.int("stride", 1, lo=1, hi=64)
+        pad = lsec.int("padding", 0, lo=0, hi=64)
+    else:
+        out_c = c
+        k = lsec.int("kernel", lo=1, hi=64)
+        stride = lsec.int("stride", k, lo=1, hi=64)
+        pad = 0
+    if k > h + 2 * pad or k > w + 2 * pad:
+        raise lsec.error("kernel", f"larger than the {_fmt(in_shape)} input"
+                         + (f" with padding {pad}" if pad else ""), k)
+    ho, wo = conv_out(h, k, stride, pad), conv_out(w, k, stride, pad)
+    return LayerSpec(name, kind, inputs, in_shape, (out_c, ho, wo), kernel=k, stride=stride,
+                     padding=pad, line=line)

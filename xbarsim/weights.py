@@ -1,0 +1,254 @@
+"""Weights files (``.npz``): integer levels, biases and thresholds per compute layer.
+
+Format ``xbarsim-weights-1`` (documented in ``docs/weights-format.md``). For each conv/fc layer
+``L``, either the **integer** form
+
+* ``L.levels``  int, PyTorch shape (conv ``(C_out, C_in, k, k)``, fc ``(out, in)``): the levels ``D``,
+  each in ``[-(2^(N-1)-1), 2^(N-1)-1]``;
+* ``L.bias``    int, ``(C_out,)``: the bias in weight LSBs (units of ``Σ x·D``);
+* ``L.theta``   int scalar >= 1: the output unit θ in weight LSBs;
+* ``L.step``    float scalar (optional): the weight step ``s`` (float weight = ``s·D``);
+
+or the **float** form, quantized on load (rule in :func:`quantize_layer`)
+
+* ``L.weight`` float (PyTorch shape), ``L.bias_float`` float ``(C_out,)`` (optional, default 0),
+  ``L.act_scale`` float scalar (optional, default 1): the float value of one unit of the layer's
+  output signal. ``input.act_scale`` (optional, default ``1/(2^M_in − 1)``) is the float value of
+  one unit of the quantized input image.
+
+Optional ``meta.format`` (``"xbarsim-weights-1"``), ``meta.signal_bits``, ``meta.weight_bits``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ConfigError
+from .layers import NetworkSpec
+
+FORMAT = "xbarsim-weights-1"
+INT_KEYS = ("levels", "bias", "theta", "step")
+FLOAT_KEYS = ("weight", "bias_float", "act_scale")
+
+
+@dataclass(frozen=True)
+class LayerWeights:
+    """Integer parameters of one conv/fc layer.
+
+    ``levels`` has the PyTorch shape; ``matrix`` is the same data as the crossbar sees it,
+    ``(rows, cols)`` with rows in (C_in, ky, kx) order (im2col).
+    """
+
+    levels: np.ndarray  # int32, PyTorch shape
+    bias: np.ndarray    # int64, (C_out,)
+    theta: int
+    step: float = 1.0
+
+    @property
+    def matrix(self) -> np.ndarray:
+        return self.levels.reshape(self.levels.shape[0], -1).T
+
+
+def max_level(weight_bits: int) -> int:
+    return (1 << (weight_bits - 1)) - 1
+
+
+def load_weights(path, spec: NetworkSpec) -> dict:
+    """Load and validate a weights file against ``spec``; returns ``{layer name: LayerWeights}``."""
+    path = Path(path)
+    name = str(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise ConfigError(name, None, None, "weights file not found") from None
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise ConfigError(name, None, None, f"not a readable .npz file ({exc})") from None
+    return weights_from_arrays(arrays, spec, name)
+
+
+def weights_from_arrays(arrays: dict, spec: NetworkSpec, name: str = "<arrays>") -> dict:
+    def err(key, msg, got=None, has_got=True):
+        return ConfigError(name, None, key, msg, got=got, has_got=has_got)
+
+    fmt = arrays.get("meta.format")
+    if fmt is not None and str(fmt) != FORMAT:
+        raise err("meta.format", f"unsupported format, expected {FORMAT}", str(fmt))
+    for key, bits in (("meta.signal_bits", spec.signal_bits), ("meta.weight_bits", spec.weight_bits)):
+        if key in arrays and int(arrays[key]) != bits:
+            raise err(key, f"file was made for {int(arrays[key])} bits but the network says {bits}",
+                      int(arrays[key]))
+    compute = {layer.name: layer for layer in spec.compute_layers}
+    for key in arrays:
+        prefix, _, field = key.partition(".")
+        if prefix in ("meta",) or key == "input.act_scale":
+            continue
+        if prefix not in compute:
+            raise err(key, "no conv/fc layer of that name in the network "
+                      f"(layers: {', '.join(compute)})", has_got=False)
+        if field not in INT_KEYS + FLOAT_KEYS:
+            raise err(key, f"unknown field '{field}' (expected {', '.join(INT_KEYS)} "
+                      f"or {', '.join(FLOAT_KEYS)})", has_got=False)
+    out = {}
+    in_scale = {"input": _scalar(arrays, "input.act_scale", 1.0 / ((1 << spec.input_bits) - 1), err)}
+    for layer in spec.layers:
+        if not layer.is_compute:
+            src = layer.inputs
+            scales = {in_scale[s] for s in src}
+            in_scale[layer.name] = scales.pop()
+            if scales and layer.kind == "add":
+                raise err(f"{src[1]}.act_scale", f"add layer {layer.name} needs equal act_scale on "
+                          f"its inputs", in_scale[src[1]])
+            continue
+        where = f"layer {layer.name} ({spec.source}:{layer.line})"
+        if f"{layer.name}.levels" in arrays:
+            out[layer.name] = _integer_layer(arrays, layer, spec, where, err)
+            in_scale[layer.name] = 1.0
+        elif f"{layer.name}.weight" in arrays:
+            out[layer.name], in_scale[layer.name] = _float_layer(arrays, layer, spec,
+                                                                 in_scale[layer.inputs[0]], where, err)
+        else:
+            raise err(f"{layer.name}.levels", f"missing: {where} needs integer levels "
+                      f"({layer.name}.levels) or float weights ({layer.name}.weight)", has_got=False)
+    return out
+
+
+def _scalar(arrays, key, default, err):
+    if key not in arrays:
+        return default
+    a = np.asarray(arrays[key])
+    if a.size != 1:
+        raise err(key, "must be a scalar", f"shape {tuple(a.shape)}")
+    v = float(a.reshape(()))
+    if not np.isfinite(v) or v <= 0:
+        raise err(key, "must be a positive finite number", v)
+    return v
+
+
+def _check_array(arrays, key, shape, err, where):
+    a = np.asarray(arrays[key])
+    if a.shape != tuple(shape):
+        raise err(key, f"shape does not match {where}, which needs {tuple(shape)}", tuple(a.shape))
+    if a.dtype.kind not in "biuf":
+        raise err(key, "must be numeric", str(a.dtype))
+    if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+        bad = np.argwhere(~np.isfinite(a))[0]
+        raise err(key, f"contains NaN or inf at index {tuple(int(i) for i in bad)}",
+                  float(a[tuple(bad)]))
+    return a
+
+
+def _as_int(a, key, err):
+    if a.dtype.kind == "f":
+        if not np.all(a == np.round(a)):
+            bad = np.argwhere(a != np.round(a))[0]
+            raise err(key, f"must hold integers (index {tuple(int(i) for i in bad)})",
+                      float(a[tuple(bad)]))
+    return a.astype(np.int64)
+
+
+def _integer_layer(arrays, layer, spec, where, err) -> LayerWeights:
+    lv_key, b_key, t_key = (f"{layer.name}.{f}" for f in ("levels", "bias", "theta"))
+    levels = _as_int(_check_array(arrays, lv_key, layer.weight_shape, err, where), lv_key, err)
+    lim = max_level(spec.weight_bits)
+    if levels.size and np.abs(levels).max() > lim:
+        idx = np.unravel_index(np.argmax(np.abs(levels)), levels.shape)
+        raise err(lv_key, f"level out of the {spec.weight_bits}-bit range [-{lim}, {lim}] at index "
+                  f"{tuple(int(i) for i in idx)}", int(levels[idx]))
+    if b_key in arrays:
+        bias = _as_int(_check_array(arrays, b_key, (layer.cols,), err, where), b_key, err)
+    else:
+        bias = np.zeros(layer.cols, np.int64)
+    if t_key not in arrays:
+        raise err(t_key, f"missing: {where} needs its threshold theta", has_got=False)
+    theta_a = np.asarray(arrays[t_key])
+    if theta_a.size != 1:
+        raise err(t_key, "must be a scalar", f"shape {tuple(theta_a.shape)}")
+    theta_v = float(theta_a.reshape(()))
+    if not np.isfinite(theta_v) or theta_v != round(theta_v) or theta_v < 1:
+        raise err(t_key, "must be an integer >= 1", theta_v)
+    step = _scalar(arrays, f"{layer.name}.step", 1.0, err)
+    return LayerWeights(levels.astype(np.int32), bias, int(theta_v), step)
+
+
+def quantize_layer(weight, bias, weight_bits, in_scale, out_scale):
+    """Quantize float weights to N-bit fixed point with a power-of-two step.
+
+    Rule: ``k`` is the largest integer with ``max|W|·2^k <= 2^(N-1) − 1``; the step is ``s = 2^-k``,
+    ``D = rint(W/s)``; ``θ = rint(out_scale / (in_scale·s))`` (at least 1) and
+    ``bias = rint(b / (in_scale·s))``. Returns ``(LayerWeights, effective out_scale)``.
+    """
+    lim = max_level(weight_bits)
+    wmax = float(np.abs(weight).max()) if weight.size else 0.0
+    k = int(np.floor(np.log2(lim / wmax))) if wmax > 0 else 0
+    step = 2.0 ** (-k)
+    levels = np.clip(np.rint(weight / step), -lim, lim).astype(np.int32)
+    unit = in_scale * step
+    theta = max(1, int(np.rint(out_scale / unit)))
+    b = np.rint(np.asarray(bias, np.float64) / unit).astype(np.int64)
+    return LayerWeights(levels, b, theta, step), theta * unit
+
+
+def _float_layer(arrays, layer, spec, in_scale, where, err):
+    w_key, b_key = f"{layer.name}.weight", f"{layer.name}.bias_float"
+    weight = _check_array(arrays, w_key, layer.weight_shape, err, where).astype(np.float64)
+    bias = (_check_array(arrays, b_key, (layer.cols,), err, where).astype(np.float64)
+            if b_key in arrays else np.zeros(layer.cols))
+    out_scale = _scalar(arrays, f"{layer.name}.act_scale", 1.0, err)
+    return quantize_layer(weight, bias, spec.weight_bits, in_scale, out_scale)
+
+
+def random_weights(spec: NetworkSpec, seed: int) -> dict:
+    """Random integer weights for mapping, costing and testing before trained weights exist.
+
+    Levels are uniform over the N-bit range; biases are 0; θ is chosen per layer so that an input
+    at half scale on every row gives a pre-activation spread of about a quarter of the output
+    range: ``θ = max(1, round(lim·sqrt(rows)·(2^M_in−1) / (2·(2^M−1))))``.
+    """
+    rng = np.random.default_rng(seed)
+    lim = max_level(spec.weight_bits)
+    top_out = (1 << spec.signal_bits) - 1
+    out = {}
+    for layer in spec.compute_layers:
+        top_in = (1 << spec.input_bits) - 1 if layer.inputs == ("input",) else top_out
+        levels = rng.integers(-lim, lim + 1, size=layer.weight_shape).astype(np.int32)
+        theta = max(1, int(round(lim * np.sqrt(layer.rows) * top_in / (2 * top_out))))
+        out[layer.name] = LayerWeights(levels, np.zeros(layer.cols, np.int64), theta, 1.0)
+    return out
+
+
+def save_weights(path, weights: dict, signal_bits: int | None = None,
+                 weight_bits: int | None = None, extra: dict | None = None) -> None:
+    """Write integer weights atomically in format ``xbarsim-weights-1``."""
+    arrays = {"meta.format": np.array(FORMAT)}
+    if signal_bits is not None:
+        arrays["meta.signal_bits"] = np.array(signal_bits)
+    if weight_bits is not None:
+        arrays["meta.weight_bits"] = np.array(weight_bits)
+    for name, lw in weights.items():
+        arrays[f"{name}.levels"] = np.asarray(lw.levels, np.int32)
+        arrays[f"{name}.bias"] = np.asarray(lw.bias, np.int64)
+        arrays[f"{name}.theta"] = np.array(int(lw.theta), np.int64)
+        arrays[f"{name}.step"] = np.array(float(lw.step))
+    arrays.update(extra or {})
+    atomic_savez(path, arrays)
+
+
+def atomic_savez(path, arrays: dict) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

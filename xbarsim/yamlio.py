@@ -1,0 +1,96 @@
+"""YAML loading that remembers line numbers and rejects duplicate keys.
+
+Mappings load as :class:`Node` (a dict with ``.line`` and ``.key_lines``), sequences as
+:class:`Seq` (a list with ``.line`` and ``.item_lines``). Line numbers are 1-based.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from .errors import ConfigError
+
+
+class Node(dict):
+    line: int = 0
+    key_lines: dict
+    file: str = ""
+
+    def line_of(self, key) -> int:
+        return self.key_lines.get(key, self.line)
+
+
+class Seq(list):
+    line: int = 0
+    item_lines: list
+    file: str = ""
+
+    def line_of(self, index) -> int:
+        if 0 <= index < len(self.item_lines):
+            return self.item_lines[index]
+        return self.line
+
+
+def _make_loader(filename: str):
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def construct_mapping(loader, node, deep=False):
+        loader.flatten_mapping(node)
+        out = Node()
+        out.line = node.start_mark.line + 1
+        out.key_lines = {}
+        out.file = filename
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if not isinstance(key, (str, int, float, bool)) or key is None:
+                raise ConfigError(filename, key_node.start_mark.line + 1, str(key),
+                                  "mapping keys must be plain scalars")
+            if key in out:
+                raise ConfigError(filename, key_node.start_mark.line + 1, str(key),
+                                  f"duplicate key (first given on line {out.key_lines[key]})")
+            out[key] = loader.construct_object(value_node, deep=True)
+            out.key_lines[key] = key_node.start_mark.line + 1
+        return out
+
+    def construct_sequence(loader, node, deep=False):
+        out = Seq(loader.construct_object(child, deep=True) for child in node.value)
+        out.line = node.start_mark.line + 1
+        out.item_lines = [child.start_mark.line + 1 for child in node.value]
+        out.file = filename
+        return out
+
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, construct_sequence)
+    return Loader
+
+
+def load_yaml(path) -> Node:
+    """Load a YAML file whose top level is a mapping; errors become :class:`ConfigError`."""
+    path = Path(path)
+    name = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(name, None, None, "file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(name, None, None, f"cannot read file: {exc}") from None
+    return loads_yaml(text, name)
+
+
+def loads_yaml(text: str, name: str = "<string>") -> Node:
+    try:
+        data = yaml.load(text, Loader=_make_loader(name))  # noqa: S506 - SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise ConfigError(name, line, None, f"invalid YAML: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(name, None, None, f"invalid YAML: {exc}") from None
+    if not isinstance(data, Node):
+        raise ConfigError(name, 1, None, "top level must be a mapping of keys to values",
+                          got=type(data).__name__ if data is not None else "empty file")
+    return data
