@@ -1,0 +1,97 @@
+"""The hardware model: programmed conductances and IFC parameters, built once per network.
+
+Signed weights use a differential pair per weight: level ``D`` is programmed as
+``G+ = G_min + max(D, 0)·ΔG`` and ``G− = G_min + max(−D, 0)·ΔG`` with
+``ΔG = (G_max − G_min) / (2^(N−1) − 1)``, so ``|D|`` maps linearly onto the device range and
+``(G+ − G−)/ΔG = D``. A spike on row ``i`` delivers the charge ``V_read·(G+_ij − G−_ij)·t_pulse`` to
+column ``j``; the IFC threshold is ``V_th·C_mem = θ·V_read·ΔG·t_pulse`` (one output spike per ``θ``
+weight LSBs), so the membrane counted in weight LSBs is exactly the integer membrane of the
+reference (docs/hardware.md derives this).
+
+The engine works in fixed point: the effective weight ``(G+ − G−)/ΔG`` is rounded to
+``2^-FRAC_BITS`` LSB (about 1e-6 of a level) and membranes are int64 in the same unit, so ideal
+devices reproduce the integer network exactly and results do not depend on summation order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .device import DeviceCard
+
+#: Fractional bits of the engine's fixed-point membrane (units of 2^-FRAC_BITS weight LSB).
+FRAC_BITS = 20
+
+
+@dataclass(frozen=True)
+class LayerHardware:
+    """Crossbar and IFC state of one conv/fc layer, in im2col order ``(rows, cols)``."""
+
+    name: str
+    levels: np.ndarray      # int32 (rows, cols): the integer levels D
+    g_pos_s: np.ndarray     # float64 (rows, cols): programmed G+ (siemens)
+    g_neg_s: np.ndarray     # float64 (rows, cols): programmed G- (siemens)
+    g_unit_s: float         # ΔG: conductance of one weight LSB (siemens)
+    theta: int              # output unit θ in weight LSBs
+    bias: np.ndarray        # int64 (cols,): bias in weight LSBs (presets the membrane)
+    ideal: bool = True      # True when (G+ - G-)/ΔG == D exactly
+
+    @property
+    def rows(self) -> int:
+        return self.levels.shape[0]
+
+    @property
+    def cols(self) -> int:
+        return self.levels.shape[1]
+
+    def effective_levels(self) -> np.ndarray:
+        """``(G+ − G−)/ΔG``: the weights the crossbar really applies, in LSB (float64)."""
+        return (self.g_pos_s - self.g_neg_s) / self.g_unit_s
+
+    def fixed_point_weights(self) -> np.ndarray:
+        """Effective weights in units of 2^-FRAC_BITS LSB (int64), what the engine adds up."""
+        if self.ideal:
+            return self.levels.astype(np.int64) << FRAC_BITS
+        return np.rint(self.effective_levels() * (1 << FRAC_BITS)).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """All layers' hardware for one network and device card."""
+
+    device: DeviceCard
+    weight_bits: int
+    layers: dict = field(default_factory=dict)  # {name: LayerHardware}
+
+    def __getitem__(self, name) -> LayerHardware:
+        return self.layers[name]
+
+
+def level_conductance(device: DeviceCard, weight_bits: int) -> float:
+    """ΔG: conductance step of one weight level."""
+    top = (1 << (weight_bits - 1)) - 1
+    return (device.g_max_s - device.g_min_s) / top
+
+
+def program_pair(levels: np.ndarray, device: DeviceCard, weight_bits: int):
+    """Ideal differential-pair conductances ``(G+, G−, ΔG)`` for integer levels."""
+    dg = level_conductance(device, weight_bits)
+    d = levels.astype(np.float64)
+    g_pos = device.g_min_s + np.maximum(d, 0.0) * dg
+    g_neg = device.g_min_s + np.maximum(-d, 0.0) * dg
+    return g_pos, g_neg, dg
+
+
+def build_hardware(network, device: DeviceCard | None = None) -> Hardware:
+    """Program every conv/fc layer of ``network`` onto ``device`` (default: the network's card)."""
+    device = device or network.spec.device
+    layers = {}
+    for layer in network.spec.compute_layers:
+        lw = network.weights[layer.name]
+        mat = np.ascontiguousarray(lw.matrix, dtype=np.int32)
+        g_pos, g_neg, dg = program_pair(mat, device, network.spec.weight_bits)
+        layers[layer.name] = LayerHardware(layer.name, mat, g_pos, g_neg, dg, int(lw.theta),
+                                           np.asarray(lw.bias, np.int64), ideal=True)
+    return Hardware(device=device, weight_bits=network.spec.weight_bits, layers=layers)
