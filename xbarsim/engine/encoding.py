@@ -1,0 +1,75 @@
+"""WL-driver spike encodings: which cycles a row holding count ``x`` spikes on.
+
+A window has ``T`` cycles numbered from 0 (``T = 2^M − 1`` for M-bit inputs).
+
+* ``uniform`` (default): spike in cycle ``t`` iff
+  ``((t+1)·x + ⌊T/2⌋) div T − (t·x + ⌊T/2⌋) div T = 1`` — exactly ``x`` spikes, evenly spread.
+* ``burst``: spikes in cycles ``0 … x−1``.
+* ``bernoulli``: each cycle independently with ``p = x/T``, from a counter-based hash of
+  ``(seed, layer, image, input neuron, cycle)`` (so the same input neuron sends the same train to
+  every conv position, and results do not depend on batching or threads). The comparison is
+  ``u·T < x·2^24`` with ``u`` the top 24 bits of the hash.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+ENCODINGS = ("uniform", "burst", "bernoulli")
+
+_GOLDEN = 0x9E3779B97F4A7C15
+_M1 = 0xBF58476D1CE4E5B9
+_M2 = 0x94D049BB133111EB
+_MASK = (1 << 64) - 1
+
+
+def schedule(encoding: str, window: int, cycles: int | None = None) -> np.ndarray:
+    """``spk[x, t]`` (uint8, shape ``(window+1, cycles)``): 1 where a row holding ``x`` spikes.
+
+    ``cycles`` (default ``window``) may exceed the window: extra (drain) cycles carry no spikes.
+    For ``bernoulli`` this table is not used (spikes are drawn per row).
+    """
+    cycles = window if cycles is None else cycles
+    x = np.arange(window + 1)[:, None]
+    t = np.arange(window)[None, :]
+    if encoding == "uniform":
+        h = window // 2
+        spk = ((t + 1) * x + h) // window - (t * x + h) // window
+    elif encoding == "burst":
+        spk = (t < x).astype(np.int64)
+    elif encoding == "bernoulli":
+        spk = np.zeros((window + 1, window), np.int64)
+    else:
+        raise ValueError(f"unknown encoding {encoding!r}; choose from {', '.join(ENCODINGS)}")
+    out = np.zeros((window + 1, cycles), np.uint8)
+    out[:, :window] = spk
+    return out
+
+
+def mix64(z):
+    """splitmix64 finalizer on Python ints or uint64 numpy arrays (wrapping arithmetic)."""
+    if isinstance(z, np.ndarray):
+        z = z.astype(np.uint64)
+        with np.errstate(over="ignore"):
+            z = z + np.uint64(_GOLDEN)
+            z = (z ^ (z >> np.uint64(30))) * np.uint64(_M1)
+            z = (z ^ (z >> np.uint64(27))) * np.uint64(_M2)
+        return z ^ (z >> np.uint64(31))
+    z = (int(z) + _GOLDEN) & _MASK
+    z = ((z ^ (z >> 30)) * _M1) & _MASK
+    z = ((z ^ (z >> 27)) * _M2) & _MASK
+    return z ^ (z >> 31)
+
+
+def layer_key(seed: int, layer_index: int) -> int:
+    """The per-(run seed, layer) key every Bernoulli draw of that layer starts from."""
+    return mix64(mix64(int(seed) & _MASK) ^ (int(layer_index) + 1))
+
+
+def bernoulli_spikes(key: int, image, neuron, t: int, x, window: int):
+    """Vectorised Bernoulli spike decision (numpy twin of the kernel's draw)."""
+    image = np.asarray(image, np.uint64)
+    neuron = np.asarray(neuron, np.uint64)
+    h = mix64(mix64(mix64(np.uint64(key) ^ image) ^ neuron) ^ np.uint64(t))
+    u = (h >> np.uint64(40)).astype(np.int64)
+    return u * window < np.asarray(x, np.int64) * (1 << 24)

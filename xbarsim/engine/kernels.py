@@ -1,0 +1,177 @@
+"""Numba kernels of the cycle-level engine: one conv/fc layer over a batch, cycle by cycle.
+
+Kernels take arrays and scalars and write into preallocated outputs (STYLE.md). Their plain-numpy
+twins are in :mod:`xbarsim.engine.twin`; tests check that the two agree exactly.
+
+Layout: a layer is a conv over ``x`` of shape ``(B, C, H, W)`` (an fc layer is a 1×1 conv over
+``(B, F, 1, 1)``); work items are ``(image, output position)`` pairs, ``item = b·P + oy·Wo + ox``.
+Crossbar rows are in im2col order ``(c, ky, kx)``. ``w`` holds the effective weights in fixed point
+(``2^-FRAC_BITS`` LSB, int64). Per item and column the IFC membrane starts at ``v0[j]``; each cycle
+it adds the column input, then if ``v ≥ thr[j]`` fires once and subtracts ``thr[j]`` (or resets to
+0 when ``reset_zero``). ``fired[item, j]`` receives the number of IFC spikes, ``resid[item, j]`` the
+final membrane, and, when ``trace`` has cycles, ``trace[item, j, t] = 1`` for every spike.
+
+Event-driven grouping (deterministic encodings): rows holding the same count spike on the same
+cycles, so the kernel first sums the weight rows of each distinct count ``x`` (``S[x] = Σ_{x_i=x}
+w_i``, zero inputs cost nothing), then each cycle adds only the ``S[x]`` whose schedule spikes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+
+
+@njit(cache=True, inline="always")
+def _mix64(z):
+    z = z + _GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * _M1
+    z = (z ^ (z >> np.uint64(27))) * _M2
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(cache=True, inline="always")
+def _ifc_step(v, inp, thr, reset_zero):
+    """One IFC cycle; returns (new membrane, fired 0/1)."""
+    v = v + inp
+    if v >= thr:
+        if reset_zero:
+            return np.int64(0), 1
+        return v - thr, 1
+    return v, 0
+
+
+@njit(parallel=True, cache=True)
+def layer_grouped(x, w, kernel, stride, pad, out_h, out_w, spk, v0, thr, reset_zero,
+                  fired, resid, trace, n_chunks):
+    batch, chans, height, width = x.shape
+    rows, cols = w.shape
+    window = spk.shape[0] - 1
+    cycles = spk.shape[1]
+    do_trace = trace.shape[2] > 0
+    positions = out_h * out_w
+    n_items = batch * positions
+    n_chunks = max(1, min(n_items, n_chunks))
+    for chunk in prange(n_chunks):
+        lo = chunk * n_items // n_chunks
+        hi = (chunk + 1) * n_items // n_chunks
+        sums = np.zeros((window + 1, cols), np.int64)
+        present = np.zeros(window + 1, np.uint8)
+        plist = np.zeros(window + 1, np.int64)
+        acc = np.zeros(cols, np.int64)
+        v = np.zeros(cols, np.int64)
+        nf = np.zeros(cols, np.int32)
+        for item in range(lo, hi):
+            b = item // positions
+            p = item - b * positions
+            oy = p // out_w
+            ox = p - oy * out_w
+            npres = 0
+            r = 0
+            for c in range(chans):
+                for ky in range(kernel):
+                    iy = oy * stride + ky - pad
+                    for kx in range(kernel):
+                        ix = ox * stride + kx - pad
+                        if iy >= 0 and iy < height and ix >= 0 and ix < width:
+                            val = x[b, c, iy, ix]
+                            if val > 0:
+                                if present[val] == 0:
+                                    present[val] = 1
+                                    plist[npres] = val
+                                    npres += 1
+                                    for j in range(cols):
+                                        sums[val, j] = w[r, j]
+                                else:
+                                    for j in range(cols):
+                                        sums[val, j] += w[r, j]
+                        r += 1
+            for j in range(cols):
+                v[j] = v0[j]
+                nf[j] = 0
+            for t in range(cycles):
+                for j in range(cols):
+                    acc[j] = 0
+                for q in range(npres):
+                    val = plist[q]
+                    if spk[val, t]:
+                        for j in range(cols):
+                            acc[j] += sums[val, j]
+                for j in range(cols):
+                    nv, f = _ifc_step(v[j], acc[j], thr[j], reset_zero)
+                    v[j] = nv
+                    if f:
+                        nf[j] += 1
+                        if do_trace:
+                            trace[item, j, t] = 1
+            for q in range(npres):
+                present[plist[q]] = 0
+            for j in range(cols):
+                fired[item, j] = nf[j]
+                resid[item, j] = v[j]
+
+
+@njit(parallel=True, cache=True)
+def layer_bernoulli(x, w, kernel, stride, pad, out_h, out_w, window, cycles, key, image0,
+                    v0, thr, reset_zero, fired, resid, trace):
+    """Like :func:`layer_grouped` with Bernoulli spikes drawn per input neuron and cycle."""
+    batch, chans, height, width = x.shape
+    rows, cols = w.shape
+    do_trace = trace.shape[2] > 0
+    positions = out_h * out_w
+    n_items = batch * positions
+    ukey = np.uint64(key)
+    uwin = np.int64(window)
+    for item in prange(n_items):
+        b = item // positions
+        p = item - b * positions
+        oy = p // out_w
+        ox = p - oy * out_w
+        rvals = np.zeros(rows, np.int64)
+        rbase = np.zeros(rows, np.uint64)
+        ridx = np.zeros(rows, np.int64)
+        nact = 0
+        r = 0
+        kimg = _mix64(ukey ^ np.uint64(image0 + b))
+        for c in range(chans):
+            for ky in range(kernel):
+                iy = oy * stride + ky - pad
+                for kx in range(kernel):
+                    ix = ox * stride + kx - pad
+                    if iy >= 0 and iy < height and ix >= 0 and ix < width:
+                        val = x[b, c, iy, ix]
+                        if val > 0:
+                            neuron = (c * height + iy) * width + ix
+                            rvals[nact] = val
+                            rbase[nact] = _mix64(kimg ^ np.uint64(neuron))
+                            ridx[nact] = r
+                            nact += 1
+                    r += 1
+        v = v0.copy()
+        nf = np.zeros(cols, np.int32)
+        acc = np.zeros(cols, np.int64)
+        for t in range(cycles):
+            for j in range(cols):
+                acc[j] = 0
+            if t < window:
+                for q in range(nact):
+                    h = _mix64(rbase[q] ^ np.uint64(t))
+                    u = np.int64(h >> np.uint64(40))
+                    if u * uwin < rvals[q] * np.int64(1 << 24):
+                        rr = ridx[q]
+                        for j in range(cols):
+                            acc[j] += w[rr, j]
+            for j in range(cols):
+                nv, f = _ifc_step(v[j], acc[j], thr[j], reset_zero)
+                v[j] = nv
+                if f:
+                    nf[j] += 1
+                    if do_trace:
+                        trace[item, j, t] = 1
+        for j in range(cols):
+            fired[item, j] = nf[j]
+            resid[item, j] = v[j]

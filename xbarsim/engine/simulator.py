@@ -1,0 +1,333 @@
+"""The cycle-level engine: WL drivers → crossbars → IFCs → counters, layer after layer.
+
+Build a :class:`Simulator` once per network and hardware, then :meth:`Simulator.run` it on
+arrays. Every conv/fc layer is simulated cycle by cycle by a numba kernel (or its numpy twin with
+``backend="reference"``); max-pool, avg-pool, flatten and residual adds act digitally on counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numba
+import numpy as np
+
+from ..errors import XbarsimError
+from ..hardware import FRAC_BITS, Hardware, build_hardware
+from ..layers import INPUT
+from ..reference import im2col, pool, preactivation
+from ..stats import LayerStats
+from . import kernels, twin
+from .encoding import ENCODINGS, layer_key, schedule
+
+RESETS = ("subtract", "zero")
+INITS = ("half", "zero")
+BACKENDS = ("numba", "reference")
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How the engine runs (defaults pinned so results compare everywhere).
+
+    encoding: WL-driver spike encoding (``uniform``, ``burst``, ``bernoulli``).
+    reset: IFC reset after a spike: ``subtract`` θ (default) or ``zero``.
+    init: initial membrane: ``half`` = ``⌊θ/2⌋ + bias`` (rounding, default) or ``zero`` = ``bias``.
+    drain_cycles: extra cycles with no input after the window.
+    counter_bits: counter width (default: the network's M); counts saturate at ``2^bits − 1``.
+    seed: seed of every random draw (Bernoulli spikes).
+    backend: ``numba`` kernels or the ``reference`` numpy twins.
+    """
+
+    encoding: str = "uniform"
+    reset: str = "subtract"
+    init: str = "half"
+    drain_cycles: int = 0
+    counter_bits: int | None = None
+    seed: int = 0
+    backend: str = "numba"
+
+    def __post_init__(self):
+        for name, value, choices in (("encoding", self.encoding, ENCODINGS),
+                                     ("reset", self.reset, RESETS), ("init", self.init, INITS),
+                                     ("backend", self.backend, BACKENDS)):
+            if value not in choices:
+                raise XbarsimError(f"{name}: must be one of {', '.join(choices)} (got {value})")
+        if self.drain_cycles < 0:
+            raise XbarsimError(f"drain_cycles: must be >= 0 (got {self.drain_cycles})")
+        if self.counter_bits is not None and not 1 <= self.counter_bits <= 16:
+            raise XbarsimError(f"counter_bits: must be in 1..16 (got {self.counter_bits})")
+
+
+@dataclass
+class RunResult:
+    """What one run produced.
+
+    predictions: class per image (argmax of the last layer's counts; ties → larger residual
+        membrane, then lower index). ideal_predictions: the ideal integer network's classes.
+    counts: ``{layer: int32 (images, *out_shape)}`` for the layers asked for (``keep``).
+    ideal_counts: the same layers in the ideal integer network (when compared).
+    stats: ``{layer: LayerStats}`` for every layer, summed over images.
+    """
+
+    predictions: np.ndarray
+    ideal_predictions: np.ndarray | None
+    counts: dict = field(default_factory=dict)
+    ideal_counts: dict = field(default_factory=dict)
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def images(self) -> int:
+        return len(self.predictions)
+
+    def accuracy(self, labels) -> float:
+        return float(np.mean(self.predictions == np.asarray(labels))) if self.images else 0.0
+
+    def ideal_accuracy(self, labels) -> float | None:
+        if self.ideal_predictions is None or not self.images:
+            return None
+        return float(np.mean(self.ideal_predictions == np.asarray(labels)))
+
+    def merge(self, other: "RunResult") -> "RunResult":
+        """Concatenate two runs over different images (stats add)."""
+        def cat(a, b):
+            return {k: np.concatenate([a[k], b[k]]) for k in a}
+        ideal = None
+        if self.ideal_predictions is not None and other.ideal_predictions is not None:
+            ideal = np.concatenate([self.ideal_predictions, other.ideal_predictions])
+        return RunResult(np.concatenate([self.predictions, other.predictions]), ideal,
+                         cat(self.counts, other.counts), cat(self.ideal_counts, other.ideal_counts),
+                         {k: self.stats[k].merge(other.stats[k]) for k in self.stats})
+
+
+@dataclass(frozen=True)
+class _LayerPlan:
+    """Everything a compute layer's kernel needs, prepared once."""
+
+    index: int
+    w: np.ndarray        # int64 (rows, cols) fixed-point weights
+    v0: np.ndarray       # int64 (cols,) initial membrane, fixed point
+    thr: np.ndarray      # int64 (cols,) threshold, fixed point
+    window: int          # T of the layer's input signal
+    cycles: int          # T + drain
+    spk: np.ndarray      # uint8 (T+1, cycles) schedule
+    key: int             # Bernoulli key for this layer
+
+
+class Simulator:
+    """Cycle-level simulator of one network on one hardware build.
+
+    >>> sim = Simulator(load_network("networks/lenet-mnist-4b.yaml"))   # doctest: +SKIP
+    >>> res = sim.run(images_uint8)                                    # doctest: +SKIP
+    >>> res.predictions, res.stats["conv1"].spikes_out                 # doctest: +SKIP
+    """
+
+    def __init__(self, network, hardware: Hardware | None = None,
+                 options: EngineOptions | None = None, **option_overrides):
+        self.network = network
+        self.spec = network.spec
+        self.hardware = hardware or build_hardware(network)
+        if options is None:
+            options = EngineOptions(**option_overrides)
+        elif option_overrides:
+            from dataclasses import replace
+            options = replace(options, **option_overrides)
+        self.options = options
+        self.counter_top = (1 << (options.counter_bits or self.spec.signal_bits)) - 1
+        self._plans = {}
+        top_sig = (1 << self.spec.signal_bits) - 1
+        top_in = (1 << self.spec.input_bits) - 1
+        for i, layer in enumerate(self.spec.layers):
+            if not layer.is_compute:
+                continue
+            window = top_in if layer.inputs == (INPUT,) else max(top_sig, self.counter_top)
+            self._plans[layer.name] = self._plan(i, layer, window)
+
+    def _plan(self, index, layer, window) -> _LayerPlan:
+        hw = self.hardware[layer.name]
+        one = 1 << FRAC_BITS
+        theta = hw.theta
+        start = hw.bias + (theta // 2 if self.options.init == "half" else 0)
+        cycles = window + self.options.drain_cycles
+        return _LayerPlan(
+            index=index,
+            w=np.ascontiguousarray(hw.fixed_point_weights()),
+            v0=np.ascontiguousarray(start.astype(np.int64) * one),
+            thr=np.full(hw.cols, theta * one, np.int64),
+            window=window, cycles=cycles,
+            spk=schedule(self.options.encoding, window, cycles),
+            key=layer_key(self.options.seed, index),
+        )
+
+    # -- one layer ------------------------------------------------------------------------------
+    def simulate_layer(self, name: str, x: np.ndarray, image0: int = 0, trace: bool = False):
+        """Run one conv/fc layer on input counts ``x``. Returns ``(counts, fired, resid, trace)``
+        shaped ``(B, *out_shape)`` (``trace``: ``(B, neurons, cycles)`` uint8 or None)."""
+        layer = self.spec.layer(name)
+        plan = self._plans[name]
+        x4 = np.ascontiguousarray(_as_map(layer, x), dtype=np.int32)
+        if x4.size and (x4.min() < 0 or x4.max() > plan.window):
+            raise XbarsimError(f"{name}: input counts must be in 0..{plan.window} "
+                               f"(got {int(x4.min())}..{int(x4.max())})")
+        b = x4.shape[0]
+        k, s, p = (layer.kernel, layer.stride, layer.padding) if layer.kind == "conv" else (1, 1, 0)
+        ho, wo = (layer.out_shape[1], layer.out_shape[2]) if layer.kind == "conv" else (1, 1)
+        n_items, cols = b * ho * wo, layer.cols
+        reset_zero = self.options.reset == "zero"
+        bern = self.options.encoding == "bernoulli"
+        if self.options.backend == "reference":
+            fired, resid, tr = twin.layer_twin(x4, plan.w, k, s, p, plan.spk, plan.v0, plan.thr,
+                                               reset_zero, window=plan.window, key=plan.key,
+                                               image0=image0, bernoulli=bern, cycles=plan.cycles)
+            if not trace:
+                tr = None
+        else:
+            fired = np.zeros((n_items, cols), np.int32)
+            resid = np.zeros((n_items, cols), np.int64)
+            tr = np.zeros((n_items, cols, plan.cycles if trace else 0), np.uint8)
+            if bern:
+                kernels.layer_bernoulli(x4, plan.w, k, s, p, ho, wo, plan.window, plan.cycles,
+                                        np.uint64(plan.key), image0, plan.v0, plan.thr, reset_zero,
+                                        fired, resid, tr)
+            else:
+                kernels.layer_grouped(x4, plan.w, k, s, p, ho, wo, plan.spk, plan.v0, plan.thr,
+                                      reset_zero, fired, resid, tr, 64 * numba.get_num_threads())
+            if not trace:
+                tr = None
+        fired = _to_layout(layer, fired.reshape(b, ho, wo, cols))
+        resid = _to_layout(layer, resid.reshape(b, ho, wo, cols))
+        if tr is not None:  # (items, cols, cycles) -> (B, neurons in (C, H, W) order, cycles)
+            tr = tr.reshape(b, ho * wo, cols, -1).transpose(0, 2, 1, 3).reshape(b, cols * ho * wo, -1)
+        counts = np.minimum(fired, self.counter_top).astype(np.int32)
+        return counts, fired, resid, tr
+
+    # -- whole network --------------------------------------------------------------------------
+    def run(self, inputs, batch: int = 256, keep=(), compare_ideal: bool = True,
+            trace=None, progress: bool = False, image0: int = 0) -> RunResult:
+        """Run on ``inputs``: uint8 images ``(N, C, H, W)`` (quantized here) or integer signals.
+
+        keep: layer names whose counts to return (``"all"`` for every layer).
+        trace: a :class:`~xbarsim.engine.trace.TraceWriter` receiving spike events, or None.
+        image0: global index of the first image (Bernoulli draws and trace image numbers).
+        """
+        inputs = np.asarray(inputs)
+        signals = (self.network.quantize_input(inputs) if inputs.dtype == np.uint8
+                   else inputs.astype(np.int32))
+        if signals.shape[1:] != tuple(self.spec.input_shape):
+            raise XbarsimError(f"inputs: shape must be (N, {', '.join(map(str, self.spec.input_shape))})"
+                               f" (got {tuple(inputs.shape)})")
+        if batch < 1:
+            raise XbarsimError(f"batch: must be >= 1 (got {batch})")
+        keep = {l.name for l in self.spec.layers} if keep == "all" else set(keep)
+        result = None
+        starts = range(0, len(signals), batch)
+        if progress:
+            from tqdm import tqdm
+            starts = tqdm(starts, total=len(starts), unit="batch", leave=False)
+        for lo in starts:
+            part = self._run_batch(signals[lo:lo + batch], keep, compare_ideal, trace, image0 + lo)
+            result = part if result is None else result.merge(part)
+        if result is None:
+            result = self._run_batch(signals[:0], keep, compare_ideal, None, image0)
+        return result
+
+    def _run_batch(self, x, keep, compare_ideal, trace, image0) -> RunResult:
+        spec = self.spec
+        top = self.counter_top
+        values = {INPUT: x}
+        ideal_values = {INPUT: x}
+        stats, counts, ideal_counts = {}, {}, {}
+        last = spec.layers[-1].name
+        resid_last = ideal_pre_last = None
+        b = len(x)
+        for layer in spec.layers:
+            xin = values[layer.inputs[0]]
+            st = LayerStats(layer.name, layer.kind, images=b, neurons=layer.n_outputs)
+            if layer.is_compute:
+                want_trace = trace is not None and trace.wants(layer.name)
+                y, fired, resid, tr = self.simulate_layer(layer.name, xin, image0, want_trace)
+                plan = self._plans[layer.name]
+                rp = _row_pulses(layer, xin)
+                st.window_cycles = plan.cycles
+                st.spikes_in = int(xin.sum(dtype=np.int64))
+                st.row_pulses = rp
+                st.wl_pulses = int(rp.sum())
+                st.synaptic_events = st.wl_pulses * layer.cols
+                st.spikes_out = int(fired.sum(dtype=np.int64))
+                st.counter_increments = int(y.sum(dtype=np.int64))
+                if tr is not None:
+                    trace.write(layer.name, image0, tr)
+                if layer.name == last:
+                    resid_last = resid
+            elif layer.kind in ("maxpool", "avgpool"):
+                y = pool(layer, xin)
+                st.spikes_in = int(xin.sum(dtype=np.int64))
+                st.digital_ops = b * layer.n_outputs * (layer.kernel * layer.kernel - 1)
+            elif layer.kind == "flatten":
+                y = xin.reshape(b, -1)
+            else:  # add
+                y = np.clip(xin + values[layer.inputs[1]], 0, top).astype(np.int32)
+                st.digital_ops = b * layer.n_outputs
+            if layer.kind in ("maxpool", "avgpool", "flatten", "add"):
+                st.counter_increments = 0
+            st.saturated = int((y == top).sum()) if layer.is_compute or layer.kind == "add" else 0
+            values[layer.name] = y
+            if compare_ideal:
+                iy, ipre = self._ideal_layer(layer, ideal_values)
+                if layer.name == last:
+                    ideal_pre_last = ipre
+                ideal_values[layer.name] = iy
+                st.mismatched = int((iy != y).sum())
+                if layer.name in keep:
+                    ideal_counts[layer.name] = iy
+            if layer.name in keep:
+                counts[layer.name] = y
+            stats[layer.name] = st
+        out = values[last]
+        preds = _classify(out, resid_last)
+        ideal_preds = None
+        if compare_ideal:
+            ideal_out = ideal_values[last]
+            ideal_preds = _classify(ideal_out, ideal_pre_last)
+        return RunResult(preds, ideal_preds, counts, ideal_counts, stats)
+
+    def _ideal_layer(self, layer, values):
+        top_sig = (1 << self.spec.signal_bits) - 1
+        x = values[layer.inputs[0]]
+        if layer.is_compute:
+            pre = preactivation(layer, self.network.weights, x)
+            theta = self.network.weights[layer.name].theta
+            return np.clip(np.floor_divide(pre, theta), 0, top_sig).astype(np.int32), pre
+        if layer.kind in ("maxpool", "avgpool"):
+            return pool(layer, x), None
+        if layer.kind == "flatten":
+            return x.reshape(x.shape[0], -1), None
+        return np.clip(x + values[layer.inputs[1]], 0, top_sig).astype(np.int32), None
+
+
+def _as_map(layer, x):
+    if layer.kind == "fc":
+        return x.reshape(x.shape[0], -1, 1, 1)
+    return x
+
+
+def _to_layout(layer, a):
+    """(B, Ho, Wo, C) → (B, C, Ho, Wo) for conv, (B, C) for fc."""
+    if layer.kind == "fc":
+        return a.reshape(a.shape[0], -1)
+    return a.transpose(0, 3, 1, 2)
+
+
+def _row_pulses(layer, x):
+    """WL pulses per crossbar row, summed over images and positions (im2col is linear)."""
+    total = x.sum(axis=0, dtype=np.int64)[None]
+    if layer.kind == "fc":
+        return total.reshape(-1)
+    cols = im2col(total, layer.kernel, layer.stride, layer.padding)
+    return cols.reshape(-1, cols.shape[-1]).sum(axis=0)
+
+
+def _classify(counts, tiebreak):
+    from ..reference import classify
+    if tiebreak is None:
+        tiebreak = np.zeros_like(counts, dtype=np.int64)
+    return classify(counts, tiebreak)

@@ -1,0 +1,64 @@
+"""Plain-numpy twins of the engine kernels: slow, obviously correct, cycle by cycle.
+
+Each cycle, every row's spike is looked up (or drawn) individually and the column inputs are one
+integer matrix product ``spikes @ w`` — no grouping of rows, no event skipping.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..reference import im2col
+from .encoding import bernoulli_spikes, mix64
+
+
+def _unroll(x, kernel, stride, pad):
+    """``(B·P, rows)`` input counts and ``(B·P, rows)`` input-neuron indices (−1 for padding)."""
+    b, c, h, w = x.shape
+    cols = im2col(x, kernel, stride, pad)
+    idx = np.arange(c * h * w, dtype=np.int64).reshape(1, c, h, w)
+    if pad:
+        idx = np.pad(idx, ((0, 0), (0, 0), (pad, pad), (pad, pad)), constant_values=-1)
+        nidx = im2col(idx, kernel, stride, 0)
+    else:
+        nidx = im2col(idx, kernel, stride, 0)
+    nb, ho, wo, rows = cols.shape
+    neurons = np.broadcast_to(nidx, (nb, ho, wo, rows)).reshape(-1, rows)
+    images = np.repeat(np.arange(nb), ho * wo)
+    return cols.reshape(-1, rows).astype(np.int64), neurons, images
+
+
+def layer_twin(x, w, kernel, stride, pad, spk, v0, thr, reset_zero, window=None, key=None,
+               image0=0, bernoulli=False, cycles=None):
+    """Returns ``(fired, resid, trace)`` with ``trace`` of shape ``(items, cols, cycles)``."""
+    xin, neurons, images = _unroll(np.asarray(x, np.int64), kernel, stride, pad)
+    n_items, rows = xin.shape
+    cols = w.shape[1]
+    if bernoulli:
+        cycles = window if cycles is None else cycles
+        kimg = mix64((np.uint64(key) ^ (np.uint64(image0) + images.astype(np.uint64))))
+        base = mix64(kimg[:, None] ^ np.maximum(neurons, 0).astype(np.uint64))
+    else:
+        cycles = spk.shape[1]
+    v = np.broadcast_to(v0, (n_items, cols)).astype(np.int64).copy()
+    fired = np.zeros((n_items, cols), np.int64)
+    trace = np.zeros((n_items, cols, cycles), np.uint8)
+    for t in range(cycles):
+        if bernoulli:
+            if t < window:
+                h = mix64(base ^ np.uint64(t))
+                u = (h >> np.uint64(40)).astype(np.int64)
+                s = (u * window < xin * (1 << 24)) & (xin > 0)
+            else:
+                s = np.zeros_like(xin, bool)
+        else:
+            s = spk[xin, t].astype(bool)
+        v = v + s.astype(np.int64) @ w
+        f = v >= thr[None, :]
+        v = np.where(f, 0 if reset_zero else v - thr[None, :], v)
+        fired += f
+        trace[:, :, t] = f
+    return fired, v, trace
+
+
+__all__ = ["layer_twin", "bernoulli_spikes"]
