@@ -12,7 +12,7 @@ import sys
 
 from .errors import XbarsimError
 
-COMMANDS = ("map",)
+COMMANDS = ("map", "run", "trace")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,217 @@
+"""``xbarsim run network.yaml``: the cycle-level engine over a data set or the user's inputs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError, XbarsimError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("run", help="simulate a network cycle by cycle and report accuracy, "
+                       "per-layer spikes and mismatch against the ideal integer network")
+    p.add_argument("network", help="network YAML file")
+    p.add_argument("--samples", type=int, default=None,
+                   help="number of images (default: all available)")
+    p.add_argument("--batch", type=int, default=256, help="images per batch (default 256)")
+    p.add_argument("--seed", type=int, default=None, help="engine seed (default: the YAML's seed)")
+    p.add_argument("--encoding", choices=("uniform", "burst", "bernoulli"), default="uniform")
+    p.add_argument("--reset", choices=("subtract", "zero"), default="subtract")
+    p.add_argument("--drain-cycles", type=int, default=0)
+    p.add_argument("--backend", choices=("numba", "reference"), default="numba")
+    p.add_argument("--weights", help="weights .npz overriding the YAML's weights:")
+    p.add_argument("--split", choices=("test", "train"), default="test")
+    p.add_argument("--inputs", help="uint8 images .npy shaped like the network input (N, C, H, W)")
+    p.add_argument("--labels", help="labels .npy for --inputs (optional)")
+    p.add_argument("--save-counts", metavar="FILE.npz",
+                   help="write every layer's output counts (arrays keyed by layer name)")
+    p.add_argument("--trace", metavar="DIR", help="write spike-event traces to DIR")
+    p.add_argument("--trace-layers", help="comma-separated conv/fc layers to trace (default all)")
+    p.add_argument("--trace-images", help="image indices to trace, e.g. 0-9,15 (default all)")
+    p.add_argument("--json", action="store_true", help="print results as JSON")
+    p.add_argument("--out", metavar="DIR", help="write DIR/results.json (+ resolved config)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=run)
+
+
+def load_inputs(args, spec):
+    """Images (uint8, (N, C, H, W)), labels (or None) and a description of where they came from."""
+    if args.inputs:
+        path = Path(args.inputs)
+        try:
+            images = np.load(path, allow_pickle=False)
+        except FileNotFoundError:
+            raise DataError(f"{path}: --inputs: file not found") from None
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{path}: --inputs: not a readable .npy file ({exc})") from None
+        want = tuple(spec.input_shape)
+        if images.ndim == 3 and want[0] == 1:
+            images = images[:, None]
+        if images.dtype != np.uint8:
+            raise DataError(f"{path}: --inputs: images must be uint8 (got {images.dtype})")
+        if images.shape[1:] != want:
+            raise DataError(f"{path}: --inputs: shape must be (N, {', '.join(map(str, want))}) "
+                            f"(got {images.shape})")
+        labels = None
+        if args.labels:
+            labels = np.load(args.labels, allow_pickle=False).astype(np.int64).reshape(-1)
+            if len(labels) != len(images):
+                raise DataError(f"{args.labels}: --labels: {len(labels)} labels for "
+                                f"{len(images)} images")
+        if args.samples is not None:
+            images = images[:args.samples]
+            labels = None if labels is None else labels[:args.samples]
+        return images, labels, f"{path} ({len(images)} images)"
+    from .. import datasets
+
+    if spec.dataset == "synthetic":
+        n = args.samples or 100
+        images, labels = datasets.synthetic(spec.input_shape, n, seed=spec.seed)
+        return images, None, f"synthetic ({n} images, seed {spec.seed})"
+    found = datasets.find_dataset(spec.dataset)
+    if found is None and spec.dataset == "mnist":
+        images, labels = datasets.mnist_sample()
+        source = (f"shipped MNIST sample ({len(images)} test images; set XBARSIM_DATA for the "
+                  f"full set, see docs/datasets.md)")
+    elif found is None:
+        if args.samples is None:
+            raise DataError(f"{spec.dataset}: data set not found locally (see docs/datasets.md); "
+                            f"use --inputs FILE.npy, or --samples N to run on N synthetic images")
+        images, labels = datasets.synthetic(spec.input_shape, args.samples, seed=spec.seed)
+        labels = None
+        return images, labels, (f"synthetic inputs ({args.samples} images; {spec.dataset} "
+                                f"not available, accuracy not scored)")
+    else:
+        images, labels = datasets.load_dataset(spec.dataset, split=args.split, download=False)
+        source = f"{spec.dataset} {args.split} set ({found})"
+    if args.samples is not None:
+        images, labels = images[:args.samples], labels[:args.samples]
+    return images, labels, source
+
+
+def spec_summary(spec) -> dict:
+    return {
+        "name": spec.name, "source": spec.source, "dataset": spec.dataset,
+        "input_shape": list(spec.input_shape), "signal_bits": spec.signal_bits,
+        "weight_bits": spec.weight_bits, "input_bits": spec.input_bits,
+        "crossbar_size": spec.crossbar_size, "bias_mode": spec.bias_mode,
+        "weights": str(spec.weights), "seed": spec.seed,
+        "device": {k: v for k, v in asdict(spec.device).items()},
+        "layers": [{"name": l.name, "type": l.kind, "inputs": list(l.inputs),
+                    "in_shape": list(l.in_shape), "out_shape": list(l.out_shape),
+                    "kernel": l.kernel, "stride": l.stride, "padding": l.padding}
+                   for l in spec.layers],
+    }
+
+
+def layer_rows(result, spec) -> list:
+    rows = []
+    for layer in spec.layers:
+        st = result.stats[layer.name]
+        rows.append({"name": layer.name, "type": layer.kind, "spikes_in": st.spikes_in,
+                     "spikes_out": st.spikes_out, "synaptic_events": st.synaptic_events,
+                     "wl_pulses": st.wl_pulses, "counter_increments": st.counter_increments,
+                     "mismatch_fraction": st.mismatch_fraction,
+                     "saturated_fraction": st.saturated_fraction,
+                     "neurons": st.neurons, "window_cycles": st.window_cycles})
+    return rows
+
+
+def run(args) -> int:
+    from dataclasses import replace
+
+    from ..engine import EngineOptions, Simulator
+    from ..engine.trace import TraceWriter, atomic_write_text, parse_selection
+    from ..mapping import format_table, map_network
+    from ..network import load_network
+    from ..weights import atomic_savez
+
+    network = load_network(args.network, weights=args.weights)
+    spec = network.spec
+    seed = spec.seed if args.seed is None else args.seed
+    if args.samples is not None and args.samples < 1:
+        raise XbarsimError(f"--samples: must be >= 1 (got {args.samples})")
+    if args.batch < 1:
+        raise XbarsimError(f"--batch: must be >= 1 (got {args.batch})")
+    if args.drain_cycles < 0:
+        raise XbarsimError(f"--drain-cycles: must be >= 0 (got {args.drain_cycles})")
+    images, labels, source = load_inputs(args, spec)
+    options = EngineOptions(encoding=args.encoding, reset=args.reset,
+                            drain_cycles=args.drain_cycles, seed=seed, backend=args.backend)
+    sim = Simulator(network, options=options)
+    writer = None
+    if args.trace:
+        layers = None if not args.trace_layers else [s.strip() for s in args.trace_layers.split(",")]
+        writer = TraceWriter(args.trace, spec, layers=layers,
+                             images=parse_selection(args.trace_images))
+    keep = "all" if args.save_counts else ()
+    result = sim.run(images, batch=args.batch, keep=keep, trace=writer,
+                     progress=not args.no_progress and sys.stderr.isatty())
+    if writer is not None:
+        writer.close()
+    mapping = map_network(spec)
+    out = {
+        "network": spec.name,
+        "inputs": source,
+        "samples": int(len(images)),
+        "seed": seed,
+        "accuracy": result.accuracy(labels) if labels is not None else None,
+        "ideal_accuracy": result.ideal_accuracy(labels) if labels is not None else None,
+        "agreement_with_ideal": float(np.mean(result.predictions == result.ideal_predictions))
+        if len(images) else None,
+        "layers": layer_rows(result, spec),
+        "mapping": mapping.to_dict(),
+        "engine": asdict(options),
+        "config": spec_summary(spec),
+    }
+    cost = _cost(network, result, len(images))
+    if cost is not None:
+        out["cost"] = cost.to_dict()
+    if args.save_counts:
+        atomic_savez(args.save_counts, {k: v for k, v in result.counts.items()})
+    if args.out:
+        d = Path(args.out)
+        d.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(d / "results.json", json.dumps(out, indent=1))
+        atomic_write_text(d / "network.yaml", Path(args.network).read_text())
+    if args.json:
+        print(json.dumps(out, indent=1))
+        return 0
+    print(f"{spec.name}: M={spec.signal_bits} signal bits, N={spec.weight_bits} weight bits, "
+          f"encoding {options.encoding}, seed {seed}")
+    print(f"inputs: {source}")
+    if labels is not None:
+        print(f"accuracy: cycle-level {100 * out['accuracy']:.2f}%   "
+              f"ideal integer {100 * out['ideal_accuracy']:.2f}%   "
+              f"(predictions agree on {100 * out['agreement_with_ideal']:.2f}% of images)")
+    else:
+        print(f"no labels: predictions agree with the ideal integer network on "
+              f"{100 * out['agreement_with_ideal']:.2f}% of images")
+    header = ("layer", "type", "spikes in", "spikes out", "synaptic events", "mismatch",
+              "saturated")
+    rows = [(r["name"], r["type"], r["spikes_in"], r["spikes_out"], r["synaptic_events"],
+             f"{100 * r['mismatch_fraction']:.2f}%", f"{100 * r['saturated_fraction']:.2f}%")
+            for r in out["layers"]]
+    print(format_table(header, rows))
+    if cost is not None:
+        from ..cost import format_cost
+        print(format_cost(cost))
+    if args.out:
+        print(f"results written to {Path(args.out) / 'results.json'}")
+    if args.trace:
+        print(f"traces written to {args.trace} (plot: xbarsim trace plot {args.trace})")
+    return 0
+
+
+def _cost(network, result, images):
+    """Speed/energy/area from the run's events, when the cost model is available."""
+    try:
+        from ..cost import estimate
+    except ImportError:
+        return None
+    return estimate(network, result.stats, images=images)
