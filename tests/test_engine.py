@@ -1,0 +1,311 @@
+"""The cycle-level engine: kernels vs numpy twins, engine vs ideal network, analytic cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from xbarsim.config import Section
+from xbarsim.engine import EngineOptions, Simulator, schedule
+from xbarsim.engine import kernels, twin
+from xbarsim.engine.encoding import layer_key
+from xbarsim.hardware import FRAC_BITS
+from xbarsim.network import build_network
+from xbarsim.reference import run_ideal
+from xbarsim.spec import parse_network
+from xbarsim.weights import LayerWeights
+from xbarsim.yamlio import loads_yaml
+
+ONE = 1 << FRAC_BITS
+
+
+def make_spec(text: str):
+    return parse_network(Section(loads_yaml(text, "t.yaml"), "t.yaml"))
+
+
+def run_kernel(x, w, k, s, p, spk, v0, thr, reset_zero, trace_cycles, bern=None):
+    b, c, h, wd = x.shape
+    ho, wo = (h + 2 * p - k) // s + 1, (wd + 2 * p - k) // s + 1
+    n = b * ho * wo
+    cols = w.shape[1]
+    fired = np.zeros((n, cols), np.int32)
+    resid = np.zeros((n, cols), np.int64)
+    tr = np.zeros((n, cols, trace_cycles), np.uint8)
+    if bern is None:
+        kernels.layer_grouped(x, w, k, s, p, ho, wo, spk, v0, thr, reset_zero, fired, resid, tr, 7)
+    else:
+        window, cycles, key, image0 = bern
+        kernels.layer_bernoulli(x, w, k, s, p, ho, wo, window, cycles, np.uint64(key), image0,
+                                v0, thr, reset_zero, fired, resid, tr)
+    return fired, resid, tr
+
+
+@st.composite
+def layer_case(draw):
+    c = draw(st.integers(1, 3))
+    h = draw(st.integers(1, 6))
+    wd = draw(st.integers(1, 6))
+    k = draw(st.integers(1, min(h, wd, 3)))
+    s = draw(st.integers(1, 2))
+    p = draw(st.integers(0, 1))
+    cols = draw(st.integers(1, 5))
+    window = draw(st.sampled_from([1, 3, 7, 15]))
+    drain = draw(st.integers(0, 3))
+    b = draw(st.integers(1, 3))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, window + 1, size=(b, c, h, wd)).astype(np.int32)
+    x[rng.random(x.shape) < 0.3] = 0
+    w = rng.integers(-7, 8, size=(c * k * k, cols)).astype(np.int64) * ONE
+    w += rng.integers(-ONE // 4, ONE // 4, size=w.shape)  # non-integer effective weights too
+    theta = int(rng.integers(1, 12))
+    v0 = (rng.integers(-5, 6, size=cols) * ONE + theta * ONE // 2).astype(np.int64)
+    thr = np.full(cols, theta * ONE, np.int64)
+    return x, w, k, s, p, window, drain, v0, thr, seed
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(layer_case(), st.sampled_from(["uniform", "burst"]), st.booleans())
+def test_grouped_kernel_equals_twin(case, encoding, reset_zero):
+    x, w, k, s, p, window, drain, v0, thr, _ = case
+    spk = schedule(encoding, window, window + drain)
+    fired, resid, tr = run_kernel(x, w, k, s, p, spk, v0, thr, reset_zero, window + drain)
+    f2, r2, t2 = twin.layer_twin(x, w, k, s, p, spk, v0, thr, reset_zero)
+    np.testing.assert_array_equal(fired, f2)
+    np.testing.assert_array_equal(resid, r2)
+    np.testing.assert_array_equal(tr, t2)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(layer_case(), st.booleans(), st.integers(0, 1000))
+def test_bernoulli_kernel_equals_twin(case, reset_zero, image0):
+    x, w, k, s, p, window, drain, v0, thr, seed = case
+    key = layer_key(seed, 3)
+    cycles = window + drain
+    fired, resid, tr = run_kernel(x, w, k, s, p, None, v0, thr, reset_zero, cycles,
+                                  bern=(window, cycles, key, image0))
+    f2, r2, t2 = twin.layer_twin(x, w, k, s, p, None, v0, thr, reset_zero, window=window, key=key,
+                                 image0=image0, bernoulli=True, cycles=cycles)
+    np.testing.assert_array_equal(fired, f2)
+    np.testing.assert_array_equal(resid, r2)
+    np.testing.assert_array_equal(tr, t2)
+
+
+def test_schedules_emit_exactly_x_spikes():
+    for window in (1, 3, 7, 15, 255):
+        for enc in ("uniform", "burst"):
+            spk = schedule(enc, window, window + 2)
+            np.testing.assert_array_equal(spk.sum(axis=1), np.arange(window + 1))
+            assert not spk[:, window:].any()  # drain cycles carry no input
+    u = schedule("uniform", 15)
+    assert u[15].all() and not u[0].any()
+    # evenly spread: gaps between spikes of one row differ by at most one cycle
+    for x in range(1, 16):
+        t = np.flatnonzero(u[x])
+        if len(t) > 1:
+            g = np.diff(t)
+            assert g.max() - g.min() <= 1
+
+
+def test_bernoulli_rate_matches_probability():
+    rng = np.random.default_rng(0)
+    x = np.full((2000,), 5)
+    hits = np.zeros(2000)
+    key = layer_key(11, 0)
+    from xbarsim.engine.encoding import bernoulli_spikes
+    for t in range(15):
+        hits += bernoulli_spikes(key, 0, np.arange(2000), t, x, 15)
+    p = hits.sum() / (2000 * 15)
+    assert abs(p - 5 / 15) < 4 * np.sqrt((1 / 3) * (2 / 3) / 30000)
+    del rng
+
+
+# -- whole networks ------------------------------------------------------------------------------
+
+NET = """
+name: t
+dataset: synthetic
+input: {{shape: [{c}, {h}, {w}], bits: {mi}}}
+bits: {{signal: {m}, weight: 4}}
+weights: random
+layers:
+  - {{name: c1, type: conv, out_channels: {c1}, kernel: {k}, padding: {p}}}
+  - {{name: p1, type: maxpool, kernel: 2}}
+  - {{name: f1, type: fc, out_features: {f1}}}
+  - {{name: f2, type: fc, out_features: 4}}
+"""
+
+
+@st.composite
+def nonneg_network(draw):
+    """Random networks whose membranes never fire early: non-negative weights and θ at least the
+    largest possible input of one cycle, so burst (or any) encoding gives the ideal counts."""
+    m = draw(st.integers(2, 5))
+    c, h = draw(st.integers(1, 2)), draw(st.integers(4, 7))
+    k, p = draw(st.integers(1, 3)), draw(st.integers(0, 1))
+    spec = make_spec(NET.format(c=c, h=h, w=h, mi=m, m=m, c1=draw(st.integers(1, 4)), k=k, p=p,
+                                f1=draw(st.integers(1, 6))))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    weights = {}
+    for layer in spec.compute_layers:
+        d = rng.integers(0, 8, size=layer.weight_shape).astype(np.int32)
+        d[rng.random(d.shape) < 0.3] = 0
+        colsum = d.reshape(d.shape[0], -1).sum(axis=1).max()
+        theta = int(max(1, colsum) + rng.integers(0, 5))
+        bias = rng.integers(-theta, theta, size=layer.cols)
+        weights[layer.name] = LayerWeights(d, bias, theta, 1.0)
+    net = build_network(spec, weights)
+    x = rng.integers(0, 2**m, size=(3, *spec.input_shape)).astype(np.int32)
+    return net, x
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(nonneg_network(), st.sampled_from(["burst", "uniform"]))
+def test_engine_equals_ideal_when_no_early_firing(case, encoding):
+    net, x = case
+    res = Simulator(net, encoding=encoding).run(x, keep="all")
+    ideal = run_ideal(net, x)
+    for name, counts in ideal.counts.items():
+        np.testing.assert_array_equal(res.counts[name], counts, err_msg=name)
+    np.testing.assert_array_equal(res.predictions, ideal.predictions)
+    assert all(s.mismatched == 0 for s in res.stats.values())
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32 - 1), st.sampled_from(["uniform", "burst", "bernoulli"]))
+def test_numba_engine_equals_reference_engine(seed, encoding):
+    spec = make_spec(NET.format(c=2, h=8, w=8, mi=4, m=4, c1=3, k=3, p=1, f1=5))
+    from xbarsim.weights import random_weights
+    net = build_network(spec, random_weights(spec, seed))
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 16, size=(5, 2, 8, 8)).astype(np.int32)
+    a = Simulator(net, encoding=encoding, seed=seed).run(x, keep="all", batch=2)
+    b = Simulator(net, encoding=encoding, seed=seed, backend="reference").run(x, keep="all")
+    for name in a.counts:
+        np.testing.assert_array_equal(a.counts[name], b.counts[name], err_msg=name)
+    np.testing.assert_array_equal(a.predictions, b.predictions)
+    for name in a.stats:
+        assert a.stats[name].to_dict() == b.stats[name].to_dict()
+
+
+def single_neuron(d, theta, bias=0, m=4):
+    spec = make_spec(f"""
+name: one
+dataset: synthetic
+input: {{shape: [1, 1, 1], bits: {m}}}
+bits: {{signal: {m}, weight: 8}}
+weights: random
+layers:
+  - {{name: n, type: fc, out_features: 1}}
+""")
+    w = {"n": LayerWeights(np.array([[d]], np.int32), np.array([bias]), theta, 1.0)}
+    return build_network(spec, w)
+
+
+@pytest.mark.parametrize("d,theta,bias", [(3, 4, 0), (1, 7, 0), (5, 5, 0), (2, 9, 3), (7, 3, 0),
+                                          (-2, 4, 30), (4, 6, -5)])
+def test_if_neuron_under_constant_input_is_analytic(d, theta, bias):
+    """Input x = T spikes every cycle: the membrane after cycle t (before any reset) is
+    h + bias + (t+1)·d − θ·(spikes so far); with d ≤ θ it fires exactly when
+    floor((h + bias + (t+1)·d)/θ) increases."""
+    net = single_neuron(d, theta, bias)
+    window = 15
+    sim = Simulator(net)
+    counts, fired, resid, tr = sim.simulate_layer("n", np.array([[window]]), trace=True)
+    h = theta // 2 + bias
+    level = [np.floor_divide(h + (t + 1) * d, theta) for t in range(-1, window)]
+    if d <= theta and h < theta:
+        expect_times = [t for t in range(window) if level[t + 1] > level[t] and level[t + 1] > 0]
+        expect_times = [t for t in expect_times]
+        assert list(np.flatnonzero(tr[0, 0])) == expect_times
+        total = max(0, np.floor_divide(h + window * d, theta))
+        assert int(fired[0, 0]) == total
+        assert int(resid[0, 0]) == ((h + window * d) - theta * total) << FRAC_BITS
+    else:  # more than one threshold per cycle: one spike per cycle at most
+        assert int(fired[0, 0]) <= window
+    assert int(counts[0, 0]) == min(int(fired[0, 0]), window)
+
+
+def test_one_spike_per_cycle_limits_and_counter_saturates():
+    net = single_neuron(10, 3)  # 10 LSB per cycle, θ = 3: ideal 50 → clipped at 15
+    res = Simulator(net).run(np.array([[[[15]]]]), keep="all")
+    assert res.counts["n"][0, 0] == 15
+    assert res.stats["n"].spikes_out == 15  # one per cycle
+    assert res.stats["n"].saturated == 1
+    narrow = Simulator(net, counter_bits=2).run(np.array([[[[15]]]]), keep="all")
+    assert narrow.counts["n"][0, 0] == 3 and narrow.stats["n"].spikes_out == 15
+
+
+def test_early_firing_is_reported_as_mismatch():
+    """Positive input first, negative later: the spike cannot be taken back."""
+    spec = make_spec("""
+name: two
+dataset: synthetic
+input: {shape: [2, 1, 1], bits: 4}
+bits: {signal: 4, weight: 8}
+weights: random
+layers:
+  - {name: n, type: fc, out_features: 1}
+""")
+    w = {"n": LayerWeights(np.array([[20, -20]], np.int32), np.array([0]), 10, 1.0)}
+    net = build_network(spec, w)
+    x = np.array([[[[15]], [[15]]]])  # ideal: 15*20 - 15*20 = 0 → floor(5/10) = 0
+    res = Simulator(net, encoding="burst").run(x, keep="all")
+    assert run_ideal(net, x).counts["n"][0, 0] == 0
+    assert res.counts["n"][0, 0] == 0  # burst: both rows spike together, no early firing
+    x2 = np.array([[[[15]], [[5]]]])  # ideal floor((5 + 300 - 100)/10) = 20 → clipped to 15
+    r2 = Simulator(net, encoding="burst").run(x2, keep="all")
+    # burst: cycles 0-4 cancel, cycles 5-14 bring 2θ each but the IFC fires once per cycle
+    assert run_ideal(net, x2).counts["n"][0, 0] == 15
+    assert r2.counts["n"][0, 0] == 10 and r2.stats["n"].mismatched == 1
+    # uniform, T = 15: the -15 row (x=2) spikes at cycles 3 and 11, the +30 row (x=1) at cycle 7.
+    # Ideal: 5 + 30 - 30 = 5 -> 0. Cycle by cycle: -10 after cycle 3, 20 after cycle 7 -> spike
+    # (10 left), cycle 8 -> spike (0 left), cycle 11 -> -15: two spikes that cannot be taken back.
+    w3 = {"n": LayerWeights(np.array([[30, -15]], np.int32), np.array([0]), 10, 1.0)}
+    net3 = build_network(spec, w3)
+    x3 = np.array([[[[1]], [[2]]]])
+    r3 = Simulator(net3, encoding="uniform").run(x3, keep="all")
+    assert run_ideal(net3, x3).counts["n"][0, 0] == 0
+    assert r3.counts["n"][0, 0] == 2
+    assert r3.stats["n"].mismatched == 1
+
+
+def test_same_seed_same_counts_any_batch():
+    spec = make_spec(NET.format(c=1, h=8, w=8, mi=4, m=4, c1=4, k=3, p=0, f1=6))
+    from xbarsim.weights import random_weights
+    net = build_network(spec, random_weights(spec, 5))
+    x = np.random.default_rng(1).integers(0, 16, size=(9, 1, 8, 8)).astype(np.int32)
+    a = Simulator(net, encoding="bernoulli", seed=42).run(x, keep="all", batch=9)
+    b = Simulator(net, encoding="bernoulli", seed=42).run(x, keep="all", batch=2)
+    c = Simulator(net, encoding="bernoulli", seed=43).run(x, keep="all", batch=9)
+    for name in a.counts:
+        np.testing.assert_array_equal(a.counts[name], b.counts[name])
+    assert any(not np.array_equal(a.counts[n], c.counts[n]) for n in a.counts)
+
+
+def test_conductance_and_integer_units_agree_for_ideal_devices():
+    """The engine's fixed-point weights from programmed conductances reproduce the levels."""
+    from dataclasses import replace
+
+    from xbarsim.hardware import build_hardware
+    spec = make_spec(NET.format(c=1, h=8, w=8, mi=4, m=4, c1=4, k=3, p=0, f1=6))
+    from xbarsim.weights import random_weights
+    net = build_network(spec, random_weights(spec, 2))
+    hw = build_hardware(net)
+    forced = type(hw)(hw.device, hw.weight_bits,
+                      {k: replace(v, ideal=False) for k, v in hw.layers.items()})
+    x = np.random.default_rng(3).integers(0, 16, size=(6, 1, 8, 8)).astype(np.int32)
+    a = Simulator(net, hardware=hw).run(x, keep="all")
+    b = Simulator(net, hardware=forced).run(x, keep="all")
+    for name in a.counts:
+        np.testing.assert_array_equal(a.counts[name], b.counts[name])
+
+
+def test_options_are_validated():
+    from xbarsim.errors import XbarsimError
+    with pytest.raises(XbarsimError, match="encoding: must be one of"):
+        EngineOptions(encoding="poisson")
+    with pytest.raises(XbarsimError, match="drain_cycles"):
+        EngineOptions(drain_cycles=-1)
