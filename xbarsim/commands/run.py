@@ -140,7 +140,6 @@ def run(args) -> int:
         raise XbarsimError(f"--batch: must be >= 1 (got {args.batch})")
     if args.drain_cycles < 0:
         raise XbarsimError(f"--drain-cycles: must be >= 0 (got {args.drain_cycles})")
-    images, labels, source = load_inputs(args, spec)
     options = EngineOptions(encoding=args.encoding, reset=args.reset,
                             drain_cycles=args.drain_cycles, seed=seed, backend=args.backend)
     sim = Simulator(network, options=options)
@@ -149,6 +148,7 @@ def run(args) -> int:
         layers = None if not args.trace_layers else [s.strip() for s in args.trace_layers.split(",")]
         writer = TraceWriter(args.trace, spec, layers=layers,
                              images=parse_selection(args.trace_images))
+    images, labels, source = load_inputs(args, spec)
     keep = "all" if args.save_counts else ()
     result = sim.run(images, batch=args.batch, keep=keep, trace=writer,
                      progress=not args.no_progress and sys.stderr.isatty())
