@@ -1,0 +1,111 @@
+"""``xbarsim report DIR | network.yaml``: speed/energy/area breakdown as text and bar charts (PNG).
+
+``DIR`` is a results directory written by ``xbarsim run --out DIR`` (its ``results.json`` holds the
+cost report under ``"cost"``); a network YAML is costed directly from the ideal integer network's
+events (or the cycle-level engine's with ``--engine``) on a few images.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import DataError, XbarsimError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("report", help="cost breakdown (speed, energy, area) as text and PNG bar "
+                       "charts, from a results directory or a network YAML")
+    p.add_argument("source", help="results directory of `xbarsim run --out DIR` (or its "
+                   "results.json), or a network YAML to cost directly")
+    p.add_argument("--out", metavar="DIR", help="where to write the PNGs (default: the results "
+                   "directory; for a YAML: ./<network>-cost)")
+    p.add_argument("--circuit", default=None,
+                   help="circuit card YAML or shipped name (YAML source only; default paper-130nm)")
+    p.add_argument("--positions", choices=("paper", "parallel", "multiplexed"), default=None,
+                   help="conv positions: override the card's mapping option (YAML source only)")
+    p.add_argument("--samples", type=int, default=8,
+                   help="images to count events on (YAML source only; default 8)")
+    p.add_argument("--engine", action="store_true",
+                   help="count events with the cycle-level engine instead of the ideal network")
+    p.add_argument("--json", action="store_true", help="print the cost report as JSON")
+    p.add_argument("--no-charts", action="store_true", help="do not draw the PNGs")
+    p.set_defaults(func=run)
+
+
+def _from_results(path: Path) -> tuple:
+    file = path / "results.json" if path.is_dir() else path
+    try:
+        data = json.loads(file.read_text())
+    except FileNotFoundError:
+        raise DataError(f"{file}: not found (run `xbarsim run NETWORK --out "
+                        f"{path}` first, or give a network YAML)") from None
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{file}: not a readable results file ({exc})") from None
+    cost = data.get("cost") if isinstance(data, dict) else None
+    if not isinstance(cost, dict) or "layers" not in cost:
+        raise DataError(f"{file}: cost: missing (the run that wrote it had no cost model)")
+    return cost, file.parent
+
+
+def _from_network(args) -> tuple:
+    import numpy as np
+
+    from ..cost import estimate, load_circuit, stats_from_ideal
+    from ..cost.table5 import mnist_images, synthetic_images
+    from ..network import load_network
+
+    if args.samples < 1:
+        raise XbarsimError(f"--samples: must be >= 1 (got {args.samples})")
+    network = load_network(args.source)
+    spec = network.spec
+    images, src = (None, "")
+    if spec.dataset == "mnist":
+        images, src = mnist_images(args.samples)
+    if images is None:
+        images = synthetic_images(spec.input_shape, args.samples, spec.seed)
+        src = f"synthetic images (seed {spec.seed})"
+    if args.engine:
+        from ..engine import Simulator
+        stats = Simulator(network).run(images, batch=max(1, len(images))).stats
+    else:
+        stats = stats_from_ideal(network, network.quantize_input(np.asarray(images)))
+    card = load_circuit(args.circuit) if args.circuit else None
+    report = estimate(network, stats, circuit=card, images=len(images), positions=args.positions)
+    cost = report.to_dict()
+    cost["inputs"] = f"{src}, {len(images)} images; events from " + (
+        "the cycle-level engine" if args.engine else "the ideal integer network")
+    out = Path(args.out) if args.out else Path(f"{spec.name}-cost")
+    return cost, out
+
+
+def run(args) -> int:
+    from ..cost import format_cost
+    from ..engine.trace import atomic_write_text
+
+    src = Path(args.source)
+    if src.suffix in (".yaml", ".yml"):
+        cost, out_dir = _from_network(args)
+        if not args.no_charts or args.out:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(out_dir / "cost.json", json.dumps(cost, indent=1))
+    else:
+        if args.circuit or args.positions:
+            raise XbarsimError("--circuit/--positions: only for a network YAML source (a results "
+                               "directory is drawn as it was costed)")
+        cost, out_dir = _from_results(src)
+        if args.out:
+            out_dir = Path(args.out)
+    paths = []
+    if not args.no_charts:
+        from ..cost.charts import draw_cost_charts
+        paths = draw_cost_charts(cost, out_dir)
+    if args.json:
+        print(json.dumps(cost, indent=1))
+        return 0
+    if "inputs" in cost:
+        print(f"inputs: {cost['inputs']}")
+    print(format_cost(cost))
+    for p in paths:
+        print(f"wrote {p}")
+    return 0

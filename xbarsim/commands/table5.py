@@ -1,0 +1,130 @@
+"""``xbarsim table5``: the paper's Table 5 (LeNet, AlexNet, ResNet at 8, 4, 3 bits) on the cost
+model, in the paper's layout with speedup and savings against the 8-bit row."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from ..errors import XbarsimError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("table5", help="the paper's Table 5: speed, energy and area of LeNet, "
+                       "AlexNet and ResNet at 8, 4 and 3 bits, with speedup and savings vs 8-bit")
+    p.add_argument("--lenet-images", type=int, default=100,
+                   help="MNIST test images for LeNet (default 100)")
+    p.add_argument("--alexnet-images", type=int, default=16,
+                   help="synthetic images for AlexNet (default 16)")
+    p.add_argument("--resnet-images", type=int, default=4,
+                   help="synthetic images for ResNet (default 4)")
+    p.add_argument("--ideal", action="store_true", help="count events on the ideal integer "
+                   "network instead of the cycle-level engine (faster)")
+    p.add_argument("--circuit", default=None, help="circuit card (default paper-130nm)")
+    p.add_argument("--networks", default=None, metavar="DIR",
+                   help="folder with lenet-mnist.yaml, alexnet-cifar10.yaml, resnet18-cifar10.yaml "
+                   "(default: the source tree's networks/)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic inputs")
+    p.add_argument("--out", metavar="FILE.md", help="write the table (markdown, with the command "
+                   "that made it) to FILE.md")
+    p.add_argument("--json", action="store_true", help="print rows as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..cost import load_circuit
+    from ..cost import table5 as t5
+    from ..engine.trace import atomic_write_text
+
+    counts = {"Lenet": args.lenet_images, "Alexnet": args.alexnet_images,
+              "Resnet": args.resnet_images}
+    for model, n in counts.items():
+        if n < 1:
+            raise XbarsimError(f"--{model.lower()}-images: must be >= 1 (got {n})")
+    card = load_circuit(args.circuit) if args.circuit else None
+
+    def progress(row):
+        print(f"  {row.model} {row.bits}-bit: {row.speed_mhz:.4g} MHz, {row.energy_uj:.4g} uJ, "
+              f"{row.area_mm2:.4g} mm2", file=sys.stderr, flush=True)
+
+    kw = {} if args.networks is None else {"networks_dir": Path(args.networks)}
+    rows = t5.evaluate(images=counts, engine=not args.ideal, circuit=card, seed=args.seed,
+                       progress=progress, **kw)
+    checks = t5.check_tolerances(rows)
+    if args.json:
+        out = [{k: v for k, v in vars(r).items() if k != "report"} | {"cost": r.report.to_dict()}
+               for r in rows]
+        print(json.dumps({"rows": out, "checks": [
+            {"ratio": c[0], "ours": c[1], "paper": c[2], "tolerance": c[3], "ok": c[4]}
+            for c in checks]}, indent=1))
+        return 0
+    text = render(rows, checks, card, args)
+    print(text)
+    if args.out:
+        atomic_write_text(Path(args.out), text + "\n")
+        print(f"\nwritten to {args.out}", file=sys.stderr)
+    return 0
+
+
+def render(rows, checks, card, args) -> str:
+    from ..cost import default_circuit
+    from ..cost import table5 as t5
+
+    card = card or default_circuit()
+    argv = ["xbarsim", "table5"] + [a for a in sys.argv[2:]] if sys.argv[1:2] == ["table5"] \
+        else ["xbarsim", "table5"]
+    inputs = {}
+    for r in rows:
+        inputs.setdefault(r.model, (r.network, r.inputs, r.stats_from))
+    lines = [
+        "# Table 5 on the xbarsim cost model",
+        "",
+        f"Made by `{' '.join(shlex.quote(a) for a in argv)}` (circuit card `{card.name}`, "
+        f"{card.file or 'built in'}).",
+        "",
+        "Each row: the network at M = N = input bits = the row's bits, its events counted on:",
+        "",
+    ]
+    for model, (net, src, how) in inputs.items():
+        lines.append(f"- {model} (`networks/{net}.yaml`): {src}; events from the {how}.")
+    lines += [
+        "",
+        "**Weights are random** (trained networks do not exist yet) and **the CIFAR-10 networks run "
+        "on synthetic inputs** (the data set is not available): energies depend on activity, so "
+        "absolute energies are estimates; speed and area do not depend on the data.",
+        "",
+        t5.format_markdown(rows),
+        "",
+        "The issue's acceptance checks (speedup within 10 %, energy saving within 5 points, area "
+        "saving within 3 points of the paper):",
+        "",
+        "| ratio | ours | paper | tolerance | within |",
+        "|---|---|---|---|---|",
+    ]
+    for label, ours, paper, tol, ok in checks:
+        lines.append(f"| {label} | {ours:.2f} | {paper} | {tol} | {'yes' if ok else 'NO'} |")
+    bad = [c for c in checks if not c[4]]
+    if any("Alexnet 8->3 speedup" == c[0] for c in bad):
+        lines += ["", "The AlexNet 8->3 speedup cannot match: the paper prints 11.8x, but its own "
+                  "speeds give 3.79 / 0.27 = 14.0x. The model reproduces the printed speeds "
+                  "(3.79 and 0.268 MHz) and so their ratio."]
+    lines += ["", "Per-component energy per image (uJ):", "",
+              "| row | " + " | ".join(_components(rows)) + " |",
+              "|---|" + "---|" * len(_components(rows))]
+    for r in rows:
+        per = {k: v * 1e6 / r.report.images for k, v in r.report.energy_j.items()}
+        lines.append(f"| {r.model} {r.bits}-bit | " + " | ".join(
+            f"{per[k]:.3g}" for k in _components(rows)) + " |")
+    lines += ["", "See docs/cost-model.md for the model and which parameters the paper pins."]
+    return "\n".join(lines)
+
+
+def _components(rows) -> list:
+    keys = []
+    for r in rows:
+        for k, v in r.report.energy_j.items():
+            if v and k not in keys:
+                keys.append(k)
+    return keys
