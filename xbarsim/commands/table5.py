@@ -4,6 +4,7 @@ model, in the paper's layout with speedup and savings against the 8-bit row."""
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -75,6 +76,15 @@ def render(rows, checks, card, args) -> str:
     card = card or default_circuit()
     argv = ["xbarsim", "table5"] + [a for a in sys.argv[2:]] if sys.argv[1:2] == ["table5"] \
         else ["xbarsim", "table5"]
+    env = os.environ.get("XBARSIM_DATA")
+    if env:
+        argv = [f"XBARSIM_DATA={env}"] + argv
+    file = card.file
+    if file:
+        try:
+            file = os.path.relpath(file)
+        except ValueError:
+            pass
     inputs = {}
     for r in rows:
         inputs.setdefault(r.model, (r.network, r.inputs, r.stats_from))
@@ -82,7 +92,7 @@ def render(rows, checks, card, args) -> str:
         "# Table 5 on the xbarsim cost model",
         "",
         f"Made by `{' '.join(shlex.quote(a) for a in argv)}` (circuit card `{card.name}`, "
-        f"{card.file or 'built in'}).",
+        f"`{file or 'built in'}`).",
         "",
         "Each row: the network at M = N = input bits = the row's bits, its events counted on:",
         "",

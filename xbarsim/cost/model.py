@@ -64,7 +64,7 @@ class LayerCost:
     replicas: int = 1         # copies (output positions when positions run in parallel)
     ifcs: int = 0             # IFCs (and counters) built
     window_cycles: int = 0    # cycles of one window (incl. drain and latch)
-    time_s: float = 0.0       # time per image (0 for layers off the critical path is NOT implied)
+    time_s: float = 0.0       # time of this layer per image (whether or not on the critical path)
     critical: bool = False    # on the longest path that sets the latency
     energy_j: dict = field(default_factory=dict)
     area_um2: dict = field(default_factory=dict)

@@ -86,7 +86,7 @@ def mnist_images(n: int):
         rows, cols = int.from_bytes(head[8:12], "big"), int.from_bytes(head[12:16], "big")
         k = min(n, count)
         data = np.frombuffer(fh.read(k * rows * cols), np.uint8)
-    return data.reshape(k, 1, rows, cols), f"MNIST test set ({path})"
+    return data.reshape(k, 1, rows, cols), "MNIST test set ($XBARSIM_DATA/mnist)"
 
 
 def synthetic_images(shape, n: int, seed: int):
@@ -152,7 +152,10 @@ def evaluate(models=TABLE5_NETWORKS, bits=TABLE5_BITS, images: dict | None = Non
 
 
 def _g(x, digits=3) -> str:
-    return f"{x:.{digits}g}" if x < 10 ** digits else f"{x:,.0f}"
+    if x >= 10 ** digits:
+        return f"{x:,.0f}"
+    text = f"{x:#.{digits}g}"
+    return text[:-1] if text.endswith(".") else text
 
 
 def format_markdown(rows, paper: bool = True) -> str:
