@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from xbarsim.config import Section
-from xbarsim.cost import (ENERGY_COMPONENTS, Energy, Options, Timing, default_circuit, estimate,
-                          format_cost, load_circuit, parse_circuit, stats_from_ideal)
+from xbarsim.cost import (ENERGY_COMPONENTS, Timing, default_circuit, estimate, format_cost,
+                          load_circuit, parse_circuit, stats_from_ideal)
 from xbarsim.cost import table5 as t5
 from xbarsim.errors import ConfigError
 from xbarsim.hardware import build_hardware
@@ -340,3 +340,18 @@ def test_table5_ratios_within_the_issue_tolerances(monkeypatch):
     assert [r.layers for r in rows if r.bits == 8] == [4, 8, 18]
     md = t5.format_markdown(rows)
     assert "| Lenet 4-bit | 4 |" in md and "13.9x" in md
+
+
+def test_table5_command_writes_markdown(tmp_path, capsys, monkeypatch):
+    from xbarsim.cli import main
+
+    monkeypatch.delenv("XBARSIM_DATA", raising=False)
+    out = tmp_path / "t5.md"
+    assert main(["table5", "--ideal", "--lenet-images", "2", "--alexnet-images", "1",
+                 "--resnet-images", "1", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert text.startswith("# Table 5 on the xbarsim cost model")
+    assert "**Weights are random**" in text and "synthetic" in text
+    assert "| Alexnet 8->3 speedup |" in text and "3.79 / 0.27 = 14.0x" in text
+    assert main(["table5", "--resnet-images", "0"]) == 2
+    assert "--resnet-images: must be >= 1 (got 0)" in capsys.readouterr().err

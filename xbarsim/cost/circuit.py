@@ -216,8 +216,7 @@ def parse_circuit(sec: Section, default_name: str = "circuit") -> CircuitCard:
     rd = _Reader(sources)
     name = sec.str("name", default_name)
     source = sec.str("source", "")
-    tech = rd.number(sec, "technology_nm", 130.0, lo=1.0, hi=100000.0) if sec.has(
-        "technology_nm") else 130.0
+    tech = rd.number(sec, "technology_nm", 130.0, lo=1.0, hi=100000.0)
 
     t = sec.section("timing")
     t.finish(allowed=("source", "latch_cycles", "input_layer", "network_overhead_s", "schedule",
@@ -236,8 +235,6 @@ def parse_circuit(sec: Section, default_name: str = "circuit") -> CircuitCard:
             if key == "source":
                 continue
             overheads[str(key)] = rd.number(ov, key, 0.0, lo=0.0, hi=1.0)
-        if "source" not in ov.node and not overheads:
-            pass
     timing = Timing(latch_cycles=latch,
                     input_layer=t.str("input_layer", "fixed", choices=INPUT_LAYER_MODES),
                     network_overhead_s=overheads,
