@@ -16,6 +16,16 @@ from .yamlio import Node, Seq
 _MISSING = object()
 
 
+class _Null:
+    """Shown as ``null`` in messages (``ConfigError`` treats ``got=None`` as 'no value')."""
+
+    def __str__(self) -> str:
+        return "null"
+
+
+_NULL = _Null()
+
+
 def _type_name(value) -> str:
     if value is None:
         return "null"
@@ -53,6 +63,8 @@ class Section:
         return getattr(self.node, "line", None)
 
     def error(self, key, message, got=_MISSING) -> ConfigError:
+        if got is None:
+            got = _NULL
         return ConfigError(self.file, self.line(key), self.key_path(key) if key is not None
                            else self.prefix or None, message,
                            got=None if got is _MISSING else got, has_got=got is not _MISSING)

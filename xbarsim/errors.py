@@ -28,8 +28,10 @@ class ConfigError(XbarsimError):
 
 
 def _show(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"  # as YAML spells it
     if isinstance(value, str):
-        return repr(value) if value == "" or value != value.strip() else value
+        return repr(value) if _needs_quotes(value) else value
     if isinstance(value, float):
         return repr(value)
     if isinstance(value, (list, tuple)):
@@ -37,6 +39,20 @@ def _show(value) -> str:
     if isinstance(value, dict):
         return "{" + ", ".join(f"{k}: {_show(v)}" for k, v in value.items()) + "}"
     return str(value)
+
+
+def _needs_quotes(text: str) -> bool:
+    """Quote strings that would otherwise read as something else: empty, padded, or a YAML
+    number/boolean/null written in quotes (``stride: '2'`` shows as ``'2'``, not ``2``)."""
+    if text == "" or text != text.strip():
+        return True
+    if text.lower() in ("true", "false", "yes", "no", "on", "off", "null", "~"):
+        return True
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 class DataError(XbarsimError):

@@ -99,8 +99,10 @@ def _parse_layers(sec: Section, input_shape: tuple) -> list:
     previous = INPUT
     for i in range(len(seq)):
         lsec = item_section(seq, i, sec.file, "layers")
+        if not lsec.has("type"):  # a misspelt 'type' gets its did-you-mean before 'missing'
+            lsec.finish(allowed={k for keys in LAYER_KEYS.values() for k in keys})
         kind = lsec.str("type", choices=LAYER_KINDS)
-        lsec.finish(allowed=LAYER_KEYS[kind])
+        _check_layer_keys(lsec, kind)
         name = lsec.str("name", f"{kind}{i}")
         if name == INPUT:
             raise lsec.error("name", f"'{INPUT}' is reserved for the network input", name)
@@ -124,6 +126,17 @@ def _parse_layers(sec: Section, input_shape: tuple) -> list:
                           "the last layer must be conv or fc (its counts are the class scores)",
                           got=last.kind)
     return layers
+
+
+def _check_layer_keys(lsec: Section, kind: str) -> None:
+    """Unknown keys; a key that belongs to another layer type says which keys this type takes."""
+    allowed = LAYER_KEYS[kind]
+    every = {k for keys in LAYER_KEYS.values() for k in keys}
+    for key in lsec.node:
+        if key not in allowed and key in every:
+            raise lsec.error(key, f"{kind} layers do not take this key (they take "
+                             f"{', '.join(allowed)})")
+    lsec.finish(allowed=allowed)
 
 
 def _check_ref(lsec: Section, key, ref, shapes):
@@ -162,8 +175,9 @@ def _infer(lsec: Section, kind, name, inputs, shapes) -> LayerSpec:
         if lsec.has("in_features"):
             stated = lsec.int("in_features", lo=1)
             if stated != features:
-                raise lsec.error("in_features", f"does not match the incoming {_fmt(in_shape)} "
-                                 f"= {features} features", stated)
+                came = (f"{_fmt(in_shape)} = {features}" if len(in_shape) > 1 else str(features))
+                raise lsec.error("in_features", f"does not match the {came} features coming in "
+                                 f"from {inputs[0]}", stated)
         return LayerSpec(name, kind, inputs, in_shape, (out,), line=line)
     # conv and pooling need a feature map
     if len(in_shape) != 3:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import did_you_mean
 from .errors import ConfigError
 from .layers import NetworkSpec
 
@@ -64,11 +65,25 @@ def load_weights(path, spec: NetworkSpec) -> dict:
     path = Path(path)
     name = str(path)
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
     except FileNotFoundError:
         raise ConfigError(name, None, None, "weights file not found") from None
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+    except OSError as exc:
+        raise ConfigError(name, None, None, f"cannot read weights file ({exc.strerror})") from None
+    if magic[:2] != b"PK":
+        raise ConfigError(name, None, None, "not a .npz file (no zip archive header)",
+                          got="empty file", has_got=not magic)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {}
+            for k in z.files:
+                value = z[k]
+                if not isinstance(value, np.ndarray):
+                    raise ConfigError(name, None, k, "not a .npy array inside the .npz",
+                                      has_got=False)
+                arrays[k] = value
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise ConfigError(name, None, None, f"not a readable .npz file ({exc})") from None
     return weights_from_arrays(arrays, spec, name)
 
@@ -90,8 +105,8 @@ def weights_from_arrays(arrays: dict, spec: NetworkSpec, name: str = "<arrays>")
         if prefix in ("meta",) or key == "input.act_scale":
             continue
         if prefix not in compute:
-            raise err(key, "no conv/fc layer of that name in the network "
-                      f"(layers: {', '.join(compute)})", has_got=False)
+            raise err(key, f"no conv/fc layer '{prefix}' in the network (it has "
+                      f"{', '.join(compute)}){did_you_mean(prefix, list(compute))}", has_got=False)
         if field not in INT_KEYS + FLOAT_KEYS:
             raise err(key, f"unknown field '{field}' (expected {', '.join(INT_KEYS)} "
                       f"or {', '.join(FLOAT_KEYS)})", has_got=False)
@@ -134,9 +149,10 @@ def _scalar(arrays, key, default, err):
 def _check_array(arrays, key, shape, err, where):
     a = np.asarray(arrays[key])
     if a.shape != tuple(shape):
-        raise err(key, f"shape does not match {where}, which needs {tuple(shape)}", tuple(a.shape))
+        raise err(key, f"shape does not match {where}, which needs {tuple(shape)}",
+                  str(tuple(a.shape)))
     if a.dtype.kind not in "biuf":
-        raise err(key, "must be numeric", str(a.dtype))
+        raise err(key, "must be numeric", f"dtype {a.dtype}")
     if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
         bad = np.argwhere(~np.isfinite(a))[0]
         raise err(key, f"contains NaN or inf at index {tuple(int(i) for i in bad)}",
@@ -148,7 +164,7 @@ def _as_int(a, key, err):
     if a.dtype.kind == "f":
         if not np.all(a == np.round(a)):
             bad = np.argwhere(a != np.round(a))[0]
-            raise err(key, f"must hold integers (index {tuple(int(i) for i in bad)})",
+            raise err(key, f"must hold integers, but index {tuple(int(i) for i in bad)} does not",
                       float(a[tuple(bad)]))
     return a.astype(np.int64)
 
@@ -172,7 +188,8 @@ def _integer_layer(arrays, layer, spec, where, err) -> LayerWeights:
         raise err(t_key, "must be a scalar", f"shape {tuple(theta_a.shape)}")
     theta_v = float(theta_a.reshape(()))
     if not np.isfinite(theta_v) or theta_v != round(theta_v) or theta_v < 1:
-        raise err(t_key, "must be an integer >= 1", theta_v)
+        raise err(t_key, "must be an integer >= 1",
+                  int(theta_v) if np.isfinite(theta_v) and theta_v == round(theta_v) else theta_v)
     step = _scalar(arrays, f"{layer.name}.step", 1.0, err)
     return LayerWeights(levels.astype(np.int32), bias, int(theta_v), step)
 

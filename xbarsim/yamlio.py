@@ -87,10 +87,23 @@ def loads_yaml(text: str, name: str = "<string>") -> Node:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
         problem = exc.problem or exc.context or "invalid YAML"
+        ctx = exc.context_mark
+        if exc.problem and exc.context and ctx is not None and mark is not None \
+                and ctx.line != mark.line:
+            problem += f" ({exc.context} that started on line {ctx.line + 1})"
         raise ConfigError(name, line, None, f"invalid YAML: {problem}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(name, None, None, f"invalid YAML: {exc}") from None
     if not isinstance(data, Node):
         raise ConfigError(name, 1, None, "top level must be a mapping of keys to values",
-                          got=type(data).__name__ if data is not None else "empty file")
+                          got=_kind(data))
     return data
+
+
+def _kind(data) -> str:
+    if data is None:
+        return "empty file"
+    if isinstance(data, list):
+        return "a list"
+    names = {str: "string", int: "integer", float: "number", bool: "boolean"}
+    return f"a single {names.get(type(data), type(data).__name__)}"

@@ -15,8 +15,11 @@ def register(sub) -> None:
 def run(args) -> int:
     from ..mapping import format_mapping, map_network
     from ..spec import load_network_spec
+    from ..weights import load_weights
 
     spec = load_network_spec(args.network)
+    if spec.weights != "random":
+        load_weights(spec.weights, spec)  # validate the weights file too (shapes, ranges, NaN)
     mapping = map_network(spec)
     if args.json:
         out = {"network": spec.name, "weights": spec.n_weights, **mapping.to_dict()}
