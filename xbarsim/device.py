@@ -61,7 +61,7 @@ def parse_device(sec: Section, default_name: str = "device") -> DeviceCard:
     r_on = sec.float("r_on_ohm", 50e3, lo=0, lo_open=True)
     r_off = sec.float("r_off_ohm", 1e6, lo=0, lo_open=True)
     if r_on >= r_off:
-        raise sec.error("r_on_ohm", f"must be smaller than r_off_ohm ({r_off:g})", r_on)
+        raise sec.error("r_on_ohm", f"must be smaller than r_off_ohm = {r_off:g}", r_on)
     levels = sec.int("levels", 0, lo=0, hi=1 << 20)
     if levels == 1:
         raise sec.error("levels", "must be 0 (as many as the weights need) or >= 2", levels)

@@ -16,6 +16,7 @@ from .errors import ConfigError
 class Node(dict):
     line: int = 0
     key_lines: dict
+    duplicates: list = ()  # (key, line, first line) of repeated keys; loads_yaml reports them
     file: str = ""
 
     def line_of(self, key) -> int:
@@ -43,16 +44,19 @@ def _make_loader(filename: str):
         out.line = node.start_mark.line + 1
         out.key_lines = {}
         out.file = filename
+        out.duplicates = []
         for key_node, value_node in node.value:
             key = loader.construct_object(key_node, deep=True)
             if not isinstance(key, (str, int, float, bool)) or key is None:
                 raise ConfigError(filename, key_node.start_mark.line + 1, str(key),
                                   "mapping keys must be plain scalars")
-            if key in out:
-                raise ConfigError(filename, key_node.start_mark.line + 1, str(key),
-                                  f"duplicate key (first given on line {out.key_lines[key]})")
+            line = key_node.start_mark.line + 1
+            if key in out:  # reported after loading, when the full key path is known
+                if not any(d[0] == key for d in out.duplicates):
+                    out.duplicates.append((key, line, out.key_lines[key]))
+                continue
             out[key] = loader.construct_object(value_node, deep=True)
-            out.key_lines[key] = key_node.start_mark.line + 1
+            out.key_lines[key] = line
         return out
 
     def construct_sequence(loader, node, deep=False):
@@ -97,7 +101,24 @@ def loads_yaml(text: str, name: str = "<string>") -> Node:
     if not isinstance(data, Node):
         raise ConfigError(name, 1, None, "top level must be a mapping of keys to values",
                           got=_kind(data))
+    dups = []
+    _find_duplicates(data, "", dups)
+    if dups:
+        line, path, first = min(dups)
+        raise ConfigError(name, line, path, f"duplicate key (first given on line {first})")
     return data
+
+
+def _find_duplicates(value, prefix: str, out: list) -> None:
+    """Collect ``(line, key path, first line)`` of every repeated key in the loaded tree."""
+    if isinstance(value, Node):
+        for key, line, first in value.duplicates:
+            out.append((line, f"{prefix}.{key}" if prefix else str(key), first))
+        for key, child in value.items():
+            _find_duplicates(child, f"{prefix}.{key}" if prefix else str(key), out)
+    elif isinstance(value, Seq):
+        for i, child in enumerate(value):
+            _find_duplicates(child, f"{prefix}[{i}]", out)
 
 
 def _kind(data) -> str:
