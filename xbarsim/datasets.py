@@ -13,9 +13,11 @@ This module only needs numpy and the standard library (downloads use ``urllib``)
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import hashlib
 import io
+import math
 import os
 import pickle
 import struct
@@ -222,7 +224,7 @@ def _download(url: str, dest: Path, md5: str) -> Path:
             plain_url_error = (isinstance(exc, urllib.error.URLError)
                                and not isinstance(exc, urllib.error.HTTPError))
             reason = exc.reason if plain_url_error else exc
-            raise _Unavailable(f"download of {url} failed: {reason}") from None
+            raise _Unavailable(f"download of {dest.name} failed: {reason}") from None
         actual = digest.hexdigest()
         if actual != md5:
             raise DataError(f"{url}: md5 mismatch for {dest.name}: expected {md5}, got {actual} "
@@ -295,7 +297,7 @@ def read_idx(path) -> np.ndarray:
                                 f"{4 * ndim} bytes (got {len(dims_raw)})")
             dims = struct.unpack(f">{ndim}I", dims_raw)
             dtype = _IDX_TYPES[code]
-            nbytes = int(np.prod(dims, dtype=np.float64)) * dtype.itemsize
+            nbytes = math.prod(dims) * dtype.itemsize
             if nbytes > _MAX_IDX_BYTES:
                 raise DataError(f"{path}: IDX header declares {nbytes} data bytes, more than "
                                 f"the 4 GiB this reader accepts (got dims {list(dims)})")
@@ -366,11 +368,13 @@ def load_mnist(split: str = "test", root=None, download: bool = True):
 
 def _numpy_constructors() -> dict:
     """The only callables a CIFAR batch pickle may reference: numpy's array/dtype/scalar
-    reconstructors (under their numpy 1 and numpy 2 module names)."""
+    reconstructors (under their numpy 1 and numpy 2 module names), and ``_codecs.encode``, with
+    which pickle protocol 2 spells Python 3 ``bytes``."""
     reconstruct = np.zeros(1).__reduce__()[0]
     frombuffer = np.zeros(1).__reduce_ex__(5)[0]
     scalar = np.float64(0).__reduce__()[0]
-    table = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
+    table = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
+             ("_codecs", "encode"): codecs.encode}
     for mod in ("numpy.core", "numpy._core"):
         table[(f"{mod}.multiarray", "_reconstruct")] = reconstruct
         table[(f"{mod}.multiarray", "scalar")] = scalar
