@@ -10,6 +10,7 @@ import http.server
 import io
 import os
 import pickle
+import pickletools
 import socket
 import struct
 import tarfile
@@ -515,6 +516,41 @@ def test_cifar_str_keys_and_protocols(tmp_path, protocol):
     path.write_bytes(pickle.dumps(batch, protocol=protocol))
     images, labels = datasets.read_cifar_batch(path)
     assert np.array_equal(images.reshape(2, -1), batch["data"])
+
+
+class Py2Pickler(pickle._Pickler):
+    """Writes str and bytes as Python 2 ``str`` (BINSTRING opcodes), as cPickle did when the
+    CIFAR-10 batches were made."""
+
+    def save_py2str(self, obj):
+        raw = obj.encode("latin-1") if isinstance(obj, str) else obj
+        if len(raw) < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([len(raw)]) + raw)
+        else:
+            self.write(pickle.BINSTRING + struct.pack("<i", len(raw)) + raw)
+        self.memoize(obj)
+
+    dispatch = dict(pickle._Pickler.dispatch)
+    dispatch[bytes] = save_py2str
+    dispatch[str] = save_py2str
+
+
+def test_cifar_python2_style_batch(tmp_path):
+    """A batch as the canonical files spell it: Python 2 strings, numpy 1 module names."""
+    batch = {"batch_label": "testing batch 1 of 1", "labels": [3, 1, 9],
+             "data": np.random.default_rng(0).integers(0, 256, (3, 3072), dtype=np.uint8),
+             "filenames": ["a.png", "b.png", "c.png"]}
+    buf = io.BytesIO()
+    Py2Pickler(buf, protocol=2).dump(batch)
+    raw = buf.getvalue().replace(b"numpy._core.multiarray\n", b"numpy.core.multiarray\n")
+    assert b"numpy.core.multiarray\n_reconstruct" in raw
+    assert not any(op.name in ("BINUNICODE", "SHORT_BINUNICODE")
+                   for op, _, _ in pickletools.genops(raw))
+    path = tmp_path / "test_batch"
+    path.write_bytes(raw)
+    images, labels = datasets.read_cifar_batch(path)
+    assert labels.tolist() == [3, 1, 9]
+    assert np.array_equal(images.reshape(3, -1), batch["data"])
 
 
 def test_cifar_folder_layouts(env):
