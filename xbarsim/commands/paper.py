@@ -1,0 +1,256 @@
+"""``xbarsim paper lenet``: the paper's Tables 2, 3 and 4 for LeNet on MNIST.
+
+Trains what is missing in ``--workdir`` (a float network, then Neuron Convergence and NC+WC for
+each width) or reuses what is there, then measures on all 10,000 MNIST test images:
+
+* Table 2 (signals quantized, float weights), from the quantized software model: w/o = the float
+  network with every signal clipped and rounded to M bits at a data-chosen scale; w/ = Neuron
+  Convergence.
+* Table 3 (weights quantized, float signals), software model: w/o = plain rounding to N-bit
+  fixed point (max-based power-of-two step); w/ = Weight Clustering (Eq. 6) on the same network.
+* Table 4 (both quantized): the ideal integer network (``run_ideal``) and the cycle-level engine,
+  w/o = the float network quantized directly (weights file in float form, rounded on load),
+  w/ = NC + WC + fine-tuning (the shipped ``networks/lenet-mnist-<M>b.npz``).
+
+Needs the ``train`` extra (PyTorch) for training and for the Tables 2-3 software model.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import XbarsimError
+
+PAPER = {  # the paper's LeNet rows (Tables 1-4), for the side-by-side columns
+    "ideal": 98.16,
+    2: {"wo": {5: 97.74, 4: 97.0, 3: 92.9}, "w": {5: 98.16, 4: 98.15, 3: 98.13}},
+    3: {"wo": {5: 98.16, 4: 97.86, 3: 94.52}, "w": {5: 98.16, 4: 98.1, 3: 97.79}},
+    4: {"wo": {5: 97.74, 4: 96.38, 3: 93.43}, "w": {5: 98.16, 4: 98.14, 3: 97.46}},
+}
+
+
+def register(sub) -> None:
+    p = sub.add_parser("paper", help="reproduce the paper's Tables 2-4 for LeNet/MNIST "
+                       "(trains what is missing; needs the train extra)")
+    p.add_argument("which", choices=("lenet",), help="which network's tables")
+    p.add_argument("--network", default="networks/lenet-mnist.yaml", help="base network YAML")
+    p.add_argument("--workdir", default="runs/paper-lenet",
+                   help="where trained files are kept and reused (default runs/paper-lenet)")
+    p.add_argument("--ship", default="networks",
+                   help="folder of the shipped lenet-mnist-<M>b.npz used for Table 4 w/ when "
+                   "present (default networks; '' to always use the workdir's)")
+    p.add_argument("--bits", default="5,4,3", help="widths M = N for the tables (default 5,4,3)")
+    p.add_argument("--epochs", type=int, default=30, help="float training epochs (default 30)")
+    p.add_argument("--nc-epochs", type=int, default=10, help="Neuron Convergence epochs")
+    p.add_argument("--finetune-epochs", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-engine", action="store_true", help="skip the cycle-level column")
+    p.add_argument("--samples", type=int, default=None, help="test images (default all 10,000)")
+    p.add_argument("--out", default=None, metavar="FILE.md", help="write the tables (markdown)")
+    p.add_argument("--json", metavar="FILE.json", help="write every figure as JSON")
+    p.set_defaults(func=run)
+
+
+def _train(network, bits, method, out, extra, log):
+    cmd = [sys.executable, "-m", "xbarsim", "train", str(network), "--bits", f"{bits},{bits}",
+           "--method", method, "--out", str(out), "--no-progress"] + [str(e) for e in extra]
+    log("$ " + " ".join(["xbarsim"] + cmd[3:]))
+    rc = subprocess.call(cmd)
+    if rc != 0:
+        raise XbarsimError(f"training failed ({' '.join(cmd[3:])}), exit status {rc}")
+
+
+def run(args) -> int:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise XbarsimError("xbarsim paper needs PyTorch: pip install -e '.[train]'") from None
+    from ..network import build_network
+    from ..reference import run_ideal
+    from ..spec import load_network_spec
+    from ..train import quant
+    from ..train.loop import (TrainConfig, accuracy, calibrate, integer_predictions,
+                              load_mnist_arrays, read_float_form, save_float_form, setup_torch)
+    from ..train.model import QNet, load_float_state
+    from ..weights import load_weights
+
+    widths = [int(b) for b in args.bits.split(",")]
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    base = load_network_spec(args.network)
+    lines_log = []
+
+    def log(line):
+        print(line, flush=True)
+        lines_log.append(line)
+
+    seed = ["--seed", args.seed]
+    plain = work / "plain.npz"
+    if not plain.exists():
+        _train(args.network, 8, "plain", plain, ["--epochs", args.epochs] + seed, log)
+    for m in widths:
+        nc = work / f"nc-{m}b.npz"
+        if not nc.exists():
+            _train(args.network, m, "nc", nc,
+                   ["--init", plain, "--epochs", args.nc_epochs] + seed, log)
+        shipped = Path(args.ship) / f"lenet-mnist-{m}b.npz" if args.ship else None
+        ncwc = work / f"ncwc-{m}b.npz"
+        if not ncwc.exists() and not (shipped and shipped.exists()):
+            _train(args.network, m, "nc+wc", ncwc,
+                   ["--init", nc, "--epochs", 0, "--finetune-epochs", args.finetune_epochs] + seed,
+                   log)
+
+    setup_torch(args.seed, 1)
+    images, labels = load_mnist_arrays("test", args.samples)
+    calib = load_mnist_arrays("train", 2000)[0]
+    figs = {"samples": int(len(images)), "tables": {2: {}, 3: {}, 4: {}}}
+
+    # ideal float network
+    spec8 = replace(base, signal_bits=8, weight_bits=8, input_bits=8)
+    state, _, _ = read_float_form(plain, spec8)
+    model = QNet(spec8)
+    load_float_state(model, state)
+    model.mode = "float"
+    ideal = 100 * accuracy(model, images, labels)
+    figs["ideal"] = ideal
+    log(f"ideal float network: {ideal:.2f}%")
+    engine = None
+    if not args.no_engine:
+        try:
+            from ..engine import Simulator
+            engine = Simulator
+        except ImportError:
+            log("cycle-level engine not available: Table 4 cycle-level column left empty")
+
+    for m in widths:
+        spec = replace(base, signal_bits=m, weight_bits=m, input_bits=m)
+        # Table 2 -------------------------------------------------------------------------
+        model = QNet(spec)
+        load_float_state(model, state)
+        model.scales = calibrate(model, calib, len(calib))
+        model.mode = "scale"
+        t2_wo = 100 * accuracy(model, images, labels)
+        nc_state, _, _ = read_float_form(work / f"nc-{m}b.npz", spec)
+        nc_model = QNet(spec)
+        load_float_state(nc_model, nc_state)
+        nc_model.mode = "count"
+        t2_w = 100 * accuracy(nc_model, images, labels)
+        figs["tables"][2][m] = {"wo": t2_wo, "w": t2_w}
+        log(f"Table 2, {m} bits: w/o {t2_wo:.2f}%  w/ {t2_w:.2f}%")
+        # Table 3 -------------------------------------------------------------------------
+        model.mode = "float"
+        lim = quant.max_level(m)
+        wo_steps, w_steps = {}, {}
+        for layer in spec.compute_layers:
+            w = state[layer.name][0]
+            wo_steps[layer.name] = quant.round_step(w, m)
+            w_steps[layer.name] = quant.cluster(w, m, "pow2")[0]
+        model.wsteps = wo_steps
+        t3_wo = 100 * accuracy(model, images, labels)
+        model.wsteps = w_steps
+        t3_w = 100 * accuracy(model, images, labels)
+        figs["tables"][3][m] = {"wo": t3_wo, "w": t3_w}
+        log(f"Table 3, {m} bits: w/o {t3_wo:.2f}%  w/ {t3_w:.2f}%  (levels ±{lim})")
+        # Table 4 -------------------------------------------------------------------------
+        model.wsteps = {}
+        wo_file = work / f"wo-{m}b.npz"
+        save_float_form(wo_file, model, model.scales, 1.0 / model.top_in,
+                        {"method": "plain (w/o)", "seed": args.seed})
+        shipped = Path(args.ship) / f"lenet-mnist-{m}b.npz" if args.ship else None
+        w_file = shipped if shipped and shipped.exists() else work / f"ncwc-{m}b.npz"
+        row = {"w_file": str(w_file)}
+        for key, path in (("wo", wo_file), ("w", w_file)):
+            net = build_network(spec, load_weights(path, spec))
+            sig = net.quantize_input(images)
+            ideal_pred = run_ideal(net, sig).predictions
+            row[f"{key}_ideal"] = 100 * float(np.mean(ideal_pred == labels))
+            if key == "w":
+                soft = integer_predictions(spec, net.weights, images)
+                row["w_software"] = 100 * float(np.mean(soft == labels))
+                row["w_software_vs_ideal_differ"] = int(np.sum(soft != ideal_pred))
+            if engine is not None:
+                t0 = time.time()
+                res = engine(net).run(sig)
+                row[f"{key}_cycle"] = 100 * float(np.mean(res.predictions == labels))
+                row[f"{key}_cycle_vs_ideal_differ"] = int(np.sum(res.predictions != ideal_pred))
+                row[f"{key}_cycle_seconds"] = time.time() - t0
+        figs["tables"][4][m] = row
+        log(f"Table 4, {m} bits: " + ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
+                                             for k, v in row.items() if k != "w_file"))
+    text = format_tables(figs, widths, args)
+    print(text)
+    if args.out:
+        from ..engine.trace import atomic_write_text
+        atomic_write_text(args.out, text)
+    if args.json:
+        from ..engine.trace import atomic_write_text
+        atomic_write_text(args.json, json.dumps(figs, indent=1, default=str))
+    return 0
+
+
+def _pct(v):
+    return "—" if v is None else f"{v:.2f}%"
+
+
+def _table(title, rows, widths):
+    out = [f"**{title}**", "", "| | " + " | ".join(f"{m}-bit" for m in widths) + " |",
+           "|---|" + "---:|" * len(widths)]
+    for name, vals in rows:
+        out.append(f"| {name} | " + " | ".join(vals) + " |")
+    return "\n".join(out) + "\n"
+
+
+def format_tables(figs, widths, args) -> str:
+    ideal = figs["ideal"]
+    t = figs["tables"]
+    parts = [f"Ideal (float) LeNet accuracy: **{ideal:.2f}%** on {figs['samples']} MNIST test "
+             f"images (paper Table 1: {PAPER['ideal']}%).\n"]
+
+    def block(num, title, wo, w):
+        rows = [("LeNet (w/o)", [_pct(wo[m]) for m in widths]),
+                ("LeNet (w/)", [_pct(w[m]) for m in widths]),
+                ("Recovered Acc.", [_pct(None if w[m] is None or wo[m] is None else w[m] - wo[m])
+                                    for m in widths]),
+                ("Acc. Drop", [_pct(None if w[m] is None else w[m] - ideal) for m in widths]),
+                ("paper w/o", [_pct(PAPER[num]["wo"].get(m)) for m in widths]),
+                ("paper w/", [_pct(PAPER[num]["w"].get(m)) for m in widths])]
+        return _table(title, rows, widths)
+
+    parts.append(block(2, "Table 2: signals quantized to M bits, float weights (software model)",
+                       {m: t[2][m]["wo"] for m in widths}, {m: t[2][m]["w"] for m in widths}))
+    parts.append(block(3, "Table 3: weights quantized to N bits, float signals (software model)",
+                       {m: t[3][m]["wo"] for m in widths}, {m: t[3][m]["w"] for m in widths}))
+    parts.append(block(4, "Table 4 (ideal integer network, run_ideal): signals and weights "
+                       "quantized, M = N",
+                       {m: t[4][m]["wo_ideal"] for m in widths},
+                       {m: t[4][m]["w_ideal"] for m in widths}))
+    if all("w_cycle" in t[4][m] for m in widths):
+        parts.append(block(4, "Table 4 (cycle-level engine, xbarsim.engine.Simulator defaults): "
+                           "signals and weights quantized, M = N",
+                           {m: t[4][m]["wo_cycle"] for m in widths},
+                           {m: t[4][m]["w_cycle"] for m in widths}))
+    else:
+        parts.append("Table 4 (cycle-level engine): not run (engine unavailable or --no-engine).\n")
+    checks = ["| | " + " | ".join(f"{m}-bit" for m in widths) + " |",
+              "|---|" + "---:|" * len(widths),
+              "| w/ software quantized model (torch, exact) | "
+              + " | ".join(_pct(t[4][m].get("w_software")) for m in widths) + " |",
+              "| images where software model ≠ run_ideal | "
+              + " | ".join(str(t[4][m].get("w_software_vs_ideal_differ", "—")) for m in widths)
+              + " |"]
+    if all("w_cycle" in t[4][m] for m in widths):
+        for key, name in (("w", "w/"), ("wo", "w/o")):
+            checks.append(f"| {name}: images where cycle-level ≠ run_ideal | "
+                          + " | ".join(str(t[4][m][f"{key}_cycle_vs_ideal_differ"]) for m in widths)
+                          + " |")
+    parts.append("**Consistency checks**\n\n" + "\n".join(checks) + "\n")
+    parts.append("Weights used for Table 4 w/: " + ", ".join(f"`{t[4][m]['w_file']}`"
+                                                             for m in widths) + ".\n")
+    return "\n".join(parts)

@@ -1,0 +1,113 @@
+"""``xbarsim train network.yaml --bits M,N --method {plain,nc,nc+wc}``: quantization-aware training
+(paper Sec. 3) on MNIST, writing a weights file the simulator reads. Needs the ``train`` extra."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import replace
+
+from ..errors import XbarsimError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train a network with Neuron Convergence / Weight Clustering "
+                       "(needs the train extra: PyTorch)")
+    p.add_argument("network", help="network YAML file (its layers; bits from --bits)")
+    p.add_argument("--bits", required=True, metavar="M,N",
+                   help="signal bits M and weight bits N, e.g. 4,4")
+    p.add_argument("--method", choices=("plain", "nc", "nc+wc"), default="nc+wc",
+                   help="plain: float training (file in float form: the simulator rounds it, the "
+                   "w/o baseline); nc: Neuron Convergence (float weights, rounded on load); "
+                   "nc+wc: NC, Weight Clustering and fine-tuning (integer file)")
+    p.add_argument("--epochs", type=int, default=20, help="training epochs (default 20)")
+    p.add_argument("--finetune-epochs", type=int, default=3,
+                   help="nc+wc: epochs with clustered weights (default 3)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="Adam learning rate (default 3e-3 from scratch, 1e-3 with --init)")
+    p.add_argument("--finetune-lr", type=float, default=3e-4)
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--lambda", dest="lam", type=float, default=1e-4,
+                   help="λ_i of Eq. 2 for every layer (R_g summed per image; default 1e-4)")
+    p.add_argument("--layer-lambda", action="append", default=[], metavar="NAME=VALUE",
+                   help="per-layer λ_i override (repeatable)")
+    p.add_argument("--alpha", type=float, default=0.1, help="α of Eq. 3 (default 0.1)")
+    p.add_argument("--weight-decay", type=float, default=0.0, help="λ·R(W) of Eq. 2 (L2)")
+    p.add_argument("--grid", choices=("pow2", "unit"), default="pow2",
+                   help="Weight Clustering steps: pow2 = 2^-k fixed point (default), "
+                   "unit = 1/θ for any integer θ")
+    p.add_argument("--shift", type=int, default=2, help="random-shift augmentation in pixels")
+    p.add_argument("--init", metavar="FILE.npz",
+                   help="start from a float-form file written by --method plain or nc")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--train-limit", type=int, default=None, help="use the first N training images")
+    p.add_argument("--test-limit", type=int, default=None, help="use the first N test images")
+    p.add_argument("--out", required=True, metavar="FILE.npz", help="weights file to write")
+    p.add_argument("--log", metavar="FILE.json", help="write the per-epoch history and figures")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=run)
+
+
+def parse_bits(text: str) -> tuple:
+    parts = text.split(",")
+    try:
+        m, n = (int(p) for p in parts)
+    except ValueError:
+        raise XbarsimError(f"--bits: must be M,N, two integers (got {text})") from None
+    if not 1 <= m <= 16 or not 2 <= n <= 16:
+        raise XbarsimError(f"--bits: M must be in 1..16 and N in 2..16 (got {text})")
+    return m, n
+
+
+def run(args) -> int:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise XbarsimError("xbarsim train needs PyTorch: pip install -e '.[train]'") from None
+    from ..spec import load_network_spec
+    from ..train.loop import TrainConfig, save_result, train
+
+    m, n = parse_bits(args.bits)
+    spec = load_network_spec(args.network)
+    in_bits = m if spec.input_bits == spec.signal_bits else spec.input_bits
+    spec = replace(spec, signal_bits=m, weight_bits=n, input_bits=in_bits)
+    lambdas = {}
+    names = [l.name for l in spec.compute_layers]
+    for item in args.layer_lambda:
+        name, _, value = item.partition("=")
+        if name not in names:
+            raise XbarsimError(f"--layer-lambda: no conv/fc layer '{name}' (have {', '.join(names)})")
+        try:
+            lambdas[name] = float(value)
+        except ValueError:
+            raise XbarsimError(f"--layer-lambda: {item}: value must be a number") from None
+    for key in ("epochs", "finetune_epochs", "batch", "threads"):
+        v = getattr(args, key)
+        if v < (1 if key in ("batch", "threads") else 0):
+            raise XbarsimError(f"--{key.replace('_', '-')}: must be >= "
+                               f"{1 if key in ('batch', 'threads') else 0} (got {v})")
+    lr = args.lr if args.lr is not None else (1e-3 if args.init else 3e-3)
+    cfg = TrainConfig(method=args.method, epochs=args.epochs, finetune_epochs=args.finetune_epochs,
+                      batch=args.batch, lr=lr, finetune_lr=args.finetune_lr,
+                      weight_decay=args.weight_decay, lam=args.lam, lambdas=lambdas,
+                      alpha=args.alpha, grid=args.grid, shift=args.shift, seed=args.seed,
+                      threads=args.threads, train_limit=args.train_limit,
+                      test_limit=args.test_limit)
+
+    def log(line):
+        print(line, flush=True)
+
+    res = train(spec, cfg, init=args.init, log=log,
+                progress=not args.no_progress and sys.stderr.isatty())
+    save_result(args.out, res, cfg)
+    for k, v in res.figures.items():
+        print(f"test accuracy ({k}): {100 * v:.2f}%")
+    print(f"weights written to {args.out} (M={m}, N={n}, method {args.method}, seed {args.seed})")
+    if args.log:
+        from ..engine.trace import atomic_write_text
+        atomic_write_text(args.log, json.dumps({"config": vars(args) | {"func": None},
+                                                "history": res.history, "figures": res.figures,
+                                                "clustering": res.clustering}, indent=1,
+                                               default=str))
+    return 0

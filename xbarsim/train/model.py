@@ -1,0 +1,246 @@
+"""A PyTorch model of a :class:`~xbarsim.layers.NetworkSpec` with the paper's quantizers.
+
+Signal modes (``QNet.mode``):
+
+* ``float`` - ReLU signals, input ``p = u/255``: the ideal float network (Table 1) and the
+  baselines' source.
+* ``scale`` - w/o baseline of Table 2: the float network with each layer's signal clipped and
+  rounded to ``M`` bits at a scale chosen from data (``scales[name]`` = float value of one count);
+  the input is ``rint(p·(2^M_in−1))`` counts.
+* ``count`` - Neuron Convergence: every signal is measured in counter units and quantized to
+  ``clip(floor(a + 1/2), 0, 2^M−1)`` with a straight-through gradient; the Eq. 3 regularizer is
+  collected in ``model.reg``. The input is the integer image ``rint(u/255·(2^M_in−1))``.
+
+Weights are float parameters; ``model.wsteps[name] = s`` makes the forward use
+``s·clip(rint(W/s), −lim, lim)`` (straight-through) and the bias ``s·rint(b/s)`` - the fine-tuning
+after Weight Clustering. In ``count`` mode with ``s = 1/θ`` the exported integer network
+(:func:`export_integer`) computes exactly what :func:`exact_forward` computes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import XbarsimError
+from ..layers import INPUT
+from ..weights import LayerWeights
+from . import quant
+
+MODES = ("float", "scale", "count")
+
+
+class QNet(nn.Module):
+    def __init__(self, spec, seed: int = 0):
+        super().__init__()
+        for layer in spec.layers:
+            if layer.kind not in ("conv", "fc", "maxpool", "avgpool", "flatten", "add"):
+                raise XbarsimError(f"{spec.source}: training does not support {layer.kind} layers")
+        self.spec = spec
+        self.bits = spec.signal_bits
+        self.weight_bits = spec.weight_bits
+        self.top = (1 << spec.signal_bits) - 1
+        self.top_in = (1 << spec.input_bits) - 1
+        self.mode = "float"
+        self.scales: dict = {}
+        self.wsteps: dict = {}
+        self.lambdas: dict = {}
+        self.alpha = quant.ALPHA
+        self.reg = torch.zeros(())
+        g = torch.Generator().manual_seed(int(seed))
+        self.weight = nn.ParameterDict()
+        self.bias = nn.ParameterDict()
+        for layer in spec.compute_layers:
+            fan_in = layer.rows
+            w = torch.randn(layer.weight_shape, generator=g) * math.sqrt(2.0 / fan_in)
+            self.weight[layer.name] = nn.Parameter(w)
+            self.bias[layer.name] = nn.Parameter(torch.zeros(layer.cols))
+
+    # -- inputs ----------------------------------------------------------------------------------
+    def prepare(self, images_u8: torch.Tensor) -> torch.Tensor:
+        """uint8 images → the model's input (float tensor) for the current mode."""
+        u = images_u8.to(torch.int64)
+        counts = (u * (2 * self.top_in) + 255) // 510  # rint(u/255·top_in), exact (network.py)
+        if self.mode == "float":
+            return u.to(torch.float32) / 255.0
+        if self.mode == "scale":
+            return counts.to(torch.float32) / self.top_in
+        return counts.to(torch.float32)
+
+    # -- forward ---------------------------------------------------------------------------------
+    def layer_params(self, name):
+        w, b = self.weight[name], self.bias[name]
+        s = self.wsteps.get(name)
+        if s is not None:
+            lim = quant.max_level(self.weight_bits)
+            w = quant.ste_quantize_weight(w, s, lim)
+            b = b + (torch.round(b / s) * s - b).detach()
+        return w, b
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Returns the last layer's pre-activation (class scores); ``self.reg`` holds Σ λ_i R_g."""
+        values = {INPUT: x}
+        reg = x.new_zeros(())
+        last = self.spec.layers[-1].name
+        c = quant.count_to_o(self.bits)
+        for layer in self.spec.layers:
+            h = values[layer.inputs[0]]
+            if layer.is_compute:
+                w, b = self.layer_params(layer.name)
+                if layer.kind == "conv":
+                    a = F.conv2d(h, w, b, stride=layer.stride, padding=layer.padding)
+                else:
+                    a = F.linear(h.flatten(1), w, b)
+                if self.mode == "count":
+                    lam = self.lambdas.get(layer.name, 0.0)
+                    if lam and self.training:
+                        r = quant.r_g(F.relu(a) * c, self.bits, self.alpha)
+                        reg = reg + lam * r.flatten(1).sum(1).mean()
+                if layer.name == last:
+                    y = a
+                elif self.mode == "float":
+                    y = F.relu(a)
+                elif self.mode == "scale":
+                    s = self.scales[layer.name]
+                    y = torch.clamp(torch.floor(a / s + 0.5), 0, self.top) * s
+                else:
+                    y = quant.ste_quantize_signal(a, self.top)
+            elif layer.kind == "maxpool":
+                y = F.max_pool2d(h, layer.kernel, layer.stride)
+            elif layer.kind == "avgpool":
+                y = F.avg_pool2d(h, layer.kernel, layer.stride)
+                if self.mode == "count":
+                    y = quant.ste_round_half_up(y)
+                elif self.mode == "scale":
+                    s = self.scales.get(layer.inputs[0], 1.0)
+                    y = torch.floor(y / s + 0.5) * s
+            elif layer.kind == "flatten":
+                y = h.flatten(1)
+            else:  # add
+                y = h + values[layer.inputs[1]]
+                if self.mode == "count":
+                    y = torch.clamp(y, 0, self.top)
+            values[layer.name] = y
+        self.reg = reg
+        return values[last]
+
+    # -- activations for calibration ---------------------------------------------------------------
+    @torch.no_grad()
+    def activation_max(self, x: torch.Tensor, quantile: float = 1.0) -> dict:
+        """Per compute layer, the largest (or ``quantile``) post-ReLU output over ``x`` (float mode)."""
+        out = {}
+        hooks = {}
+        values = {INPUT: x}
+        for layer in self.spec.layers:
+            h = values[layer.inputs[0]]
+            if layer.is_compute:
+                w, b = self.layer_params(layer.name)
+                a = (F.conv2d(h, w, b, stride=layer.stride, padding=layer.padding)
+                     if layer.kind == "conv" else F.linear(h.flatten(1), w, b))
+                y = F.relu(a)
+                flat = y.flatten()
+                out[layer.name] = float(flat.max() if quantile >= 1 else
+                                        torch.quantile(flat[flat > 0][:1_000_000], quantile))
+            elif layer.kind == "maxpool":
+                y = F.max_pool2d(h, layer.kernel, layer.stride)
+            elif layer.kind == "avgpool":
+                y = F.avg_pool2d(h, layer.kernel, layer.stride)
+            elif layer.kind == "flatten":
+                y = h.flatten(1)
+            else:
+                y = h + values[layer.inputs[1]]
+            values[layer.name] = y
+        del hooks
+        return out
+
+
+# -- float <-> count units ---------------------------------------------------------------------------
+def float_state(model: QNet) -> dict:
+    """``{name: (W, b)}`` as float64 numpy arrays."""
+    return {n: (model.weight[n].detach().double().numpy().copy(),
+                model.bias[n].detach().double().numpy().copy()) for n in model.weight}
+
+
+def load_float_state(model: QNet, state: dict) -> None:
+    with torch.no_grad():
+        for n, (w, b) in state.items():
+            model.weight[n].copy_(torch.as_tensor(w, dtype=torch.float32))
+            model.bias[n].copy_(torch.as_tensor(b, dtype=torch.float32))
+
+
+def to_count_units(spec, state: dict, act_scale: dict, in_scale: float) -> dict:
+    """Rescale a float network whose layer outputs have float value ``act_scale[name]`` per count
+    (input: ``in_scale`` per count) into counter units: ``W' = W·S_in/S_out``, ``b' = b/S_out``."""
+    out = {}
+    scale_of = {INPUT: in_scale}
+    for layer in spec.layers:
+        if layer.is_compute:
+            s_in, s_out = scale_of[layer.inputs[0]], act_scale[layer.name]
+            w, b = state[layer.name]
+            out[layer.name] = (w * s_in / s_out, b / s_out)
+            scale_of[layer.name] = s_out
+        else:
+            scale_of[layer.name] = scale_of[layer.inputs[0]]
+    return out
+
+
+# -- integer export and exact evaluation ---------------------------------------------------------------
+def export_integer(model: QNet) -> dict:
+    """``{name: LayerWeights}`` of a count-mode model whose every layer has ``wsteps[name] = 1/θ``."""
+    lim = quant.max_level(model.weight_bits)
+    out = {}
+    for layer in model.spec.compute_layers:
+        s = model.wsteps[layer.name]
+        theta = int(round(1.0 / s))
+        if theta < 1 or abs(theta * s - 1.0) > 1e-12:
+            raise XbarsimError(f"layer {layer.name}: step {s} is not 1/θ for an integer θ >= 1")
+        w = model.weight[layer.name].detach().double().numpy()
+        b = model.bias[layer.name].detach().double().numpy()
+        levels = quant.assign(w, s, lim).astype(np.int32)
+        bias = np.rint(b / s).astype(np.int64)
+        out[layer.name] = LayerWeights(levels, bias, theta, float(s))
+    return out
+
+
+@torch.no_grad()
+def exact_forward(spec, weights: dict, signals: torch.Tensor):
+    """The integer network in torch float64 (exact below 2^53): returns ``(counts, preact)`` of the
+    last layer and the prediction ``argmax(preact)`` (first index on ties).
+
+    Why argmax of the pre-activation: ``count = clip(floor(pre/θ), 0, top)`` is non-decreasing in
+    ``pre``, so the image's largest count always belongs to the class with the largest ``pre``, and
+    the simulator's tie-break (larger pre-activation, then lower index) picks exactly that class.
+    """
+    top = (1 << spec.signal_bits) - 1
+    values = {INPUT: signals.to(torch.float64)}
+    last = spec.layers[-1].name
+    pre = None
+    for layer in spec.layers:
+        h = values[layer.inputs[0]]
+        if layer.is_compute:
+            lw = weights[layer.name]
+            d = torch.as_tensor(lw.levels, dtype=torch.float64)
+            b = torch.as_tensor(lw.bias, dtype=torch.float64) + float(lw.theta // 2)
+            a = (F.conv2d(h, d, b, stride=layer.stride, padding=layer.padding)
+                 if layer.kind == "conv" else F.linear(h.flatten(1), d, b))
+            y = torch.clamp(torch.floor(a / lw.theta), 0, top)
+            # a/θ in float64 is exact enough for floor: a is an integer < 2^53, θ an integer; the
+            # quotient's rounding cannot cross an integer boundary (checked in tests).
+            if layer.name == last:
+                pre = a
+        elif layer.kind == "maxpool":
+            y = F.max_pool2d(h, layer.kernel, layer.stride)
+        elif layer.kind == "avgpool":
+            n = layer.kernel * layer.kernel
+            y = torch.floor((F.avg_pool2d(h, layer.kernel, layer.stride) * n + n // 2) / n)
+        elif layer.kind == "flatten":
+            y = h.flatten(1)
+        else:
+            y = torch.clamp(h + values[layer.inputs[1]], 0, top)
+        values[layer.name] = y
+    counts = values[last]
+    return counts, pre, torch.argmax(pre.flatten(1), dim=1)
