@@ -61,6 +61,7 @@ def parse_bits(text: str) -> tuple:
 
 
 def run(args) -> int:
+    m, n = parse_bits(args.bits)
     try:
         import torch  # noqa: F401
     except ImportError:
@@ -68,7 +69,6 @@ def run(args) -> int:
     from ..spec import load_network_spec
     from ..train.loop import TrainConfig, save_result, train
 
-    m, n = parse_bits(args.bits)
     spec = load_network_spec(args.network)
     in_bits = m if spec.input_bits == spec.signal_bits else spec.input_bits
     spec = replace(spec, signal_bits=m, weight_bits=n, input_bits=in_bits)

@@ -1,0 +1,236 @@
+"""Training (issue 4): Eq. 3 regularizer, Weight Clustering vs rounding, seeded reproducibility,
+and the exported integer network against the software quantized model and run_ideal.
+
+Tests that need PyTorch are marked ``train`` and skip without it; the clustering tests are numpy.
+Tests on MNIST skip when the data set is not found (set XBARSIM_DATA).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from xbarsim.train import quant
+
+TINY = """\
+name: tiny
+dataset: mnist
+input: {shape: [1, 28, 28]}
+bits: {signal: 3, weight: 3}
+weights: random
+layers:
+  - {name: conv1, type: conv, out_channels: 4, kernel: 5, stride: 2}
+  - {name: pool1, type: maxpool, kernel: 2}
+  - {name: fc1, type: fc, out_features: 12}
+  - {name: fc2, type: fc, out_features: 10}
+"""
+
+
+def _mnist_or_skip():
+    from xbarsim import datasets
+
+    if datasets.find_dataset("mnist", "train") is None or datasets.find_dataset("mnist", "test") is None:
+        pytest.skip("MNIST not found (set XBARSIM_DATA)")
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    from xbarsim.spec import load_network_spec
+
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY)
+    return path, load_network_spec(path)
+
+
+# -- Eq. 3 ----------------------------------------------------------------------------------------------
+# (o, M, r_g(o), dr_g/do) worked out by hand from Eq. 3 with α = 0.1
+POINTS = [
+    (0.0, 2, 0.0, None),      # |o| = 0: no penalty (gradient undefined at the kink)
+    (1.0, 2, 0.1, 0.1),       # below the knee 2^(M-1) = 2: α|o|
+    (-1.5, 2, 0.15, -0.1),
+    (2.0, 2, 0.2, None),      # at the knee: |o| - 2 + 0.1|o| = 0.2 (continuous)
+    (3.0, 2, 1.3, 1.1),       # above: 3 - 2 + 0.3
+    (-3.0, 2, 1.3, -1.1),
+    (7.0, 4, 0.7, 0.1),       # M = 4: knee 8
+    (10.0, 4, 3.0, 1.1),      # 10 - 8 + 1
+]
+
+
+@pytest.mark.parametrize("o,m,value,_", POINTS)
+def test_rg_value_numpy(o, m, value, _):
+    assert quant.r_g(np.array([o]), m)[0] == pytest.approx(value, abs=1e-12)
+
+
+@pytest.mark.train
+@pytest.mark.parametrize("o,m,value,grad", POINTS)
+def test_rg_value_and_gradient_torch(o, m, value, grad):
+    torch = pytest.importorskip("torch")
+    x = torch.tensor([o], dtype=torch.float64, requires_grad=True)
+    r = quant.r_g(x, m)
+    assert float(r.detach()) == pytest.approx(value, abs=1e-12)
+    if grad is not None:
+        r.sum().backward()
+        assert float(x.grad) == pytest.approx(grad, abs=1e-12)
+
+
+def test_rg_alpha_and_count_mapping():
+    assert quant.r_g(np.array([1.0]), 3, alpha=0.5)[0] == pytest.approx(0.5)
+    # the knee 2^(M-1) in Eq. 3 units is the counter's top 2^M - 1
+    for m in (2, 3, 4, 8):
+        assert ((1 << m) - 1) * quant.count_to_o(m) == pytest.approx(1 << (m - 1))
+
+
+# -- Eq. 6 ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("bits", [2, 3, 4, 5, 8])
+@pytest.mark.parametrize("seed", range(6))
+def test_clustering_never_worse_than_rounding(bits, seed):
+    rng = np.random.default_rng(seed)
+    shape = (16, 8, 5, 5) if seed % 2 else (14, 256)
+    w = rng.standard_normal(shape) * rng.uniform(0.01, 2.0)
+    if seed % 3 == 0:  # heavy tail: rounding's max-based step wastes levels
+        w.flat[rng.integers(w.size)] *= 20
+    step, levels, err = quant.cluster(w, bits)
+    r_step, r_levels = quant.plain_round(w, bits)
+    r_err = quant.sq_error(w, r_step, r_levels)
+    assert err <= r_err + 1e-12
+    assert np.abs(levels).max() <= quant.max_level(bits)
+    assert err == pytest.approx(quant.sq_error(w, step, levels))
+    assert np.log2(step) == np.round(np.log2(step))  # fixed point
+    # with the integer-θ constraint of the count-mode network (θ = 1/s ≤ 4096)
+    for grid in ("pow2", "unit"):
+        s2, d2, e2 = quant.cluster(w, bits, grid, max_theta=4096)
+        if r_step <= 1:
+            assert e2 <= r_err + 1e-12
+        assert round(1 / s2) * s2 == pytest.approx(1.0)
+
+
+def test_assignment_is_optimal_for_a_fixed_step():
+    # brute force over every level for every weight: nearest clipped level is the minimiser
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal(200)
+    lim, s = quant.max_level(3), 0.4
+    d = quant.assign(w, s, lim)
+    grid = np.arange(-lim, lim + 1)
+    best = grid[np.argmin((grid[None, :] * s - w[:, None]) ** 2, axis=1)]
+    assert np.array_equal(np.abs(d * s - w), np.abs(best * s - w))
+
+
+def test_cluster_is_the_best_candidate_and_continuous_step_not_worse():
+    rng = np.random.default_rng(2)
+    w = rng.laplace(size=500) * 0.1
+    s, d, e = quant.cluster(w, 3)
+    lim = quant.max_level(3)
+    for c in quant.candidate_steps(w, 3):
+        assert e <= quant.sq_error(w, c, quant.assign(w, c, lim)) + 1e-12
+    cs, cd, ce = quant.continuous_step(w, 3)
+    assert ce <= e + 1e-12
+
+
+def test_rounding_collapses_at_three_bits_where_clustering_does_not():
+    # one outlier: rounding's step is max|W|/3, so almost every weight rounds to 0
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal(1000) * 0.05
+    w[0] = 1.0
+    r_step, r_levels = quant.plain_round(w, 3)
+    assert np.mean(r_levels == 0) > 0.95
+    s, d, e = quant.cluster(w, 3)
+    assert np.mean(d == 0) < 0.6
+    assert e < 0.5 * quant.sq_error(w, r_step, r_levels)
+
+
+# -- training ---------------------------------------------------------------------------------------------
+def _cfg(**kw):
+    from xbarsim.train.loop import TrainConfig
+
+    base = dict(epochs=1, finetune_epochs=1, train_limit=300, test_limit=200, batch=50,
+                calib_images=100, seed=0)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.mark.train
+def test_training_is_reproducible_with_a_seed(tiny):
+    pytest.importorskip("torch")
+    _mnist_or_skip()
+    from xbarsim.train.loop import train
+    from xbarsim.train.model import float_state
+
+    _, spec = tiny
+    runs = [train(spec, _cfg(method="nc", seed=s), log=lambda _: None, progress=False)
+            for s in (7, 7, 8)]
+    a, b, c = (float_state(r.model) for r in runs)
+    for name in a:
+        assert np.array_equal(a[name][0], b[name][0]) and np.array_equal(a[name][1], b[name][1])
+    assert runs[0].history == [dict(h, seconds=runs[0].history[i]["seconds"])
+                               for i, h in enumerate(runs[1].history)]
+    assert any(not np.array_equal(a[n][0], c[n][0]) for n in a)
+
+
+@pytest.mark.train
+def test_exported_integer_network_equals_software_model(tiny):
+    torch = pytest.importorskip("torch")
+    _mnist_or_skip()
+    from xbarsim.network import build_network
+    from xbarsim.reference import run_ideal
+    from xbarsim.train.loop import integer_predictions, load_mnist_arrays, train
+    from xbarsim.train.model import exact_forward
+
+    _, spec = tiny
+    res = train(spec, _cfg(method="nc+wc"), log=lambda _: None, progress=False)
+    images, labels = load_mnist_arrays("test", 300)
+    net = build_network(spec, res.weights)
+    sig = net.quantize_input(images)
+    ideal = run_ideal(net, sig)
+    counts, pre, pred = exact_forward(spec, res.weights, torch.from_numpy(sig))
+    assert np.array_equal(pred.numpy(), ideal.predictions)
+    assert np.array_equal(counts.numpy().astype(np.int64), ideal.counts["fc2"].astype(np.int64))
+    assert np.array_equal(pre.numpy().astype(np.int64), ideal.preact.astype(np.int64))
+    assert np.array_equal(integer_predictions(spec, res.weights, images), ideal.predictions)
+    # the training-mode (straight-through, float32) forward computes the same network
+    model = res.model
+    model.eval()
+    with torch.no_grad():
+        z = model(model.prepare(torch.from_numpy(images)))
+    assert np.mean(z.argmax(1).numpy() == ideal.predictions) >= 0.99
+    for name, lw in res.weights.items():
+        assert lw.theta == round(1 / lw.step) and lw.theta >= 1
+        assert np.abs(lw.levels).max() <= quant.max_level(spec.weight_bits)
+
+
+@pytest.mark.train
+def test_train_cli_writes_weights_the_simulator_loads(tiny, tmp_path):
+    pytest.importorskip("torch")
+    _mnist_or_skip()
+    from xbarsim.network import load_network
+
+    yaml_path, _ = tiny
+    plain = tmp_path / "plain.npz"
+    out = tmp_path / "w.npz"
+    common = ["--train-limit", "300", "--test-limit", "100", "--batch", "50", "--no-progress"]
+    r = subprocess.run([sys.executable, "-m", "xbarsim", "train", str(yaml_path), "--bits", "3,3",
+                        "--method", "plain", "--epochs", "1", "--out", str(plain)] + common,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "plain epoch 1/1" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "xbarsim", "train", str(yaml_path), "--bits", "3,3",
+                        "--method", "nc+wc", "--epochs", "1", "--finetune-epochs", "1",
+                        "--init", str(plain), "--out", str(out)] + common,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    net = load_network(yaml_path, weights=out)
+    assert set(net.weights) == {"conv1", "fc1", "fc2"}
+    net_plain = load_network(yaml_path, weights=plain)  # float form, rounded on load (w/o)
+    assert all(lw.theta >= 1 for lw in net_plain.weights.values())
+
+
+def test_train_cli_bad_bits_is_one_line():
+    r = subprocess.run([sys.executable, "-m", "xbarsim", "train",
+                        str(Path(__file__).parents[1] / "networks" / "lenet-mnist.yaml"),
+                        "--bits", "4", "--out", "x.npz"], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == ["xbarsim: error: --bits: must be M,N, two integers "
+                                             "(got 4)"]
