@@ -23,7 +23,8 @@ class ConfigError(XbarsimError):
         where = self.file if self.line is None else f"{self.file}:{self.line}"
         text = f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
         if self.has_got:
-            text += f" (got {_show(self.got)})"
+            got = _show(self.got)
+            text += f" (got {got if len(got) <= 80 else got[:77] + '...'})"
         return text
 
 
@@ -44,8 +45,8 @@ def _show(value) -> str:
 def _needs_quotes(text: str) -> bool:
     """Quote strings that would otherwise read as something else: empty, padded, or a YAML
     number/boolean/null written in quotes (``stride: '2'`` shows as ``'2'``, not ``2``)."""
-    if text == "" or text != text.strip():
-        return True
+    if text == "" or text != text.strip() or not text.isprintable():
+        return True  # repr() keeps a newline or control character on the one line
     if text.lower() in ("true", "false", "yes", "no", "on", "off", "null", "~"):
         return True
     try:

@@ -92,13 +92,20 @@ def weights_from_arrays(arrays: dict, spec: NetworkSpec, name: str = "<arrays>")
     def err(key, msg, got=None, has_got=True):
         return ConfigError(name, None, key, msg, got=got, has_got=has_got)
 
-    fmt = arrays.get("meta.format")
-    if fmt is not None and str(fmt) != FORMAT:
-        raise err("meta.format", f"unsupported format, expected {FORMAT}", str(fmt))
+    if "meta.format" in arrays:
+        fmt = _meta(arrays, "meta.format", err)
+        if not isinstance(fmt, str) or fmt != FORMAT:
+            raise err("meta.format", f"unsupported format, expected {FORMAT}", str(fmt)[:40])
     for key, bits in (("meta.signal_bits", spec.signal_bits), ("meta.weight_bits", spec.weight_bits)):
-        if key in arrays and int(arrays[key]) != bits:
-            raise err(key, f"file was made for {int(arrays[key])} bits but the network says {bits}",
-                      int(arrays[key]))
+        if key in arrays:
+            value = _meta(arrays, key, err)
+            whole = (isinstance(value, (int, float)) and not isinstance(value, bool)
+                     and bool(np.isfinite(value)) and value == int(value))
+            if not whole:
+                raise err(key, "must be an integer", str(value)[:40])
+            if int(value) != bits:
+                raise err(key, f"file was made for {int(value)} bits but the network says {bits}",
+                          int(value))
     compute = {layer.name: layer for layer in spec.compute_layers}
     for key in arrays:
         prefix, _, field = key.partition(".")
@@ -134,12 +141,21 @@ def weights_from_arrays(arrays: dict, spec: NetworkSpec, name: str = "<arrays>")
     return out
 
 
+def _meta(arrays, key, err):
+    a = np.asarray(arrays[key])
+    if a.size != 1:
+        raise err(key, "must be a scalar", f"shape {tuple(a.shape)}")
+    return a.reshape(()).item()
+
+
 def _scalar(arrays, key, default, err):
     if key not in arrays:
         return default
     a = np.asarray(arrays[key])
     if a.size != 1:
         raise err(key, "must be a scalar", f"shape {tuple(a.shape)}")
+    if a.dtype.kind not in "biuf":
+        raise err(key, "must be a number", f"dtype {a.dtype}")
     v = float(a.reshape(()))
     if not np.isfinite(v) or v <= 0:
         raise err(key, "must be a positive finite number", v)
@@ -186,6 +202,8 @@ def _integer_layer(arrays, layer, spec, where, err) -> LayerWeights:
     theta_a = np.asarray(arrays[t_key])
     if theta_a.size != 1:
         raise err(t_key, "must be a scalar", f"shape {tuple(theta_a.shape)}")
+    if theta_a.dtype.kind not in "biuf":
+        raise err(t_key, "must be a number", f"dtype {theta_a.dtype}")
     theta_v = float(theta_a.reshape(()))
     if not np.isfinite(theta_v) or theta_v != round(theta_v) or theta_v < 1:
         raise err(t_key, "must be an integer >= 1",

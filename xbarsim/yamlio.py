@@ -96,8 +96,13 @@ def loads_yaml(text: str, name: str = "<string>") -> Node:
                 and ctx.line != mark.line:
             problem += f" ({exc.context} that started on line {ctx.line + 1})"
         raise ConfigError(name, line, None, f"invalid YAML: {problem}") from None
+    except yaml.reader.ReaderError as exc:  # a control character; it has a position, not a mark
+        line = text.count("\n", 0, exc.position) + 1
+        char = exc.character if isinstance(exc.character, str) else chr(exc.character)
+        raise ConfigError(name, line, None, "invalid YAML: this character is not allowed",
+                          got=f"U+{ord(char):04X}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(name, None, None, f"invalid YAML: {exc}") from None
+        raise ConfigError(name, None, None, "invalid YAML: " + " ".join(str(exc).split())) from None
     if not isinstance(data, Node):
         raise ConfigError(name, 1, None, "top level must be a mapping of keys to values",
                           got=_kind(data))
