@@ -41,8 +41,8 @@ def register(sub) -> None:
                        "(trains what is missing; needs the train extra)")
     p.add_argument("which", choices=("lenet",), help="which network's tables")
     p.add_argument("--network", default="networks/lenet-mnist.yaml", help="base network YAML")
-    p.add_argument("--workdir", default="runs/paper-lenet",
-                   help="where trained files are kept and reused (default runs/paper-lenet)")
+    p.add_argument("--workdir", default="results/paper-lenet",
+                   help="where trained files are kept and reused (default results/paper-lenet)")
     p.add_argument("--ship", default="networks",
                    help="folder of the shipped lenet-mnist-<M>b.npz used for Table 4 w/ when "
                    "present (default networks; '' to always use the workdir's)")

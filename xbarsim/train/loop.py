@@ -213,6 +213,11 @@ def read_float_form(path, spec) -> tuple:
     return state, scales, in_scale
 
 
+def _file_method(path) -> str:
+    with np.load(path, allow_pickle=False) as z:
+        return str(z["meta.method"]) if "meta.method" in z.files else ""
+
+
 # -- recipes ------------------------------------------------------------------------------------------------
 @dataclass
 class TrainResult:
@@ -255,6 +260,12 @@ def train(spec, cfg: TrainConfig, init=None, log=print, progress=True) -> TrainR
     # nc / nc+wc: count units
     if init is not None:
         state, scales, in_scale = read_float_form(init, spec)
+        if _file_method(init) == "plain":
+            # a float network: choose this width's count scale from data (as the w/o baseline)
+            load_float_state(model, state)
+            scales, in_scale = calibrate(model, tr[0], cfg.calib_images, cfg.quantile), in_count
+            log("init: float network rescaled to counter units (largest activation of each "
+                f"layer over {cfg.calib_images} training images = {model.top} counts)")
         load_float_state(model, to_count_units(spec, state, scales, in_scale))
     model.mode = "count"
     model.lambdas = {l.name: cfg.lambdas.get(l.name, cfg.lam) for l in spec.compute_layers}
