@@ -6,7 +6,7 @@ hardware → engine → results. :func:`run_ideal` is the ideal integer referenc
 """
 
 from .device import DeviceCard, load_device
-from .engine import EngineOptions, RunResult, Simulator
+from .engine import EngineOptions, IFCParams, RunResult, Simulator
 from .hardware import Hardware, build_hardware
 from .errors import ConfigError, DataError, XbarsimError
 from .layers import LayerSpec, NetworkSpec
@@ -19,7 +19,8 @@ from .weights import LayerWeights, load_weights, save_weights
 __version__ = "0.1.0"
 
 __all__ = [
-    "ConfigError", "DataError", "DeviceCard", "EngineOptions", "Hardware", "RunResult", "Simulator",
+    "ConfigError", "DataError", "DeviceCard", "EngineOptions", "Hardware", "IFCParams", "RunResult",
+    "Simulator",
     "build_hardware", "LayerSpec", "LayerWeights", "Mapping", "Network",
     "NetworkSpec", "XbarsimError", "build_network", "load_device", "load_network",
     "load_network_spec", "load_weights", "map_network", "quantize_images", "run_ideal",

@@ -1,6 +1,7 @@
 """The cycle-level engine (numba kernels + numpy twins)."""
 
 from .encoding import ENCODINGS, schedule
+from ..nonideal import IFCParams
 from .simulator import EngineOptions, RunResult, Simulator
 
-__all__ = ["ENCODINGS", "EngineOptions", "RunResult", "Simulator", "schedule"]
+__all__ = ["ENCODINGS", "EngineOptions", "IFCParams", "RunResult", "Simulator", "schedule"]

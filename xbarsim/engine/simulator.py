@@ -15,6 +15,7 @@ import numpy as np
 from ..errors import XbarsimError
 from ..hardware import FRAC_BITS, Hardware, build_hardware
 from ..layers import INPUT
+from ..nonideal import IFCParams
 from ..reference import im2col, pool, preactivation
 from ..stats import LayerStats
 from . import kernels, twin
@@ -34,8 +35,9 @@ class EngineOptions:
     init: initial membrane: ``half`` = ``⌊θ/2⌋ + bias`` (rounding, default) or ``zero`` = ``bias``.
     drain_cycles: extra cycles with no input after the window.
     counter_bits: counter width (default: the network's M); counts saturate at ``2^bits − 1``.
-    seed: seed of every random draw (Bernoulli spikes).
+    seed: seed of every random draw (Bernoulli spikes, device non-idealities, IFC mismatch).
     backend: ``numba`` kernels or the ``reference`` numpy twins.
+    ifc: IFC non-idealities (:class:`~xbarsim.nonideal.IFCParams`; all off by default).
     """
 
     encoding: str = "uniform"
@@ -45,6 +47,7 @@ class EngineOptions:
     counter_bits: int | None = None
     seed: int = 0
     backend: str = "numba"
+    ifc: IFCParams = IFCParams()
 
     def __post_init__(self):
         for name, value, choices in (("encoding", self.encoding, ENCODINGS),
@@ -56,6 +59,8 @@ class EngineOptions:
             raise XbarsimError(f"drain_cycles: must be >= 0 (got {self.drain_cycles})")
         if self.counter_bits is not None and not 1 <= self.counter_bits <= 16:
             raise XbarsimError(f"counter_bits: must be in 1..16 (got {self.counter_bits})")
+        if not isinstance(self.ifc, IFCParams):
+            raise XbarsimError(f"ifc: must be an IFCParams (got {type(self.ifc).__name__})")
 
 
 @dataclass
