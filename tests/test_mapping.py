@@ -124,11 +124,16 @@ def test_lenet_by_hand(capsys):
 
 
 def test_alexnet_and_resnet_by_hand(capsys):
-    alex = {m["name"]: m for m in map_json(capsys, NETWORKS / "alexnet-cifar10.yaml")["layers"]}
+    alex_json = map_json(capsys, NETWORKS / "alexnet-cifar10.yaml")
+    alex = {m["name"]: m for m in alex_json["layers"]}
+    # conv1 3, conv2 9·2, conv3 18·3, conv4 27·3, conv5 27·2, fc1 32·4, fc2 4·2, fc3 2·1
+    assert alex_json["total_eq1_crossbars"] == 3 + 18 + 54 + 81 + 54 + 128 + 8 + 2 == 348
     # conv1: 5·5·3 = 75 rows → 3 row tiles, 32 cols → 1; fc1: 64·4·4 = 1024 rows → 32 tiles, 128 → 4
     assert (alex["conv1"]["rows"], alex["conv1"]["eq1_crossbars"]) == (75, 3)
     assert (alex["fc1"]["rows"], alex["fc1"]["cols"], alex["fc1"]["eq1_crossbars"]) == (1024, 128, 128)
-    res = {m["name"]: m for m in map_json(capsys, NETWORKS / "resnet18-cifar10.yaml")["layers"]}
+    res_json = map_json(capsys, NETWORKS / "resnet18-cifar10.yaml")
+    assert res_json["total_eq1_crossbars"] == 10_914  # the figure docs/mapping.md quotes
+    res = {m["name"]: m for m in res_json["layers"]}
     # the last stage: 3·3·512 = 4608 rows → 144 tiles, 512 cols → 16 tiles: 2304 per layer
     assert (res["s4b2c2"]["rows"], res["s4b2c2"]["eq1_crossbars"]) == (4608, 2304)
     assert (res["s4b1sc"]["rows"], res["s4b1sc"]["eq1_crossbars"]) == (256, 128)
