@@ -108,7 +108,7 @@ class Section:
         if not math.isfinite(value):
             raise self.error(key, "must be a finite number", value)
         if lo_open and lo is not None and value <= lo:
-            raise self.error(key, f"must be > {lo:g}", value)
+            raise self.error(key, f"must be > {_num(lo)}", value)
         self._range(key, value, None if lo_open else lo, hi)
         return value
 
@@ -158,9 +158,9 @@ class Section:
 
     def _range(self, key, value, lo, hi):
         if lo is not None and value < lo:
-            raise self.error(key, f"must be >= {lo:g}", value)
+            raise self.error(key, f"must be >= {_num(lo)}", value)
         if hi is not None and value > hi:
-            raise self.error(key, f"must be <= {hi:g}", value)
+            raise self.error(key, f"must be <= {_num(hi)}", value)
 
     def finish(self, allowed=None):
         """Reject keys that were never read (or are not in ``allowed``), with a 'did you mean'."""
@@ -169,6 +169,11 @@ class Section:
             if key not in known:
                 raise ConfigError(self.file, self.line(key), self.key_path(key),
                                   f"unknown key{did_you_mean(str(key), sorted(map(str, known)))}")
+
+
+def _num(x) -> str:
+    """A bound as the user would write it: integers exactly, floats in short form."""
+    return str(x) if isinstance(x, int) else f"{x:g}"
 
 
 def did_you_mean(word: str, choices) -> str:
