@@ -23,6 +23,8 @@ from .device import DeviceCard
 
 #: Fractional bits of the engine's fixed-point membrane (units of 2^-FRAC_BITS weight LSB).
 FRAC_BITS = 20
+#: Fractional bits of the read-noise variance sums (units of 2^-SQ_FRAC_BITS LSB²).
+SQ_FRAC_BITS = 16
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,10 @@ class LayerHardware:
     theta: int              # output unit θ in weight LSBs
     bias: np.ndarray        # int64 (cols,): bias in weight LSBs (presets the membrane)
     ideal: bool = True      # True when (G+ - G-)/ΔG == D exactly
+    # Effective (transfer) conductances with wire resistance / I-V nonlinearity (None: = G±):
+    # IFC current per volt on a row driver, siemens (xbarsim.nonideal.TileCircuit).
+    g_eff_pos_s: np.ndarray | None = None
+    g_eff_neg_s: np.ndarray | None = None
 
     @property
     def rows(self) -> int:
@@ -47,8 +53,17 @@ class LayerHardware:
         return self.levels.shape[1]
 
     def effective_levels(self) -> np.ndarray:
-        """``(G+ − G−)/ΔG``: the weights the crossbar really applies, in LSB (float64)."""
+        """``(G+ − G−)/ΔG``: the weights the crossbar really applies, in LSB (float64) — with the
+        effective conductances when wires are modelled."""
+        if self.g_eff_pos_s is not None:
+            return (self.g_eff_pos_s - self.g_eff_neg_s) / self.g_unit_s
         return (self.g_pos_s - self.g_neg_s) / self.g_unit_s
+
+    def read_noise_squares(self) -> np.ndarray:
+        """``(G+² + G−²)/ΔG²`` per weight in units of ``2^-SQ_FRAC_BITS`` LSB² (int64): the read-noise
+        variance one spike on that row adds to its column, per unit ``read_noise_rel²``."""
+        sq = (self.g_pos_s ** 2 + self.g_neg_s ** 2) / self.g_unit_s ** 2
+        return np.rint(sq * (1 << SQ_FRAC_BITS)).astype(np.int64)
 
     def fixed_point_weights(self) -> np.ndarray:
         """Effective weights in units of 2^-FRAC_BITS LSB (int64), what the engine adds up."""
@@ -64,6 +79,7 @@ class Hardware:
     device: DeviceCard
     weight_bits: int
     layers: dict = field(default_factory=dict)  # {name: LayerHardware}
+    seed: int = 0                               # run seed of the static draws
 
     def __getitem__(self, name) -> LayerHardware:
         return self.layers[name]
@@ -84,14 +100,36 @@ def program_pair(levels: np.ndarray, device: DeviceCard, weight_bits: int):
     return g_pos, g_neg, dg
 
 
-def build_hardware(network, device: DeviceCard | None = None) -> Hardware:
-    """Program every conv/fc layer of ``network`` onto ``device`` (default: the network's card)."""
+def build_hardware(network, device: DeviceCard | None = None, seed: int = 0) -> Hardware:
+    """Program every conv/fc layer of ``network`` onto ``device`` (default: the network's card).
+
+    ``seed`` (the run seed, :attr:`EngineOptions.seed`) keys the static draws of a non-ideal card
+    (programming variation, stuck-at faults, drift spread), per layer: layer ``k`` (its index in
+    the network's layer list) draws from ``(seed, k, purpose)`` whatever else is on. With wire
+    resistance, each ``t×t`` tile of ``G+`` and of ``G−`` is solved by nodal analysis
+    (:func:`xbarsim.nonideal.layer_transfer`). An ideal card gives exactly ``(G+ − G−)/ΔG = D``.
+    """
+    from .nonideal import layer_transfer, program_devices
+
     device = device or network.spec.device
+    bits = network.spec.weight_bits
+    static = device.static_nonideal(bits)
     layers = {}
-    for layer in network.spec.compute_layers:
+    for index, layer in enumerate(network.spec.layers):
+        if not layer.is_compute:
+            continue
         lw = network.weights[layer.name]
         mat = np.ascontiguousarray(lw.matrix, dtype=np.int32)
-        g_pos, g_neg, dg = program_pair(mat, device, network.spec.weight_bits)
+        eff_pos = eff_neg = None
+        if static:
+            g_pos, g_neg, dg = program_devices(mat, device, bits, seed, index)
+            if device.has_wires:
+                tile = network.spec.crossbar_size
+                eff_pos = layer_transfer(g_pos, device, tile)
+                eff_neg = layer_transfer(g_neg, device, tile)
+        else:
+            g_pos, g_neg, dg = program_pair(mat, device, bits)
         layers[layer.name] = LayerHardware(layer.name, mat, g_pos, g_neg, dg, int(lw.theta),
-                                           np.asarray(lw.bias, np.int64), ideal=True)
-    return Hardware(device=device, weight_bits=network.spec.weight_bits, layers=layers)
+                                           np.asarray(lw.bias, np.int64), ideal=not static,
+                                           g_eff_pos_s=eff_pos, g_eff_neg_s=eff_neg)
+    return Hardware(device=device, weight_bits=bits, layers=layers, seed=int(seed))

@@ -175,3 +175,138 @@ def layer_bernoulli(x, w, kernel, stride, pad, out_h, out_w, window, cycles, key
         for j in range(cols):
             fired[item, j] = nf[j]
             resid[item, j] = v[j]
+
+
+#: log2 of the read-noise inverse-CDF table size (:func:`xbarsim.nonideal.normal_table`).
+ZTAB_BITS = 16
+
+
+@njit(cache=True, inline="always")
+def _hash_normal(h, ztab):
+    """A standard normal from the top bits of hash ``h`` via the inverse-CDF table ``ztab``."""
+    return ztab[np.int64(h >> np.uint64(64 - ZTAB_BITS))]
+
+
+@njit(parallel=True, cache=True)
+def layer_nonideal(x, w, sq, kernel, stride, pad, out_h, out_w, spk, bern, window, key, image0,
+                   v0, thr, cmp, leak, noise_scale, nkey, ztab, reset_zero, fired, resid, trace,
+                   n_chunks):
+    """The cycle loop with dynamic non-idealities (read noise, leak, comparator offsets).
+
+    Like :func:`layer_grouped` (deterministic encodings, ``bern = False``: rows grouped by count)
+    or :func:`layer_bernoulli` (``bern = True``: rows drawn one by one), plus, each cycle and
+    column, in this order: leak ``v −= trunc(leak·v)``; input ``Σ w`` over spiking rows plus read
+    noise ``floor(noise_scale·sqrt(Σ sq)·z + ½)`` with ``z`` a normal from the hash of
+    ``(nkey, image, position, column, cycle)`` (``noise_scale = 0``: none); fire when
+    ``v ≥ cmp[j]``, then subtract ``thr[j]`` (or reset to 0).
+    """
+    batch, chans, height, width = x.shape
+    rows, cols = w.shape
+    cycles = spk.shape[1]
+    do_trace = trace.shape[2] > 0
+    do_noise = noise_scale > 0.0
+    do_leak = leak > 0.0
+    positions = out_h * out_w
+    n_items = batch * positions
+    n_chunks = max(1, min(n_items, n_chunks))
+    ukey = np.uint64(key)
+    unkey = np.uint64(nkey)
+    uwin = np.int64(window)
+    for chunk in prange(n_chunks):
+        lo = chunk * n_items // n_chunks
+        hi = (chunk + 1) * n_items // n_chunks
+        sums = np.zeros((window + 1, cols), np.int64)
+        sqs = np.zeros((window + 1, cols), np.int64)
+        present = np.zeros(window + 1, np.uint8)
+        plist = np.zeros(window + 1, np.int64)
+        rvals = np.zeros(rows, np.int64)
+        rbase = np.zeros(rows, np.uint64)
+        ridx = np.zeros(rows, np.int64)
+        acc = np.zeros(cols, np.int64)
+        var = np.zeros(cols, np.int64)
+        cbase = np.zeros(cols, np.uint64)
+        v = np.zeros(cols, np.int64)
+        nf = np.zeros(cols, np.int32)
+        for item in range(lo, hi):
+            b = item // positions
+            p = item - b * positions
+            oy = p // out_w
+            ox = p - oy * out_w
+            npres = 0
+            nact = 0
+            r = 0
+            kimg = _mix64(ukey ^ np.uint64(image0 + b))
+            for c in range(chans):
+                for ky in range(kernel):
+                    iy = oy * stride + ky - pad
+                    for kx in range(kernel):
+                        ix = ox * stride + kx - pad
+                        if iy >= 0 and iy < height and ix >= 0 and ix < width:
+                            val = x[b, c, iy, ix]
+                            if val > 0:
+                                if bern:
+                                    neuron = (c * height + iy) * width + ix
+                                    rvals[nact] = val
+                                    rbase[nact] = _mix64(kimg ^ np.uint64(neuron))
+                                    ridx[nact] = r
+                                    nact += 1
+                                elif present[val] == 0:
+                                    present[val] = 1
+                                    plist[npres] = val
+                                    npres += 1
+                                    for j in range(cols):
+                                        sums[val, j] = w[r, j]
+                                        sqs[val, j] = sq[r, j]
+                                else:
+                                    for j in range(cols):
+                                        sums[val, j] += w[r, j]
+                                        sqs[val, j] += sq[r, j]
+                        r += 1
+            if do_noise:
+                kpos = _mix64(_mix64(unkey ^ np.uint64(image0 + b)) ^ np.uint64(p))
+                for j in range(cols):
+                    cbase[j] = _mix64(kpos ^ np.uint64(j))
+            for j in range(cols):
+                v[j] = v0[j]
+                nf[j] = 0
+            for t in range(cycles):
+                for j in range(cols):
+                    acc[j] = 0
+                    var[j] = 0
+                if bern:
+                    if t < window:
+                        for q in range(nact):
+                            h = _mix64(rbase[q] ^ np.uint64(t))
+                            u = np.int64(h >> np.uint64(40))
+                            if u * uwin < rvals[q] * np.int64(1 << 24):
+                                rr = ridx[q]
+                                for j in range(cols):
+                                    acc[j] += w[rr, j]
+                                    var[j] += sq[rr, j]
+                else:
+                    for q in range(npres):
+                        val = plist[q]
+                        if spk[val, t]:
+                            for j in range(cols):
+                                acc[j] += sums[val, j]
+                                var[j] += sqs[val, j]
+                for j in range(cols):
+                    vj = v[j]
+                    if do_leak:
+                        vj = vj - np.int64(leak * np.float64(vj))
+                    vj = vj + acc[j]
+                    if do_noise and var[j] > 0:
+                        z = _hash_normal(_mix64(cbase[j] ^ np.uint64(t)), ztab)
+                        vj = vj + np.int64(np.floor(noise_scale * np.sqrt(np.float64(var[j])) * z
+                                                    + 0.5))
+                    if vj >= cmp[j]:
+                        nf[j] += 1
+                        if do_trace:
+                            trace[item, j, t] = 1
+                        vj = np.int64(0) if reset_zero else vj - thr[j]
+                    v[j] = vj
+            for q in range(npres):
+                present[plist[q]] = 0
+            for j in range(cols):
+                fired[item, j] = nf[j]
+                resid[item, j] = v[j]

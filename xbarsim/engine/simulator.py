@@ -13,9 +13,9 @@ import numba
 import numpy as np
 
 from ..errors import XbarsimError
-from ..hardware import FRAC_BITS, Hardware, build_hardware
+from ..hardware import FRAC_BITS, SQ_FRAC_BITS, Hardware, build_hardware
 from ..layers import INPUT
-from ..nonideal import IFCParams
+from ..nonideal import IFCParams, ifc_levels, noise_key, normal_table
 from ..reference import im2col, pool, preactivation
 from ..stats import LayerStats
 from . import kernels, twin
@@ -116,6 +116,12 @@ class _LayerPlan:
     cycles: int          # T + drain
     spk: np.ndarray      # uint8 (T+1, cycles) schedule
     key: int             # Bernoulli key for this layer
+    cmp: np.ndarray      # int64 (cols,) comparator trip level, fixed point (thr + offset)
+    sq: np.ndarray       # int64 (rows, cols) read-noise variance per spike (or (0, cols))
+    leak: float          # membrane fraction lost per cycle
+    noise_scale: float   # read_noise_rel · 2^(FRAC_BITS − SQ_FRAC_BITS/2); 0 = no read noise
+    nkey: int            # read-noise key for this layer
+    dynamic: bool        # needs kernels.layer_nonideal (read noise, leak, comparator offsets)
 
 
 class Simulator:
@@ -130,13 +136,13 @@ class Simulator:
                  options: EngineOptions | None = None, **option_overrides):
         self.network = network
         self.spec = network.spec
-        self.hardware = hardware or build_hardware(network)
         if options is None:
             options = EngineOptions(**option_overrides)
         elif option_overrides:
             from dataclasses import replace
             options = replace(options, **option_overrides)
         self.options = options
+        self.hardware = hardware or build_hardware(network, seed=options.seed)
         self.counter_top = (1 << (options.counter_bits or self.spec.signal_bits)) - 1
         self._plans = {}
         top_sig = (1 << self.spec.signal_bits) - 1
@@ -153,14 +159,21 @@ class Simulator:
         theta = hw.theta
         start = hw.bias + (theta // 2 if self.options.init == "half" else 0)
         cycles = window + self.options.drain_cycles
+        thr, cmp = ifc_levels(self.options.ifc, theta, hw.cols, self.options.seed, index)
+        rel = self.hardware.device.read_noise_rel
+        sq = (hw.read_noise_squares() if rel > 0 else np.zeros((0, hw.cols), np.int64))
+        leak = float(self.options.ifc.leak_per_cycle)
+        key = layer_key(self.options.seed, index)
         return _LayerPlan(
             index=index,
             w=np.ascontiguousarray(hw.fixed_point_weights()),
             v0=np.ascontiguousarray(start.astype(np.int64) * one),
-            thr=np.full(hw.cols, theta * one, np.int64),
-            window=window, cycles=cycles,
+            thr=thr, window=window, cycles=cycles,
             spk=schedule(self.options.encoding, window, cycles),
-            key=layer_key(self.options.seed, index),
+            key=key, cmp=cmp, sq=np.ascontiguousarray(sq), leak=leak,
+            noise_scale=float(rel * 2.0 ** (FRAC_BITS - SQ_FRAC_BITS / 2)),
+            nkey=noise_key(key),
+            dynamic=bool(rel > 0 or leak > 0 or np.any(cmp != thr)),
         )
 
     # -- one layer ------------------------------------------------------------------------------
@@ -182,14 +195,24 @@ class Simulator:
         if self.options.backend == "reference":
             fired, resid, tr = twin.layer_twin(x4, plan.w, k, s, p, plan.spk, plan.v0, plan.thr,
                                                reset_zero, window=plan.window, key=plan.key,
-                                               image0=image0, bernoulli=bern, cycles=plan.cycles)
+                                               image0=image0, bernoulli=bern, cycles=plan.cycles,
+                                               sq=plan.sq, cmp=plan.cmp, leak=plan.leak,
+                                               noise_scale=plan.noise_scale, nkey=plan.nkey,
+                                               ztab=normal_table(kernels.ZTAB_BITS))
             if not trace:
                 tr = None
         else:
             fired = np.zeros((n_items, cols), np.int32)
             resid = np.zeros((n_items, cols), np.int64)
             tr = np.zeros((n_items, cols, plan.cycles if trace else 0), np.uint8)
-            if bern:
+            if plan.dynamic:
+                sq = plan.sq if plan.sq.shape[0] else np.zeros((plan.w.shape[0], cols), np.int64)
+                kernels.layer_nonideal(x4, plan.w, sq, k, s, p, ho, wo, plan.spk, bern,
+                                       plan.window, np.uint64(plan.key), image0, plan.v0,
+                                       plan.thr, plan.cmp, plan.leak, plan.noise_scale,
+                                       np.uint64(plan.nkey), normal_table(kernels.ZTAB_BITS),
+                                       reset_zero, fired, resid, tr, 64 * numba.get_num_threads())
+            elif bern:
                 kernels.layer_bernoulli(x4, plan.w, k, s, p, ho, wo, plan.window, plan.cycles,
                                         np.uint64(plan.key), image0, plan.v0, plan.thr, reset_zero,
                                         fired, resid, tr)

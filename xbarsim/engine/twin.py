@@ -29,11 +29,28 @@ def _unroll(x, kernel, stride, pad):
 
 
 def layer_twin(x, w, kernel, stride, pad, spk, v0, thr, reset_zero, window=None, key=None,
-               image0=0, bernoulli=False, cycles=None):
-    """Returns ``(fired, resid, trace)`` with ``trace`` of shape ``(items, cols, cycles)``."""
+               image0=0, bernoulli=False, cycles=None, sq=None, cmp=None, leak=0.0,
+               noise_scale=0.0, nkey=0, ztab=None):
+    """Returns ``(fired, resid, trace)`` with ``trace`` of shape ``(items, cols, cycles)``.
+
+    Non-idealities (kernel: ``layer_nonideal``): ``cmp`` the comparator levels (default ``thr``);
+    ``leak`` the fraction of membrane lost each cycle (``v −= trunc(leak·v)`` first); read noise
+    when ``noise_scale > 0``: each cycle, column ``j`` of item (image ``b``, position ``p``) gets
+    ``floor(noise_scale·sqrt(s @ sq)·z + ½)`` with ``z = ztab[top bits of the hash of
+    (nkey, image0+b, p, j, t)]``.
+    """
     xin, neurons, images = _unroll(np.asarray(x, np.int64), kernel, stride, pad)
     n_items, rows = xin.shape
     cols = w.shape[1]
+    cmp = thr if cmp is None else cmp
+    if noise_scale > 0:
+        ho = (x.shape[2] + 2 * pad - kernel) // stride + 1
+        wo = (x.shape[3] + 2 * pad - kernel) // stride + 1
+        pos = np.arange(n_items) % (ho * wo)
+        img = np.uint64(image0) + images.astype(np.uint64)
+        item_key = mix64(mix64(np.uint64(nkey) ^ img) ^ pos.astype(np.uint64))
+        col_key = mix64(item_key[:, None] ^ np.arange(cols, dtype=np.uint64)[None, :])
+        zbits = 64 - int(np.log2(len(ztab)))
     if bernoulli:
         cycles = window if cycles is None else cycles
         kimg = mix64((np.uint64(key) ^ (np.uint64(image0) + images.astype(np.uint64))))
@@ -53,8 +70,15 @@ def layer_twin(x, w, kernel, stride, pad, spk, v0, thr, reset_zero, window=None,
                 s = np.zeros_like(xin, bool)
         else:
             s = spk[xin, t].astype(bool)
+        if leak > 0:
+            v = v - (leak * v.astype(np.float64)).astype(np.int64)
         v = v + s.astype(np.int64) @ w
-        f = v >= thr[None, :]
+        if noise_scale > 0:
+            var = s.astype(np.int64) @ sq
+            z = ztab[(mix64(col_key ^ np.uint64(t)) >> np.uint64(zbits)).astype(np.int64)]
+            noise = np.floor(noise_scale * np.sqrt(var.astype(np.float64)) * z + 0.5)
+            v = v + np.where(var > 0, noise, 0).astype(np.int64)
+        f = v >= cmp[None, :]
         v = np.where(f, 0 if reset_zero else v - thr[None, :], v)
         fired += f
         trace[:, :, t] = f
