@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from xbarsim.config import Section
-from xbarsim.device import parse_device
+from xbarsim.device import DEVICE_KEYS, parse_device
 from xbarsim.errors import ConfigError
 from xbarsim.mapping import map_network
 from xbarsim.spec import parse_network
@@ -206,9 +206,10 @@ DEVICE = {"name": "d", "source": "s", "r_on_ohm": 5.0e4, "r_off_ohm": 1.0e6, "le
 
 
 @SETTINGS
-@given(st.sampled_from(sorted(DEVICE) + ["r_of_ohm"]), JUNK)
-def test_junk_device_cards_only_raise_config_error(key, junk):
-    card = dict(DEVICE, **{key: junk})
+@given(st.lists(st.sampled_from(sorted(DEVICE_KEYS) + ["r_of_ohm"]), min_size=1, max_size=3),
+       st.lists(JUNK | st.floats(-2.0, 30.0), min_size=3, max_size=3))
+def test_junk_device_cards_only_raise_config_error(keys, junk):
+    card = dict(DEVICE, **dict(zip(keys, junk)))
     text = yaml.safe_dump(card)
     _only_config_errors(lambda: parse_device(Section(loads_yaml(text, "d.yaml"), "d.yaml")))
 

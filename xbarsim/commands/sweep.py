@@ -1,0 +1,99 @@
+"""``xbarsim sweep SWEEP.yaml --out DIR``: a resumable, parallel parameter sweep;
+``xbarsim sweep plot DIR``: its figures."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from ..errors import XbarsimError
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "sweep", help="evaluate a network over a grid of device/engine parameters (resumable, "
+        "parallel, Dask); 'xbarsim sweep plot DIR' draws the results",
+        description="Run the sweep file's points (one JSON file per finished point in DIR; a "
+        "rerun computes only the missing ones), or, as 'xbarsim sweep plot DIR', write PNGs of "
+        "accuracy and per-layer mismatch vs each swept parameter.")
+    p.add_argument("config", metavar="SWEEP.yaml", help="sweep file (or 'plot')")
+    p.add_argument("dir", nargs="?", metavar="DIR", help="results directory (with 'plot')")
+    p.add_argument("--out", metavar="DIR", help="results directory (sweep); PNG directory (plot, "
+                   "default DIR)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="local worker processes (default 1: in this process)")
+    p.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                   help="run the points on this Dask distributed scheduler (needs xbarsim[dist])")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    if args.config == "plot":
+        return plot(args)
+    if args.dir is not None:
+        raise XbarsimError(f"sweep: unexpected argument {args.dir} (did you mean --out "
+                           f"{args.dir}?)")
+    if not args.out:
+        raise XbarsimError("sweep: --out DIR is required (where finished points are stored)")
+    if args.workers < 1:
+        raise XbarsimError(f"--workers: must be >= 1 (got {args.workers})")
+    if args.scheduler is not None and args.workers != 1:
+        raise XbarsimError("--workers and --scheduler: give one (the cluster has its own workers)")
+    from ..network import load_network
+    from ..sweep import runner
+    from ..sweep.spec import load_sweep_spec
+    from ..sweep.store import Store
+
+    spec = load_sweep_spec(args.config)
+    network = load_network(spec.network)
+    ctx, manifest = runner.prepare(network, spec.points, spec.seeds, spec.samples,
+                                   batch=spec.batch, split=spec.split)
+    store = Store(args.out)
+    store.open(manifest)
+    done = store.done()
+    runs = manifest["runs"]
+    todo = [r for r in runs if r["key"] not in done]
+    where = (f"Dask scheduler {args.scheduler}" if args.scheduler else
+             f"{args.workers} worker process{'es' if args.workers > 1 else ''}"
+             if args.workers > 1 else "this process")
+    print(f"{manifest['network']}: {len(spec.points)} points x {len(spec.seeds)} seeds = "
+          f"{len(runs)} runs on {manifest['data']}; {len(runs) - len(todo)} already in "
+          f"{args.out}, {len(todo)} to run on {where}", flush=True)
+    start = time.perf_counter()
+    runner.execute(ctx, todo, store=store, workers=args.workers, scheduler=args.scheduler,
+                   progress=not args.no_progress and sys.stderr.isatty())
+    elapsed = time.perf_counter() - start
+    records, _ = store.records()
+    rows = [runner.flatten(r) for r in records]
+    path = store.write_csv(rows)
+    if todo:
+        print(f"ran {len(todo)} runs in {elapsed:.1f} s ({60 * len(todo) / elapsed:.1f} "
+              f"points/min)")
+    print(_summary(runner.aggregate_rows(rows), manifest["parameters"]))
+    print(f"results: {path} (plot: xbarsim sweep plot {args.out})")
+    return 0
+
+
+def _summary(agg, params) -> str:
+    from ..mapping import format_table
+    scored = agg and agg[0].get("accuracy") is not None
+    metric = "accuracy" if scored else "agreement"
+    header = [*params, f"{metric} (mean ± sd)", "ideal", "spikes/image"]
+    rows = []
+    for r in agg:
+        ideal = r.get("ideal_accuracy")
+        rows.append([*(r.get(p) for p in params),
+                     f"{100 * r[metric]:.2f} ± {100 * r[metric + '_std']:.2f} %",
+                     "" if ideal is None else f"{100 * ideal:.2f} %",
+                     f"{r['spikes_per_image']:.0f}"])
+    return format_table(header, rows)
+
+
+def plot(args) -> int:
+    if not args.dir:
+        raise XbarsimError("sweep plot: give the results directory: xbarsim sweep plot DIR")
+    from ..sweep import plot_dir
+    for path in plot_dir(args.dir, args.out):
+        print(path)
+    return 0
