@@ -14,6 +14,7 @@ from .mapping import Mapping, map_network
 from .network import Network, build_network, load_network, quantize_images
 from .reference import run_ideal
 from .spec import load_network_spec
+from . import sweep  # noqa: E402  (callable: xbarsim.sweep(network, grid, ...))
 from .weights import LayerWeights, load_weights, save_weights
 
 __version__ = "0.1.0"
@@ -24,5 +25,5 @@ __all__ = [
     "build_hardware", "LayerSpec", "LayerWeights", "Mapping", "Network",
     "NetworkSpec", "XbarsimError", "build_network", "load_device", "load_network",
     "load_network_spec", "load_weights", "map_network", "quantize_images", "run_ideal",
-    "save_weights",
+    "save_weights", "sweep",
 ]

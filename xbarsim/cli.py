@@ -12,7 +12,7 @@ import sys
 
 from .errors import XbarsimError
 
-COMMANDS = ("map", "run", "trace", "report", "table5", "train", "paper")
+COMMANDS = ("map", "run", "trace", "report", "table5", "train", "paper", "sweep")
 
 
 def build_parser() -> argparse.ArgumentParser:
