@@ -90,7 +90,7 @@ def test_api_rows_long_and_aggregated(tiny):
     for r in rows[::5]:
         field = NOISE.split(".")[1]
         card = dataclasses.replace(net.spec.device, **{field: r[NOISE]})
-        sim = xbarsim.Simulator(net, xbarsim.build_hardware(net, card),
+        sim = xbarsim.Simulator(net, xbarsim.build_hardware(net, card, seed=r["seed"]),
                                 xbarsim.EngineOptions(encoding=r["engine.encoding"],
                                                       seed=r["seed"]))
         res = sim.run(images)
@@ -134,6 +134,30 @@ def test_hardware_built_once_per_device_card(tiny):
     # runs ordered with the device card varying slowest: 2 cards -> 2 builds for 6 runs
     execute(ctx, manifest["runs"])
     assert ctx.hardware_builds == 2
+
+
+def test_static_nonideality_seeded_and_nested_engine_fields(tiny):
+    if "variation_rel" not in _FIELDS:
+        pytest.skip("DeviceCard has no variation_rel")
+    from xbarsim.sweep import prepare
+    from xbarsim.sweep.runner import execute
+    grid = {"device.variation_rel": [0.0, 0.3], "engine.ifc.leak_per_cycle": [0.0, 0.05]}
+    ctx, manifest = prepare(xbarsim.load_network(tiny), grid, [0, 1], 24)
+    recs = list(execute(ctx, manifest["runs"]).values())
+    # ideal card: one build for both seeds; varied card: one build per seed
+    assert ctx.hardware_builds == 1 + 2
+    by = {(r["params"]["device.variation_rel"], r["params"]["engine.ifc.leak_per_cycle"],
+           r["seed"]): r for r in recs}
+    assert by[0.0, 0.0, 0]["layers"] == by[0.0, 0.0, 1]["layers"]
+    assert by[0.3, 0.0, 0]["layers"] != by[0.3, 0.0, 1]["layers"]
+    assert by[0.0, 0.05, 0]["layers"]["conv1"]["spikes_out"] < \
+        by[0.0, 0.0, 0]["layers"]["conv1"]["spikes_out"]
+    # the same (point, seed) in another sweep gives the same record
+    ctx2, m2 = prepare(xbarsim.load_network(tiny), {"device.variation_rel": [0.3]}, [1], 24)
+    [again] = execute(ctx2, m2["runs"]).values()
+    def drop(rec):
+        return {k: v for k, v in rec.items() if k not in ("key", "params")}
+    assert drop(again) == drop(by[0.3, 0.0, 1])
 
 
 def test_api_errors(tiny):
@@ -193,6 +217,8 @@ def test_api_out_dir_resumes(tiny, tmp_path):
      "sweep.yaml:4: points[1].device.levels: must be 0 or >= 2 (got 1)"),
     ("network: tiny.yaml\nfixed: {engine.encoding: burst}\ngrid: {engine.encoding: [uniform]}\n",
      "sweep.yaml:2: fixed.engine.encoding: is also swept; list it in one place"),
+    ("network: tiny.yaml\ngrid:\n  engine.ifc.leak_per_cycle: [0, 1]\n",
+     "sweep.yaml:3: grid.engine.ifc.leak_per_cycle[1]: must be in [0, 1) (got 1)"),
     ("network: tiny.yaml\nseeds: 0\ngrid: {engine.encoding: [uniform]}\n",
      "sweep.yaml:2: seeds: a count of seeds must be in 1..100000 (got 0)"),
 ])
@@ -295,11 +321,28 @@ def test_dask_local_cluster(tmp_path, capsys):
     assert rows[0]["accuracy"] == local[0]["accuracy"]
 
 
+@pytest.mark.slow
+def test_dask_local_cluster_worker_processes(tmp_path, capsys):
+    """The same with worker processes: the context is pickled to them (scatter)."""
+    distributed = pytest.importorskip(
+        "distributed", reason="dask.distributed is not installed (pip install 'xbarsim[dist]')")
+    path = _sweep_file(tmp_path, samples=24, seeds=2)
+    assert main(["sweep", str(path), "--out", str(tmp_path / "local"), "--no-progress"]) == 0
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        assert main(["sweep", str(path), "--out", str(tmp_path / "dask"), "--scheduler",
+                     cluster.scheduler_address, "--no-progress"]) == 0
+    assert _points(tmp_path / "dask") == _points(tmp_path / "local")
+
+
 def test_dask_unreachable_scheduler_is_one_line(tmp_path, capsys):
     pytest.importorskip("distributed", reason="dask.distributed is not installed")
+    import dask
     path = _sweep_file(tmp_path, samples=4, seeds=1)
-    assert main(["sweep", str(path), "--out", str(tmp_path / "o"), "--scheduler",
-                 "tcp://127.0.0.1:9"]) == 2
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        code = main(["sweep", str(path), "--out", str(tmp_path / "o"), "--scheduler",
+                     "tcp://127.0.0.1:9"])
+    assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in err[0]
 

@@ -48,8 +48,11 @@ def register(sub) -> None:
                    "present (default networks; '' to always use the workdir's)")
     p.add_argument("--bits", default="5,4,3", help="widths M = N for the tables (default 5,4,3)")
     p.add_argument("--epochs", type=int, default=30, help="float training epochs (default 30)")
-    p.add_argument("--nc-epochs", type=int, default=10, help="Neuron Convergence epochs")
-    p.add_argument("--finetune-epochs", type=int, default=4)
+    p.add_argument("--nc-epochs", type=int, default=8, help="Neuron Convergence epochs (default 8)")
+    p.add_argument("--finetune-epochs", type=int, default=3, help="NC+WC fine-tuning epochs (default 3)")
+    p.add_argument("--t3-finetune-epochs", type=int, default=2,
+                   help="Table 3 w/: epochs of fine-tuning with the clustered weights and float "
+                   "signals after Weight Clustering (default 2; 0 = clustering alone)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-engine", action="store_true", help="skip the cycle-level column")
     p.add_argument("--samples", type=int, default=None, help="test images (default all 10,000)")
@@ -76,7 +79,7 @@ def run(args) -> int:
     from ..reference import run_ideal
     from ..spec import load_network_spec
     from ..train import quant
-    from ..train.loop import (TrainConfig, accuracy, calibrate, integer_predictions,
+    from ..train.loop import (TrainConfig, accuracy, calibrate, fit, integer_predictions,
                               load_mnist_arrays, read_float_form, save_float_form, setup_torch)
     from ..train.model import QNet, load_float_state
     from ..weights import load_weights
@@ -94,7 +97,7 @@ def run(args) -> int:
     seed = ["--seed", args.seed]
     plain = work / "plain.npz"
     if not plain.exists():
-        _train(args.network, 8, "plain", plain, ["--epochs", args.epochs] + seed, log)
+        _train(args.network, 4, "plain", plain, ["--epochs", args.epochs] + seed, log)
     for m in widths:
         nc = work / f"nc-{m}b.npz"
         if not nc.exists():
@@ -109,7 +112,8 @@ def run(args) -> int:
 
     setup_torch(args.seed, 1)
     images, labels = load_mnist_arrays("test", args.samples)
-    calib = load_mnist_arrays("train", 2000)[0]
+    train_set = load_mnist_arrays("train")
+    calib = train_set[0][:2000]
     figs = {"samples": int(len(images)), "tables": {2: {}, 3: {}, 4: {}}}
 
     # ideal float network
@@ -155,9 +159,20 @@ def run(args) -> int:
         model.wsteps = wo_steps
         t3_wo = 100 * accuracy(model, images, labels)
         model.wsteps = w_steps
-        t3_w = 100 * accuracy(model, images, labels)
-        figs["tables"][3][m] = {"wo": t3_wo, "w": t3_w}
-        log(f"Table 3, {m} bits: w/o {t3_wo:.2f}%  w/ {t3_w:.2f}%  (levels ±{lim})")
+        t3_wc = 100 * accuracy(model, images, labels)
+        t3_w = t3_wc
+        if args.t3_finetune_epochs > 0:
+            ft = QNet(spec)
+            load_float_state(ft, state)
+            ft.mode = "float"
+            ft.wsteps = w_steps
+            cfg = TrainConfig(seed=args.seed, threads=1)
+            fit(ft, *train_set, args.t3_finetune_epochs, cfg.finetune_lr, cfg, log, False, None,
+                f"wc-finetune {m}b")
+            t3_w = 100 * accuracy(ft, images, labels)
+        figs["tables"][3][m] = {"wo": t3_wo, "w": t3_w, "w_clustering_only": t3_wc}
+        log(f"Table 3, {m} bits: w/o {t3_wo:.2f}%  w/ {t3_w:.2f}% (clustering alone {t3_wc:.2f}%, "
+            f"levels ±{lim})")
         # Table 4 -------------------------------------------------------------------------
         model.wsteps = {}
         wo_file = work / f"wo-{m}b.npz"
@@ -213,12 +228,13 @@ def format_tables(figs, widths, args) -> str:
     parts = [f"Ideal (float) LeNet accuracy: **{ideal:.2f}%** on {figs['samples']} MNIST test "
              f"images (paper Table 1: {PAPER['ideal']}%).\n"]
 
-    def block(num, title, wo, w):
+    def block(num, title, wo, w, extra=()):
         rows = [("LeNet (w/o)", [_pct(wo[m]) for m in widths]),
                 ("LeNet (w/)", [_pct(w[m]) for m in widths]),
                 ("Recovered Acc.", [_pct(None if w[m] is None or wo[m] is None else w[m] - wo[m])
                                     for m in widths]),
                 ("Acc. Drop", [_pct(None if w[m] is None else w[m] - ideal) for m in widths]),
+            ] + list(extra) + [
                 ("paper w/o", [_pct(PAPER[num]["wo"].get(m)) for m in widths]),
                 ("paper w/", [_pct(PAPER[num]["w"].get(m)) for m in widths])]
         return _table(title, rows, widths)
@@ -226,7 +242,9 @@ def format_tables(figs, widths, args) -> str:
     parts.append(block(2, "Table 2: signals quantized to M bits, float weights (software model)",
                        {m: t[2][m]["wo"] for m in widths}, {m: t[2][m]["w"] for m in widths}))
     parts.append(block(3, "Table 3: weights quantized to N bits, float signals (software model)",
-                       {m: t[3][m]["wo"] for m in widths}, {m: t[3][m]["w"] for m in widths}))
+                       {m: t[3][m]["wo"] for m in widths}, {m: t[3][m]["w"] for m in widths},
+                       [("WC alone, no fine-tuning", [_pct(t[3][m]["w_clustering_only"])
+                                                      for m in widths])]))
     parts.append(block(4, "Table 4 (ideal integer network, run_ideal): signals and weights "
                        "quantized, M = N",
                        {m: t[4][m]["wo_ideal"] for m in widths},

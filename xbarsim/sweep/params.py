@@ -28,13 +28,31 @@ GROUPS = {"device": DeviceCard, "engine": EngineOptions}
 EXCLUDED = {"device": {"file", "source"}, "engine": {"seed"}}
 
 
-def parameter_names() -> list:
-    """Every sweepable path, e.g. ``device.read_noise_rel``."""
-    out = []
-    for group, cls in GROUPS.items():
-        out += [f"{group}.{f.name}" for f in dataclasses.fields(cls)
-                if f.name not in EXCLUDED[group]]
+def _leaves(cls, prefix: str, excluded=()) -> dict:
+    """``{dotted path: default}`` of every field of dataclass ``cls``, recursing into fields
+    whose default is itself a dataclass (``engine.ifc.leak_per_cycle``)."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.name in excluded:
+            continue
+        default = f.default
+        if dataclasses.is_dataclass(default):
+            out.update(_leaves(type(default), f"{prefix}.{f.name}"))
+        else:
+            out[f"{prefix}.{f.name}"] = default
     return out
+
+
+def _defaults() -> dict:
+    out = {}
+    for group, cls in GROUPS.items():
+        out.update(_leaves(cls, group, EXCLUDED[group]))
+    return out
+
+
+def parameter_names() -> list:
+    """Every sweepable path, e.g. ``device.read_noise_rel``, ``engine.ifc.leak_per_cycle``."""
+    return list(_defaults())
 
 
 class ParamError(XbarsimError):
@@ -48,7 +66,7 @@ class ParamError(XbarsimError):
 def check_path(path) -> tuple:
     """``"device.read_noise_rel"`` → ``("device", "read_noise_rel")``, or a ParamError."""
     names = parameter_names()
-    if not isinstance(path, str) or path.count(".") != 1 or path not in names:
+    if not isinstance(path, str) or path not in names:
         hint = did_you_mean(str(path), names)
         if isinstance(path, str) and path.split(".")[0] not in GROUPS:
             msg = f"unknown parameter; a path starts with {' or '.join(g + '.' for g in GROUPS)}"
@@ -57,15 +75,15 @@ def check_path(path) -> tuple:
         if path == "engine.seed" or path == "seed":
             msg, hint = "the seed is not a parameter: list it under seeds", ""
         raise ParamError(path, msg + hint)
-    group, field = path.split(".")
+    group, field = path.split(".", 1)
     return group, field
 
 
 def normalize_value(path, value):
     """Coerce ``value`` to the field's type (int → float for float fields) and reject values
     JSON cannot hold, so equal points hash equally."""
-    group, field = check_path(path)
-    default = {f.name: f.default for f in dataclasses.fields(GROUPS[group])}[field]
+    check_path(path)
+    default = _defaults()[path]
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
@@ -134,14 +152,28 @@ def split(point: dict) -> tuple:
     return parts["device"], parts["engine"]
 
 
+def _replace(obj, changes: dict):
+    """``dataclasses.replace`` with dotted field names reaching into nested dataclasses."""
+    direct, nested = {}, {}
+    for name, value in changes.items():
+        head, _, rest = name.partition(".")
+        if rest:
+            nested.setdefault(head, {})[rest] = value
+        else:
+            direct[name] = value
+    for head, sub in nested.items():
+        direct[head] = _replace(getattr(obj, head), sub)
+    return dataclasses.replace(obj, **direct) if direct else obj
+
+
 def resolve(point: dict, device: DeviceCard, seed: int, options: EngineOptions | None = None):
     """The device card and engine options of ``point`` run with ``seed``."""
     dev_changes, eng_changes = split(point)
     try:
-        card = dataclasses.replace(device, **dev_changes) if dev_changes else device
+        card = _replace(device, dev_changes)
         if "seed" in {f.name for f in dataclasses.fields(DeviceCard)}:
             card = dataclasses.replace(card, seed=int(seed))
-        opts = dataclasses.replace(options or EngineOptions(), **eng_changes, seed=int(seed))
+        opts = _replace(options or EngineOptions(), {**eng_changes, "seed": int(seed)})
     except (ValueError, TypeError, XbarsimError) as exc:
         raise XbarsimError(f"point {canonical(point)}: {exc}") from None
     return card, opts

@@ -229,7 +229,7 @@ def _execute_dask(ctx, todo, scheduler, finish):
             from None
     own = not isinstance(scheduler, Client)
     try:
-        client = Client(scheduler, timeout="20s") if own else scheduler
+        client = Client(scheduler) if own else scheduler  # distributed.comm.timeouts.connect
     except OSError as exc:
         raise XbarsimError(f"--scheduler: cannot reach the Dask scheduler at {scheduler} "
                            f"({exc})") from None

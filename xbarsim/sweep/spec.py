@@ -161,7 +161,7 @@ def _check(key, value, device) -> str | None:
         P.resolve({key: value}, device, 0)
     except Exception as exc:
         text = str(exc).split(": ", 1)[-1]           # drop "point {...}: "
-        field = key.split(".")[1]
+        field = key.split(".", 1)[1]
         if text.startswith(field + ": "):
             text = text[len(field) + 2:]
         return re.sub(r" \(got .*\)$", "", text)
