@@ -92,3 +92,19 @@ def test_map_is_deterministic(capsys):
         assert main(["map", str(LENET)]) == 0
         outs.append(capsys.readouterr().out)
     assert outs[0] == outs[1]
+
+
+def test_several_networks_in_one_call(capsys):
+    """`xbarsim map networks/{lenet-mnist,alexnet-cifar10,resnet18-cifar10}.yaml --json`: a list,
+    one object per file, each equal to the single-file output."""
+    files = [ROOT / "networks" / f for f in ("lenet-mnist.yaml", "alexnet-cifar10.yaml",
+                                             "resnet18-cifar10.yaml")]
+    assert main(["map", *map(str, files), "--json"]) == 0
+    docs = json.loads(capsys.readouterr().out)
+    assert [d["network"] for d in docs] == ["lenet-mnist", "alexnet-cifar10", "resnet18-cifar10"]
+    for f, d in zip(files, docs):
+        assert main(["map", str(f), "--json"]) == 0
+        assert json.loads(capsys.readouterr().out) == d
+    assert main(["map", *map(str, files)]) == 0
+    text = capsys.readouterr().out
+    assert all(name in text for name in ("lenet-mnist", "alexnet-cifar10", "resnet18-cifar10"))

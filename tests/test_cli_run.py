@@ -66,7 +66,16 @@ def test_save_counts_and_out_dir(images, tmp_path, capsys):
         assert z["conv1"].max() <= 15
     res = json.loads((out / "results.json").read_text())
     assert res["seed"] == 7 and res["config"]["signal_bits"] == 4
-    assert (out / "network.yaml").read_text() == Path(LENET).read_text()
+    # the copy is the YAML with its file references made absolute: it runs again from there
+    copy = (out / "network.yaml").read_text()
+    assert str(ROOT / "devices" / "paper-50k-1m.yaml") in copy
+    assert copy.count("\n") == Path(LENET).read_text().count("\n")
+    again = tmp_path / "again.npz"
+    assert main(["run", str(out / "network.yaml"), "--inputs", str(path), "--seed", "7",
+                 "--save-counts", str(again)]) == 0
+    with np.load(counts) as za, np.load(again) as zb:
+        for k in za.files:
+            np.testing.assert_array_equal(za[k], zb[k])
 
 
 def test_same_seed_same_counts_from_cli(images, tmp_path):

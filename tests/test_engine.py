@@ -309,3 +309,41 @@ def test_options_are_validated():
         EngineOptions(encoding="poisson")
     with pytest.raises(XbarsimError, match="drain_cycles"):
         EngineOptions(drain_cycles=-1)
+
+
+def test_schedule_blocks_match_the_formula_and_huge_windows_fail_clearly():
+    from xbarsim.errors import XbarsimError
+
+    for enc in ("uniform", "burst"):
+        spk = schedule(enc, 2047)  # built in several row blocks
+        x = np.arange(2048)[:, None]
+        t = np.arange(2047)[None, :]
+        want = (((t + 1) * x + 1023) // 2047 - (t * x + 1023) // 2047) if enc == "uniform" \
+            else (t < x)
+        np.testing.assert_array_equal(spk, want.astype(np.uint8))
+        np.testing.assert_array_equal(spk.sum(1), np.arange(2048))
+    with pytest.raises(XbarsimError, match=r"65535-cycle window needs a 4\.0 GiB spike-schedule "
+                                           r"table; the engine runs signal widths up to M = 14"):
+        schedule("uniform", 65535)
+
+
+def test_trace_cycle_field_is_int32_and_old_int16_traces_still_read(tmp_path):
+    """Cycles are int32 (a 16-bit window has 65,535 cycles); a trace whose manifest names int16
+    cycles (written before) is read with that dtype."""
+    import json
+    from xbarsim.engine.trace import TRACE_DTYPE, TraceWriter, read_trace
+
+    assert TRACE_DTYPE["cycle"] == np.dtype("<i4")
+    net = single_neuron(1, 1, m=4)
+    writer = TraceWriter(tmp_path, net.spec)
+    Simulator(net).run(np.array([[[[15]]]]), trace=writer)
+    writer.close()
+    np.testing.assert_array_equal(read_trace(tmp_path)["n"]["cycle"], np.arange(15))
+    old = np.dtype([("image", "<i4"), ("neuron", "<i4"), ("cycle", "<i2")])
+    rec = np.zeros(3, old)
+    rec["cycle"] = [0, 5, 9]
+    rec.tofile(tmp_path / "n.events")
+    meta = json.loads((tmp_path / "trace.json").read_text())
+    meta["dtype"] = [[n, old.fields[n][0].str] for n in old.names]
+    (tmp_path / "trace.json").write_text(json.dumps(meta))
+    assert list(read_trace(tmp_path)["n"]["cycle"]) == [0, 5, 9]

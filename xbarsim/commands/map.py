@@ -7,8 +7,10 @@ import json
 
 def register(sub) -> None:
     p = sub.add_parser("map", help="map a network onto crossbars (paper Eq. 1) and print the table")
-    p.add_argument("network", help="network YAML file")
-    p.add_argument("--json", action="store_true", help="print a JSON object instead of a table")
+    p.add_argument("network", nargs="+", help="network YAML file(s)")
+    p.add_argument("--json", action="store_true",
+                   help="print a JSON object instead of a table (a JSON list of objects, one per "
+                   "network, when several files are given)")
     p.set_defaults(func=run)
 
 
@@ -17,13 +19,16 @@ def run(args) -> int:
     from ..spec import load_network_spec
     from ..weights import load_weights
 
-    spec = load_network_spec(args.network)
-    if spec.weights != "random":
-        load_weights(spec.weights, spec)  # validate the weights file too (shapes, ranges, NaN)
-    mapping = map_network(spec)
+    outs, tables = [], []
+    for path in args.network:
+        spec = load_network_spec(path)
+        if spec.weights != "random":
+            load_weights(spec.weights, spec)  # validate the weights file too (shapes, ranges, NaN)
+        mapping = map_network(spec)
+        outs.append({"network": spec.name, "weights": spec.n_weights, **mapping.to_dict()})
+        tables.append(format_mapping(spec, mapping))
     if args.json:
-        out = {"network": spec.name, "weights": spec.n_weights, **mapping.to_dict()}
-        print(json.dumps(out, indent=2))
+        print(json.dumps(outs[0] if len(outs) == 1 else outs, indent=2))
     else:
-        print(format_mapping(spec, mapping))
+        print("\n\n".join(tables))
     return 0

@@ -178,7 +178,7 @@ def run(args) -> int:
         d = Path(args.out)
         d.mkdir(parents=True, exist_ok=True)
         atomic_write_text(d / "results.json", json.dumps(out, indent=1))
-        atomic_write_text(d / "network.yaml", Path(args.network).read_text())
+        atomic_write_text(d / "network.yaml", portable_yaml(Path(args.network), spec))
     if args.json:
         print(json.dumps(out, indent=1))
         return 0
@@ -215,3 +215,20 @@ def _cost(network, result, images):
     except ImportError:
         return None
     return estimate(network, result.stats, images=images)
+
+
+def portable_yaml(path: Path, spec) -> str:
+    """The network YAML with its ``device:`` and ``weights:`` file references made absolute, so
+    that the copy in a results directory loads again from there (``xbarsim run DIR/network.yaml``)."""
+    import re
+
+    text = path.read_text()
+    refs = {"weights": spec.weights if spec.weights != "random" else None,
+            "device": spec.device.file or None}
+    for key, target in refs.items():
+        if target is None:
+            continue
+        text = re.sub(rf"^({key}:[ \t]*)(?![{{\[])([^#\n]*?)([ \t]*(#.*)?)$",
+                      lambda m: m.group(1) + json.dumps(str(Path(target).resolve())) + m.group(3),
+                      text, count=1, flags=re.M)
+    return text

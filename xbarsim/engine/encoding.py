@@ -15,7 +15,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import XbarsimError
+
 ENCODINGS = ("uniform", "burst", "bernoulli")
+#: Largest ``(T+1)·cycles`` schedule table (uint8) the engine builds: 16,385 × 16,383 at M = 14.
+MAX_SCHEDULE_BYTES = 1 << 28
 
 _GOLDEN = 0x9E3779B97F4A7C15
 _M1 = 0xBF58476D1CE4E5B9
@@ -30,19 +34,26 @@ def schedule(encoding: str, window: int, cycles: int | None = None) -> np.ndarra
     For ``bernoulli`` this table is not used (spikes are drawn per row).
     """
     cycles = window if cycles is None else cycles
-    x = np.arange(window + 1)[:, None]
-    t = np.arange(window)[None, :]
-    if encoding == "uniform":
-        h = window // 2
-        spk = ((t + 1) * x + h) // window - (t * x + h) // window
-    elif encoding == "burst":
-        spk = (t < x).astype(np.int64)
-    elif encoding == "bernoulli":
-        spk = np.zeros((window + 1, window), np.int64)
-    else:
+    if encoding not in ENCODINGS:
         raise ValueError(f"unknown encoding {encoding!r}; choose from {', '.join(ENCODINGS)}")
+    size = (window + 1) * cycles
+    if size > MAX_SCHEDULE_BYTES:
+        raise XbarsimError(
+            f"a {window}-cycle window needs a {size / 2**30:.1f} GiB spike-schedule table; the "
+            f"engine runs signal widths up to M = 14 (the ideal integer network and the cost model "
+            f"take any M)")
     out = np.zeros((window + 1, cycles), np.uint8)
-    out[:, :window] = spk
+    if encoding == "bernoulli":
+        return out
+    t = np.arange(window, dtype=np.int64)[None, :]
+    h = window // 2
+    step = max(1, (1 << 22) // max(1, window))  # rows per block: int64 temporaries stay small
+    for lo in range(0, window + 1, step):
+        x = np.arange(lo, min(window + 1, lo + step), dtype=np.int64)[:, None]
+        if encoding == "uniform":
+            out[lo:lo + len(x), :window] = ((t + 1) * x + h) // window - (t * x + h) // window
+        else:  # burst
+            out[lo:lo + len(x), :window] = t < x
     return out
 
 

@@ -2,8 +2,9 @@
 
 Format ``xbarsim-trace-1`` (docs/traces.md): a directory with ``trace.json`` and one raw file
 ``<layer>.events`` per traced layer holding little-endian records
-``(image int32, neuron int32, cycle int16)`` — ``numpy.fromfile(path, dtype=TRACE_DTYPE)`` reads
-it. ``neuron`` is the flat index in (C, H, W) order; ``image`` the global index of the image in the
+``(image int32, neuron int32, cycle int32)`` — ``numpy.fromfile(path, dtype=TRACE_DTYPE)`` reads
+it (the manifest records the dtype; traces written before cycles became int32 used int16 and are
+read with the dtype their manifest names). ``neuron`` is the flat index in (C, H, W) order; ``image`` the global index of the image in the
 run; ``cycle`` counts from 0 within the layer's window. Records are written batch by batch, sorted
 by (image, neuron, cycle), so memory stays bounded however many images are traced.
 """
@@ -20,7 +21,7 @@ import numpy as np
 from ..errors import XbarsimError
 
 FORMAT = "xbarsim-trace-1"
-TRACE_DTYPE = np.dtype([("image", "<i4"), ("neuron", "<i4"), ("cycle", "<i2")])
+TRACE_DTYPE = np.dtype([("image", "<i4"), ("neuron", "<i4"), ("cycle", "<i4")])  # M = 16: 65,535 cycles
 
 
 def parse_selection(text: str | None, limit: int | None = None):
@@ -116,8 +117,14 @@ def read_trace(directory) -> dict:
         raise XbarsimError(f"{directory / 'trace.json'}: format: expected {FORMAT} "
                            f"(got {manifest.get('format')})")
     out = {"_manifest": manifest}
+    try:
+        dtype = np.dtype([(str(n), str(t)) for n, t in manifest.get("dtype", [])]) \
+            if manifest.get("dtype") else TRACE_DTYPE
+    except (TypeError, ValueError):
+        raise XbarsimError(f"{directory / 'trace.json'}: dtype: not a record dtype "
+                           f"(got {manifest.get('dtype')})") from None
     for name, meta in manifest["layers"].items():
-        out[name] = np.fromfile(directory / meta["file"], dtype=TRACE_DTYPE)
+        out[name] = np.fromfile(directory / meta["file"], dtype=dtype)
     return out
 
 
@@ -135,22 +142,24 @@ def atomic_write_text(path, text: str) -> None:
 
 
 def plot_trace(directory, out_dir=None, max_images: int = 4) -> list:
-    """Raster (neuron vs cycle, one panel per layer) and per-layer spike-count histograms."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Raster (neuron vs cycle, one panel per layer) and per-layer spike-count histograms:
+    writes ``raster.png`` and ``spike_counts.png`` into ``out_dir`` (default: the trace
+    directory) and returns their paths, a list whose ``figures`` attribute holds the two
+    :class:`matplotlib.figure.Figure` objects. Drawn without pyplot, so the active matplotlib
+    backend is left as it is (:mod:`xbarsim.plotting`)."""
+    from ..plotting import Plots, new_figure
 
     data = read_trace(directory)
     manifest = data.pop("_manifest")
     out_dir = Path(out_dir or directory)
     out_dir.mkdir(parents=True, exist_ok=True)
     layers = list(manifest["layers"])
-    written = []
+    written = Plots()
     if not layers:
         raise XbarsimError(f"{directory}: the trace holds no layers")
     images = manifest["images"][:max_images] or [0]
-    fig, axes = plt.subplots(len(layers), len(images), figsize=(3.2 * len(images), 2.4 * len(layers)),
-                             squeeze=False)
+    fig = new_figure(figsize=(3.2 * len(images), 2.4 * len(layers)))
+    axes = fig.subplots(len(layers), len(images), squeeze=False)
     for i, name in enumerate(layers):
         ev = data[name]
         meta = manifest["layers"][name]
@@ -169,10 +178,10 @@ def plot_trace(directory, out_dir=None, max_images: int = 4) -> list:
     fig.tight_layout()
     path = out_dir / "raster.png"
     fig.savefig(path, dpi=110)
-    plt.close(fig)
-    written.append(path)
+    written.add(path, fig)
 
-    fig, axes = plt.subplots(1, len(layers), figsize=(3.2 * len(layers), 2.8), squeeze=False)
+    fig = new_figure(figsize=(3.2 * len(layers), 2.8))
+    axes = fig.subplots(1, len(layers), squeeze=False)
     n_img = max(1, len(manifest["images"]))
     for i, name in enumerate(layers):
         ev = data[name]
@@ -191,6 +200,5 @@ def plot_trace(directory, out_dir=None, max_images: int = 4) -> list:
     fig.tight_layout()
     path = out_dir / "spike_counts.png"
     fig.savefig(path, dpi=110)
-    plt.close(fig)
-    written.append(path)
+    written.add(path, fig)
     return written
