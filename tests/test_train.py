@@ -234,3 +234,83 @@ def test_train_cli_bad_bits_is_one_line():
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == ["xbarsim: error: --bits: must be M,N, two integers "
                                              "(got 4)"]
+
+
+@pytest.mark.train
+@pytest.mark.parametrize("bits,in_bits,seed", [(3, 3, 0), (4, 6, 1), (5, 5, 2)])
+def test_cycle_mode_equals_the_engine_count_for_count(bits, in_bits, seed):
+    """Hardware-aware fine-tuning's forward (torch twin of the engine: uniform encoding, ideal
+    devices) gives the cycle-level engine's counts exactly, layer by layer, early firing and
+    one-spike-per-cycle limits included, and its class (count, then residual membrane)."""
+    torch = pytest.importorskip("torch")
+    from xbarsim.config import Section
+    from xbarsim.engine import Simulator
+    from xbarsim.network import build_network
+    from xbarsim.spec import parse_network
+    from xbarsim.train.model import QNet
+    from xbarsim.weights import LayerWeights
+    from xbarsim.yamlio import loads_yaml
+
+    text = f"""
+name: cyc
+dataset: synthetic
+input: {{shape: [2, 9, 9], bits: {in_bits}}}
+bits: {{signal: {bits}, weight: {bits}}}
+weights: random
+layers:
+  - {{name: c1, type: conv, out_channels: 5, kernel: 3, padding: 1}}
+  - {{name: p1, type: maxpool, kernel: 2}}
+  - {{name: c2, type: conv, out_channels: 6, kernel: 3, stride: 1}}
+  - {{name: f1, type: fc, out_features: 10}}
+"""
+    spec = parse_network(Section(loads_yaml(text, "cyc.yaml"), "cyc.yaml"))
+    rng = np.random.default_rng(seed)
+    lim = quant.max_level(bits)
+    weights = {}
+    for layer in spec.compute_layers:
+        theta = int(2 ** rng.integers(1, 4))
+        weights[layer.name] = LayerWeights(
+            rng.integers(-lim, lim + 1, layer.weight_shape).astype(np.int32),
+            rng.integers(-2 * theta, 2 * theta + 1, layer.cols).astype(np.int64), theta,
+            1.0 / theta)
+    net = build_network(spec, weights)
+    x = rng.integers(0, (1 << in_bits), (40, 2, 9, 9)).astype(np.int32)
+    res = Simulator(net).run(x, keep="all")
+    model = QNet(spec)
+    with torch.no_grad():
+        for name, lw in weights.items():
+            model.weight[name].copy_(torch.as_tensor(lw.levels / lw.theta, dtype=torch.float32))
+            model.bias[name].copy_(torch.as_tensor(lw.bias / lw.theta, dtype=torch.float32))
+            model.wsteps[name] = 1.0 / lw.theta
+    model.mode, model.cycle = "count", True
+    seen = {}
+    model.eval()
+    with torch.no_grad():
+        z = model(torch.from_numpy(x).float())
+        # intermediate counts: rerun layer by layer through the public helper
+        from xbarsim.train.model import cycle_counts
+        h = torch.from_numpy(x).float()
+        for layer in spec.layers:
+            if layer.is_compute:
+                w, b = model.layer_params(layer.name)
+                window = model.top_in if layer.name == "c1" else model.top
+                fired, resid, theta = cycle_counts(layer, h, w, b, model.wsteps[layer.name],
+                                                   window)
+                sim_counts, sim_fired, sim_resid, _ = Simulator(net).simulate_layer(
+                    layer.name, h.numpy().astype(np.int32))
+                assert np.array_equal(fired.numpy().astype(np.int64), sim_fired.astype(np.int64))
+                assert np.array_equal(resid.numpy().astype(np.int64),
+                                      sim_resid.astype(np.int64) >> FRAC)
+                h = torch.clamp(fired, 0, model.top).float()
+                seen[layer.name] = h.numpy().astype(np.int64)
+            elif layer.kind == "maxpool":
+                h = torch.nn.functional.max_pool2d(h, layer.kernel, layer.stride)
+            else:
+                h = h.flatten(1)
+    for name in ("c1", "c2", "f1"):
+        assert np.array_equal(seen[name], res.counts[name].astype(np.int64)), name
+    assert np.array_equal(z.argmax(1).numpy(), res.predictions)
+    assert res.stats["c1"].mismatch_fraction > 0  # the case exercises early firing
+
+
+FRAC = __import__("xbarsim.hardware", fromlist=["FRAC_BITS"]).FRAC_BITS

@@ -23,6 +23,9 @@ def register(sub) -> None:
     p.add_argument("--epochs", type=int, default=20, help="training epochs (default 20)")
     p.add_argument("--finetune-epochs", type=int, default=3,
                    help="nc+wc: epochs with clustered weights (default 3)")
+    p.add_argument("--cycle-epochs", type=int, default=0,
+                   help="nc+wc: then epochs of hardware-aware fine-tuning, the forward pass taking "
+                   "the cycle-level engine's counts (uniform encoding, ideal devices; default 0)")
     p.add_argument("--lr", type=float, default=None,
                    help="Adam learning rate (default 3e-3 from scratch, 1e-3 with --init)")
     p.add_argument("--finetune-lr", type=float, default=3e-4)
@@ -82,14 +85,15 @@ def run(args) -> int:
             lambdas[name] = float(value)
         except ValueError:
             raise XbarsimError(f"--layer-lambda: {item}: value must be a number") from None
-    for key in ("epochs", "finetune_epochs", "batch", "threads"):
+    for key in ("epochs", "finetune_epochs", "cycle_epochs", "batch", "threads"):
         v = getattr(args, key)
         if v < (1 if key in ("batch", "threads") else 0):
             raise XbarsimError(f"--{key.replace('_', '-')}: must be >= "
                                f"{1 if key in ('batch', 'threads') else 0} (got {v})")
     lr = args.lr if args.lr is not None else (1e-3 if args.init else 3e-3)
     cfg = TrainConfig(method=args.method, epochs=args.epochs, finetune_epochs=args.finetune_epochs,
-                      batch=args.batch, lr=lr, finetune_lr=args.finetune_lr,
+                      cycle_epochs=args.cycle_epochs, batch=args.batch, lr=lr,
+                      finetune_lr=args.finetune_lr,
                       weight_decay=args.weight_decay, lam=args.lam, lambdas=lambdas,
                       alpha=args.alpha, grid=args.grid, shift=args.shift, seed=args.seed,
                       threads=args.threads, train_limit=args.train_limit,

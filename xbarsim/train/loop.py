@@ -29,6 +29,7 @@ class TrainConfig:
     method: str = "nc+wc"
     epochs: int = 20               # plain / nc training epochs
     finetune_epochs: int = 3       # nc+wc: epochs with quantized weights after clustering
+    cycle_epochs: int = 0          # nc+wc: then epochs with the cycle-level hardware in the loop
     batch: int = 128
     lr: float = 3e-3
     finetune_lr: float = 3e-4
@@ -294,6 +295,17 @@ def train(spec, cfg: TrainConfig, init=None, log=print, progress=True) -> TrainR
     if cfg.finetune_epochs > 0:
         hist += fit(model, *tr, cfg.finetune_epochs, cfg.finetune_lr, cfg, log, progress, te,
                     "finetune")
+    if cfg.cycle_epochs > 0:
+        # hardware-aware fine-tuning (beyond the paper): forward values are the cycle-level
+        # engine's counts (uniform encoding, ideal devices), gradients those of the ideal network
+        model.cycle = True
+        figures["cycle_before_finetune"] = accuracy(model, *te)
+        log(f"cycle-level (torch twin of the engine) before hardware-aware fine-tuning: test acc "
+            f"{100 * figures['cycle_before_finetune']:.2f}%")
+        hist += fit(model, *tr, cfg.cycle_epochs, cfg.finetune_lr, cfg, log, progress, te,
+                    "cycle-finetune")
+        figures["cycle_level"] = accuracy(model, *te)
+        model.cycle = False
     ints = export_integer(model)
     figures["integer"] = float(np.mean(integer_predictions(spec, ints, te[0]) == te[1]))
     return TrainResult(model, hist, ints, ones, 1.0, figures, clustering)
@@ -301,7 +313,7 @@ def train(spec, cfg: TrainConfig, init=None, log=print, progress=True) -> TrainR
 
 def save_result(path, res: TrainResult, cfg: TrainConfig) -> None:
     meta = {"method": cfg.method, "seed": cfg.seed, "epochs": cfg.epochs,
-            "finetune_epochs": cfg.finetune_epochs}
+            "finetune_epochs": cfg.finetune_epochs, "cycle_epochs": cfg.cycle_epochs}
     meta.update({f"test_acc_{k}": v for k, v in res.figures.items()})
     if res.weights is not None:
         save_weights(path, res.weights, res.model.bits, res.model.weight_bits,

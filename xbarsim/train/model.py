@@ -46,6 +46,7 @@ class QNet(nn.Module):
         self.top = (1 << spec.signal_bits) - 1
         self.top_in = (1 << spec.input_bits) - 1
         self.mode = "float"
+        self.cycle = False   # count mode + wsteps: forward values from the cycle-level hardware
         self.scales: dict = {}
         self.wsteps: dict = {}
         self.lambdas: dict = {}
@@ -100,8 +101,21 @@ class QNet(nn.Module):
                     if lam and self.training:
                         r = quant.r_g(F.relu(a) * c, self.bits, self.alpha)
                         reg = reg + lam * r.flatten(1).sum(1).mean()
+                hw = None
+                if self.cycle and self.mode == "count" and layer.name in self.wsteps:
+                    window = self.top_in if layer.inputs == (INPUT,) else self.top
+                    hw = cycle_counts(layer, h, w, b, self.wsteps[layer.name], window)
                 if layer.name == last:
                     y = a
+                    if hw is not None:  # the hardware's class order: count, then residual
+                        fired, resid, theta = hw
+                        # float64: a residual's order must survive even far from the threshold
+                        score = (torch.clamp(fired.double(), 0, self.top)
+                                 + (0.98 / math.pi) * torch.atan(resid.double() / theta))
+                        y = a.double() + (score - a.double()).detach()
+                elif hw is not None:
+                    q = quant.ste_quantize_signal(a, self.top)
+                    y = q + (torch.clamp(hw[0].float(), 0, self.top) - q).detach()
                 elif self.mode == "float":
                     y = F.relu(a)
                 elif self.mode == "scale":
@@ -156,6 +170,57 @@ class QNet(nn.Module):
             values[layer.name] = y
         del hooks
         return out
+
+
+# -- the cycle-level hardware in torch (hardware-aware fine-tuning) -------------------------------
+@torch.no_grad()
+def cycle_counts(layer, h, w, b, step: float, window: int, chunk: int = 16):
+    """What the cycle-level engine computes for one conv/fc layer with ideal devices and its
+    default options (``uniform`` encoding, membrane starting at ``⌊θ/2⌋ + bias``, reset by
+    subtraction, at most one spike per cycle, no drain cycles): ``(fired, residual, θ)``, the IFC
+    spike counts (before counter saturation) and final membranes in LSB, as float tensors.
+
+    ``h``: the layer's integer input counts; ``w``, ``b``: weights and bias on the step ``s = 1/θ``
+    (``D = w/s`` integer levels). A row holding ``x`` has sent ``floor(((t+1)·x + ⌊T/2⌋)/T)``
+    spikes by the end of cycle ``t`` (the uniform schedule), so the column's cumulative input is one
+    convolution of those cumulative spike counts; the IFC then steps through the ``T`` cycles.
+    """
+    theta = float(round(1.0 / step))
+    d = torch.round(w.detach() / step)
+    bias = torch.round(b.detach() / step)
+    x = torch.round(h.detach()).to(torch.int64)
+    if layer.kind != "conv":
+        x = x.flatten(1)
+    bound = float(d.abs().sum(dim=tuple(range(1, d.dim()))).max()) * window
+    dtype = torch.float32 if bound < 2 ** 24 else torch.float64  # integer sums stay exact
+    d = d.to(dtype)
+
+    def cumulative(c):  # (tc, B, ...) cumulative spike counts -> (tc, B, outputs...) LSB sums
+        flat = c.reshape(-1, *c.shape[2:]).to(dtype)
+        out = (F.conv2d(flat, d, stride=layer.stride, padding=layer.padding)
+               if layer.kind == "conv" else F.linear(flat, d))
+        return out.reshape(c.shape[0], c.shape[1], *out.shape[1:])
+
+    half = window // 2
+    shape = (1, -1, 1, 1) if layer.kind == "conv" else (1, -1)
+    v = None
+    prev = fired = None
+    for t0 in range(0, window, chunk):
+        ts = torch.arange(t0 + 1, min(window, t0 + chunk) + 1, dtype=torch.int64)
+        c = torch.div(ts.view(-1, *([1] * x.dim())) * x.unsqueeze(0) + half, window,
+                      rounding_mode="floor")
+        p = cumulative(c)
+        if v is None:
+            v = torch.zeros_like(p[0]) + (bias.to(dtype) + float(int(theta) // 2)).view(shape)
+            prev = torch.zeros_like(p[0])
+            fired = torch.zeros_like(p[0])
+        for i in range(p.shape[0]):
+            v = v + (p[i] - prev)
+            prev = p[i]
+            f = (v >= theta).to(dtype)
+            v = v - theta * f
+            fired = fired + f
+    return fired, v, theta
 
 
 # -- float <-> count units ---------------------------------------------------------------------------
