@@ -351,7 +351,7 @@ def test_table5_command_writes_markdown(tmp_path, capsys, monkeypatch):
                  "--resnet-images", "1", "--out", str(out)]) == 0
     text = out.read_text()
     assert text.startswith("# Table 5 on the xbarsim cost model")
-    assert "**Weights are random**" in text and "synthetic" in text
+    assert "**weights are random**" in text and "synthetic" in text
     assert "| Alexnet 8->3 speedup |" in text and "3.79 / 0.27 = 14.0x" in text
     assert main(["table5", "--resnet-images", "0"]) == 2
     assert "--resnet-images: must be >= 1 (got 0)" in capsys.readouterr().err

@@ -87,7 +87,9 @@ def render(rows, checks, card, args) -> str:
             pass
     inputs = {}
     for r in rows:
-        inputs.setdefault(r.model, (r.network, r.inputs, r.stats_from))
+        src, _, wsrc = r.inputs.partition("; weights ")
+        entry = inputs.setdefault(r.model, {"src": src, "how": r.stats_from, "nets": []})
+        entry["nets"].append(f"{r.bits}-bit `networks/{r.network}.yaml` (weights {wsrc})")
     lines = [
         "# Table 5 on the xbarsim cost model",
         "",
@@ -97,13 +99,21 @@ def render(rows, checks, card, args) -> str:
         "Each row: the network at M = N = input bits = the row's bits, its events counted on:",
         "",
     ]
-    for model, (net, src, how) in inputs.items():
-        lines.append(f"- {model} (`networks/{net}.yaml`): {src}; events from the {how}.")
+    for model, e in inputs.items():
+        lines.append(f"- {model}: {e['src']}; events from the {e['how']}; "
+                     + ", ".join(e["nets"]) + ".")
+    notes = []
+    if any("weights random" in r.inputs for r in rows):
+        notes.append("**weights are random** where no trained file exists for a width (a network "
+                     "`<name>-<M>b.yaml` beside the base YAML is used when it exists)")
+    if any(r.inputs.startswith("synthetic") for r in rows):
+        notes.append("**the CIFAR-10 networks run on synthetic inputs** (the data set is not "
+                     "available)")
     lines += [
         "",
-        "**Weights are random** (trained networks do not exist yet) and **the CIFAR-10 networks run "
-        "on synthetic inputs** (the data set is not available): energies depend on activity, so "
-        "absolute energies are estimates; speed and area do not depend on the data.",
+        ("Note: " + "; ".join(notes) + ". Energies depend on activity, so absolute energies are "
+         "estimates; speed and area do not depend on the data.") if notes else
+        "Energies depend on activity; speed and area do not depend on the data.",
         "",
         t5.format_markdown(rows),
         "",

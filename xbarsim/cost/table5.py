@@ -118,7 +118,11 @@ def evaluate(models=TABLE5_NETWORKS, bits=TABLE5_BITS, images: dict | None = Non
             src = f"synthetic ({spec0.dataset} not available)"
         src = f"{src}, {len(imgs)} images"
         for b in bits:
-            spec = variant(spec0, b)
+            trained = Path(networks_dir) / f"{Path(fname).stem}-{b}b.yaml"
+            if trained.is_file():  # weights trained at this width (networks/lenet-mnist-4b.yaml)
+                spec = variant(load_network_spec(trained), b)
+            else:
+                spec = variant(spec0, b)
             network = build_network(spec)
             wsrc = "random" if spec.weights == "random" else str(spec.weights)
             if engine:
