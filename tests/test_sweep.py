@@ -195,6 +195,74 @@ def test_api_out_dir_resumes(tiny, tmp_path):
     assert load_results(out, as_frame=False)[0].keys() == first[0].keys()
 
 
+TINY_MNIST = """\
+name: tiny-mnist
+dataset: mnist
+input: {shape: [1, 28, 28]}
+bits: {signal: 4, weight: 4}
+crossbar: {size: 32}
+weights: random
+seed: 3
+layers:
+  - {name: conv1, type: conv, out_channels: 2, kernel: 5, stride: 4}
+  - {name: flatten, type: flatten}
+  - {name: fc1, type: fc, out_features: 10}
+"""
+
+
+def test_fewer_images_than_samples_warns_and_records_the_number(tiny, tmp_path, monkeypatch):
+    from xbarsim.sweep import SamplesWarning
+    # arrays holding fewer images than asked for
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (6, 1, 8, 8), dtype=np.uint8)
+    with pytest.warns(SamplesWarning, match=r"samples=10: using 6 images, all the data given"):
+        rows = xbarsim.sweep(tiny, {"engine.encoding": ["uniform"]}, seeds=1, samples=10,
+                             data=(images, np.zeros(6, np.int64)), as_frame=False)
+    assert [r["samples"] for r in rows] == [6]
+    # the full MNIST set not found: the 200 shipped test images, said so, and recorded
+    monkeypatch.setattr(xbarsim.datasets, "find_dataset", lambda *a, **k: None)
+    net = _write(tmp_path, "mnist.yaml", TINY_MNIST)
+    out = tmp_path / "res"
+    with pytest.warns(SamplesWarning) as caught:
+        rows = xbarsim.sweep(net, {"engine.encoding": ["uniform"]}, seeds=2, samples=300,
+                             out=out, as_frame=False)
+    [w] = caught.list
+    text = str(w.message)
+    assert text.startswith("samples=300: using 200 images, the 200 MNIST test images shipped "
+                           "with xbarsim: the full MNIST test set was not found")
+    assert "\n" not in text and "XBARSIM_DATA" in text
+    assert w.filename == __file__   # attributed to the caller, not to xbarsim's internals
+    assert [r["samples"] for r in rows] == [200, 200]
+    manifest = Store(out).manifest()
+    assert manifest["samples"] == 200 and manifest["samples_requested"] == 300
+    assert "shipped MNIST sample (200 test images)" in manifest["data"]
+    assert load_results(out, as_frame=False)[0]["samples"] == 200
+    assert "samples" in (out / "results.csv").read_text().splitlines()[0].split(",")
+    # enough images, or all of them asked for: no warning
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SamplesWarning)
+        xbarsim.sweep(net, {"engine.encoding": ["uniform"]}, seeds=1, samples=20,
+                      as_frame=False)
+        xbarsim.sweep(tiny, {"engine.encoding": ["uniform"]}, seeds=1, samples=None,
+                      data=images, as_frame=False)
+
+
+def test_cli_fewer_images_than_samples_one_line_on_stderr(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(xbarsim.datasets, "find_dataset", lambda *a, **k: None)
+    _write(tmp_path, "mnist.yaml", TINY_MNIST)
+    path = _write(tmp_path, "sweep.yaml", "network: mnist.yaml\nsamples: 500\nseeds: 1\n"
+                                          "grid: {engine.encoding: [uniform]}\n")
+    assert main(["sweep", str(path), "--out", str(tmp_path / "o"), "--no-progress"]) == 0
+    out, err = capsys.readouterr()
+    assert err.splitlines() == [
+        "xbarsim sweep: warning: samples=500: using 200 images, the 200 MNIST test images "
+        "shipped with xbarsim: the full MNIST test set was not found (set XBARSIM_DATA to its "
+        "folder, docs/datasets.md)"]
+    assert "on shipped MNIST sample (200 test images)" in out
+    assert load_results(tmp_path / "o", as_frame=False)[0]["samples"] == 200
+
+
 # -- the sweep file ----------------------------------------------------------------------------
 @pytest.mark.parametrize("body, message", [
     ("network: tiny.yaml\ngrid: {engine.encodng: [uniform]}\n",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 
 from ..errors import XbarsimError
 
@@ -47,8 +48,15 @@ def run(args) -> int:
 
     spec = load_sweep_spec(args.config)
     network = load_network(spec.network)
-    ctx, manifest = runner.prepare(network, spec.points, spec.seeds, spec.samples,
-                                   batch=spec.batch, split=spec.split)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", runner.SamplesWarning)
+        ctx, manifest = runner.prepare(network, spec.points, spec.seeds, spec.samples,
+                                       batch=spec.batch, split=spec.split)
+    for w in caught:   # fewer images than samples: one line on stderr; others as usual
+        if issubclass(w.category, runner.SamplesWarning):
+            print(f"xbarsim sweep: warning: {w.message}", file=sys.stderr, flush=True)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     store = Store(args.out)
     store.open(manifest)
     done = store.done()

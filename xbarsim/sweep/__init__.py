@@ -19,13 +19,15 @@ import sys
 import types
 
 from .params import expand, parameter_names
-from .runner import SweepContext, aggregate_rows, flatten, load_results, prepare, sweep
+from .runner import SamplesWarning, SweepContext, aggregate_rows, flatten, load_results, prepare, sweep
 from .spec import SweepSpec, load_sweep_spec
 from .store import Store
 
 
 def plot_dir(directory, out=None) -> list:
-    """Write the sweep's PNGs (see :mod:`xbarsim.sweep.plot`); returns their paths."""
+    """Write the sweep's PNGs (see :mod:`xbarsim.sweep.plot`); returns their paths, a list whose
+    ``figures`` attribute holds the matplotlib figures drawn (pyplot and the active backend are
+    left alone)."""
     from .plot import plot_dir as _plot_dir
     return _plot_dir(directory, out)
 
@@ -37,5 +39,5 @@ class _CallableModule(types.ModuleType):
 
 sys.modules[__name__].__class__ = _CallableModule
 
-__all__ = ["Store", "SweepContext", "SweepSpec", "aggregate_rows", "expand", "flatten",
+__all__ = ["SamplesWarning", "Store", "SweepContext", "SweepSpec", "aggregate_rows", "expand", "flatten",
            "load_results", "load_sweep_spec", "parameter_names", "plot_dir", "prepare", "sweep"]

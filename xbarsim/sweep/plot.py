@@ -1,5 +1,6 @@
-"""Sweep plots (matplotlib, Agg): accuracy vs each swept parameter with error bars over seeds, and
-mismatch per layer vs each parameter.
+"""Sweep plots (PNG via matplotlib's Agg canvas, without pyplot: the global backend is never
+changed): accuracy vs each swept parameter with error bars over seeds, and mismatch per layer vs
+each parameter.
 
 With several swept parameters, each figure draws one line per combination of the other
 parameters (up to :data:`MAX_LINES`; beyond that, the mean over the other parameters).
@@ -12,14 +13,16 @@ from collections import OrderedDict
 from pathlib import Path
 
 from ..errors import XbarsimError
+from ..plotting import Plots, new_figure
 from .runner import aggregate_rows, flatten
 from .store import Store
 
 MAX_LINES = 8
 
-def plot_dir(directory, out=None) -> list:
+def plot_dir(directory, out=None) -> Plots:
     """Write the PNGs of the sweep in ``directory`` into ``out`` (default: the same directory);
-    returns their paths."""
+    returns their paths, a list whose ``figures`` attribute holds the figures drawn
+    (see :func:`plot_rows`)."""
     store = Store(directory)
     manifest = store.manifest()
     records, planned = store.records()
@@ -32,22 +35,29 @@ def plot_dir(directory, out=None) -> list:
         title += f" ({len(records)} of {planned} runs finished)"
     return plot_rows(rows, manifest["parameters"], Path(out or directory), title)
 
-def plot_rows(rows, params, out: Path, title="") -> list:
-    import matplotlib
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+def plot_rows(rows, params, out: Path, title="") -> Plots:
+    """Write ``accuracy_vs_<param>.png`` and ``mismatch_vs_<param>.png`` for each swept parameter
+    of ``rows`` (one row per (point, seed), as :func:`xbarsim.sweep` returns with
+    ``as_frame=False``) into ``out``.
 
+    Returns the paths written (a list, in that order) with the figures drawn in its ``figures``
+    attribute: ``paths.figures[i]`` is the :class:`matplotlib.figure.Figure` saved to
+    ``paths[i]``. Nothing goes through pyplot, so the active matplotlib backend (a notebook's
+    inline backend, say) is left as it is; ``display(fig)`` shows a figure in a notebook.
+    """
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     agg = aggregate_rows(rows)
     layers = [c[len("mismatch."):] for c in agg[0] if c.startswith("mismatch.")
               and not c.endswith("_std")]
     swept = [p for p in params if len({_h(r.get(p)) for r in agg}) > 1] or list(params)[:1]
-    written = []
+    written = Plots()
     for param in swept:
         others = [p for p in swept if p != param]
         lines = _lines(agg, rows, param, others)
         # accuracy vs parameter
-        fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+        fig = new_figure(figsize=(6, 4), dpi=110)
+        ax = fig.subplots()
         for label, pts in lines.items():
             xs, pos = _axis(pts, param)
             if pts[0].get("accuracy") is not None:
@@ -74,11 +84,11 @@ def plot_rows(rows, params, out: Path, title="") -> list:
         fig.tight_layout()
         path = out / f"accuracy_vs_{_slug(param)}.png"
         fig.savefig(path)
-        plt.close(fig)
-        written.append(path)
+        written.add(path, fig)
         # mismatch per layer vs parameter (mean over the other parameters)
         marg = _lines(agg, rows, param, [], force_mean=True)[""]
-        fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+        fig = new_figure(figsize=(6, 4), dpi=110)
+        ax = fig.subplots()
         xs, pos = _axis(marg, param)
         for layer in layers:
             ax.errorbar(pos, [100 * p[f"mismatch.{layer}"] for p in marg],
@@ -94,8 +104,7 @@ def plot_rows(rows, params, out: Path, title="") -> list:
         fig.tight_layout()
         path = out / f"mismatch_vs_{_slug(param)}.png"
         fig.savefig(path)
-        plt.close(fig)
-        written.append(path)
+        written.add(path, fig)
     return written
 
 def _h(v):

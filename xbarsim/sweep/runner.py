@@ -13,8 +13,10 @@ import dataclasses
 import hashlib
 import multiprocessing
 import os
+import sys
 import threading
 import time
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 
@@ -28,6 +30,10 @@ from .store import FORMAT, Store
 
 #: How many built hardware models a worker keeps (keyed by device card and seed).
 HARDWARE_CACHE = 4
+
+
+class SamplesWarning(UserWarning):
+    """A sweep runs on fewer images than ``samples`` asked for (the data set holds fewer)."""
 
 
 class SweepContext:
@@ -247,7 +253,15 @@ def _execute_dask(ctx, todo, scheduler, finish):
 # -- the public entry point ----------------------------------------------------------------------
 def load_data(spec, samples, data=None, split="test"):
     """``(images, labels, description)``: ``data`` (an array or ``(images, labels)``) or the
-    network's data set (the shipped MNIST sample when the full set is not found)."""
+    network's data set (the shipped MNIST sample when the full set is not found). Emits a
+    :class:`SamplesWarning` when there are fewer than ``samples`` images."""
+    images, labels, source, why = _load_data(spec, samples, data, split)
+    if samples is not None and len(images) < samples:
+        _warn_outside(SamplesWarning(f"samples={samples}: using {len(images)} images, {why}"))
+    return images, labels, source
+
+
+def _load_data(spec, samples, data, split):
     from .. import datasets
     if data is not None:
         if isinstance(data, tuple):
@@ -261,18 +275,31 @@ def load_data(spec, samples, data=None, split="test"):
             labels = None if labels is None else labels[:samples]
         if labels is not None and len(labels) != len(images):
             raise DataError(f"data: {len(labels)} labels for {len(images)} images")
-        return images, labels, f"arrays ({len(images)} images)"
+        return images, labels, f"arrays ({len(images)} images)", \
+            f"all the data given ({len(images)} images)"
     if spec.dataset == "synthetic":
         n = 100 if samples is None else samples
         images, labels = datasets.synthetic(spec.input_shape, n, seed=spec.seed, split=split)
-        return images, labels, f"synthetic ({n} images, seed {spec.seed})"
+        return images, labels, f"synthetic ({n} images, seed {spec.seed})", ""
     if datasets.find_dataset(spec.dataset, split) is None and spec.dataset == "mnist":
         images, labels = datasets.mnist_sample()
         images, labels = images[:samples], labels[:samples]
-        return images, labels, f"shipped MNIST sample ({len(images)} test images)"
+        return images, labels, f"shipped MNIST sample ({len(images)} test images)", \
+            f"the {len(images)} MNIST test images shipped with xbarsim: the full MNIST {split} " \
+            f"set was not found (set XBARSIM_DATA to its folder, docs/datasets.md)"
     images, labels = datasets.load_dataset(spec.dataset, split=split, limit=samples,
                                            download=False)
-    return images, labels, f"{spec.dataset} {split} set (first {len(images)} images)"
+    return images, labels, f"{spec.dataset} {split} set (first {len(images)} images)", \
+        f"all of the {spec.dataset} {split} set"
+
+
+def _warn_outside(warning) -> None:
+    """``warnings.warn`` attributed to the first caller outside the xbarsim package."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+    level, frame = 2, sys._getframe(1)
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(warning, stacklevel=level)
 
 
 def prepare(network, grid, seeds, samples, data=None, options=None, batch=256, split="test"):
@@ -298,7 +325,8 @@ def prepare(network, grid, seeds, samples, data=None, options=None, batch=256, s
     base = fingerprint(ctx)
     manifest = {
         "format": FORMAT, "base": base, "network": network.spec.name, "data": source,
-        "samples": int(len(images)), "seeds": seeds,
+        "samples": int(len(images)),
+        "samples_requested": None if samples is None else int(samples), "seeds": seeds,
         "parameters": list(dict.fromkeys(p for point in points for p in point)),
         "device": _card_dict(network.spec.device),
         "engine": {k: v for k, v in dataclasses.asdict(options).items() if k != "seed"},
@@ -317,7 +345,10 @@ def sweep(network, grid, seeds=range(5), samples=2000, data=None, *, out=None, w
         first key varying slowest) or a list of point dicts. Paths: ``device.<DeviceCard field>``,
         ``engine.<EngineOptions field>`` (see :func:`xbarsim.sweep.parameter_names`).
     seeds: seeds (or a count); each point runs once per seed (engine and device draws).
-    samples: number of images (the first ones of the data set's ``split``).
+    samples: number of images (the first ones of the data set's ``split``; None: all). When the
+        data set holds fewer (e.g. only the 200 shipped MNIST test images because the full set
+        was not found), all of them are used, a :class:`SamplesWarning` says so, and the rows'
+        ``samples`` column holds the number actually used.
     data: uint8 images ``(N, C, H, W)`` or ``(images, labels)``; default: the network's data set.
     out: results directory; finished runs are stored there and reused (resumable).
     workers: local processes (1 = in this process). scheduler: a Dask scheduler address

@@ -1,0 +1,45 @@
+"""Figures without pyplot: xbarsim never changes matplotlib's global backend.
+
+Every plotting function of xbarsim draws on a :class:`matplotlib.figure.Figure` with its own
+:class:`~matplotlib.backends.backend_agg.FigureCanvasAgg` (so ``savefig`` writes PNGs whatever
+backend is active) instead of ``pyplot``, which would pick, or with ``matplotlib.use``, switch, the
+process-wide backend and so break a Jupyter notebook's inline figures or a GUI session. The
+figures are not registered with pyplot: they are freed when no longer referenced, and in a
+notebook ``display(fig)`` shows one.
+"""
+
+from __future__ import annotations
+
+
+def new_figure(**kwargs):
+    """A ``Figure(**kwargs)`` drawn by an Agg canvas of its own."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+class Plots(list):
+    """The paths of the PNG files written (a list, as plotting functions always returned) and,
+    in ``figures``, the :class:`~matplotlib.figure.Figure` saved to each (``figures[i]`` is the
+    figure of ``self[i]``)."""
+
+    def __init__(self, paths=(), figures=()):
+        super().__init__(paths)
+        self.figures = list(figures)
+
+    def add(self, path, figure) -> None:
+        self.append(path)
+        self.figures.append(figure)
+
+    def figure(self, name):
+        """The figure written to the path whose file name (or path) is ``name``."""
+        for path, fig in zip(self, self.figures):
+            if str(path) == str(name) or getattr(path, "name", None) == str(name):
+                return fig
+        raise KeyError(name)
+
+
+__all__ = ["Plots", "new_figure"]
