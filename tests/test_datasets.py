@@ -8,6 +8,7 @@ import gzip
 import hashlib
 import http.server
 import io
+import json
 import os
 import pickle
 import pickletools
@@ -716,3 +717,22 @@ def test_argument_errors(call, message):
     with pytest.raises(DataError) as err:
         call()
     assert str(err.value) == message
+
+
+@needs_real
+def test_run_download_flag_fetches_into_the_cache(env, server, monkeypatch, capsys):
+    """`xbarsim run --download`: with no local data, the test split is downloaded (md5-checked)
+    into the cache and scored; without the flag the shipped sample is used and nothing fetched."""
+    from xbarsim.cli import main
+
+    url, www, hits = server
+    for name in datasets.MNIST_FILES["test"]:
+        (www / name).write_bytes((REAL / "mnist" / name).read_bytes())
+    monkeypatch.setenv("XBARSIM_MNIST_URL", url)
+    _, cache = env
+    net = str(Path(__file__).resolve().parents[1] / "networks" / "lenet-mnist.yaml")
+    assert main(["run", net, "--samples", "5", "--json", "--no-progress"]) == 0
+    assert hits == [] and "shipped MNIST sample" in json.loads(capsys.readouterr().out)["inputs"]
+    assert main(["run", net, "--samples", "5", "--json", "--no-progress", "--download"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert str(cache / "mnist") in out["inputs"] and len(hits) == 2

@@ -130,3 +130,18 @@ print("ok")
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
                          text=True, timeout=300)
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stdout + res.stderr
+
+
+def test_cost_charts_keep_backend_and_return_figures(svg_backend, tmp_path):
+    from xbarsim.cost import estimate
+    from xbarsim.cost.charts import draw_cost_charts
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    net = xbarsim.load_network(tmp_path / "tiny.yaml")
+    images, _ = xbarsim.datasets.synthetic(net.spec.input_shape, 3, seed=1)
+    res = xbarsim.Simulator(net).run(images)
+    cost = estimate(net, res.stats, images=len(images)).to_dict()
+    written = draw_cost_charts(cost, tmp_path / "png")
+    assert [p.name for p in written] == ["cost-energy.png", "cost-area.png", "cost-time.png",
+                                         "cost-components.png"]
+    assert all(isinstance(f, Figure) for f in written.figures) and len(written.figures) == 4
+    assert all(p.read_bytes()[:8] == PNG for p in written)

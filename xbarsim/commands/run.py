@@ -26,6 +26,9 @@ def register(sub) -> None:
     p.add_argument("--backend", choices=("numba", "reference"), default="numba")
     p.add_argument("--weights", help="weights .npz overriding the YAML's weights:")
     p.add_argument("--split", choices=("test", "train"), default="test")
+    p.add_argument("--download", action="store_true",
+                   help="when the data set is not found locally, download it from its canonical "
+                   "source into the user cache (md5-verified) instead of using the shipped sample")
     p.add_argument("--inputs", help="uint8 images .npy shaped like the network input (N, C, H, W)")
     p.add_argument("--labels", help="labels .npy for --inputs (optional)")
     p.add_argument("--save-counts", metavar="FILE.npz",
@@ -73,7 +76,10 @@ def load_inputs(args, spec):
         n = args.samples or 100
         images, labels = datasets.synthetic(spec.input_shape, n, seed=spec.seed)
         return images, None, f"synthetic ({n} images, seed {spec.seed})"
-    found = datasets.find_dataset(spec.dataset)
+    found = datasets.find_dataset(spec.dataset, args.split)
+    if found is None and getattr(args, "download", False) and spec.dataset != "synthetic":
+        datasets.load_dataset(spec.dataset, split=args.split, download=True)
+        found = datasets.find_dataset(spec.dataset, args.split)
     if found is None and spec.dataset == "mnist":
         images, labels = datasets.mnist_sample()
         source = (f"shipped MNIST sample ({len(images)} test images; set XBARSIM_DATA for the "

@@ -14,6 +14,8 @@ arrays of a differential pair together with their periphery.
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -153,8 +155,14 @@ class CircuitCard:
         return d
 
     def network_overhead(self, network_name: str):
-        """The card's ``C_net`` for this network, or None."""
-        return self.timing.network_overhead_s.get(network_name)
+        """The card's ``C_net`` for this network, or None. A variant of a network trained at one
+        width, named ``<name>-<M>b`` (``networks/lenet-mnist-4b.yaml``), has the same layers and
+        so shares ``<name>``'s entry unless the card lists it itself."""
+        table = self.timing.network_overhead_s
+        if network_name in table:
+            return table[network_name]
+        base = re.fullmatch(r"(.+)-\d+b", network_name)
+        return table.get(base.group(1)) if base else None
 
 
 # -- parsing ----------------------------------------------------------------------------------------
