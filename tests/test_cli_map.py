@@ -29,7 +29,7 @@ def test_json_schema(capsys):
     assert set(doc) == {"network", "weights", "crossbar_size", "bias_mode", "layers",
                         "total_eq1_crossbars", "total_physical_crossbars", "total_devices"}
     assert (doc["network"], doc["crossbar_size"], doc["bias_mode"]) == ("lenet-mnist", 32,
-                                                                        "membrane")
+                                                                        "current")
     for layer in doc["layers"]:
         assert set(layer) == set(LAYER_KEYS)
         for key, kind in LAYER_KEYS.items():

@@ -65,7 +65,7 @@ YAML_CASES = {
                             "integers (got [12, 12])",
     "dataset_misspelt": "{f}:3: dataset: must be one of mnist, cifar10, synthetic; "
                         "did you mean 'mnist'? (got mnsit)",
-    "bias_mode_unknown": "{f}:6: crossbar.bias: must be one of membrane, row; did you mean 'row'? "
+    "bias_mode_unknown": "{f}:6: crossbar.bias: must be one of membrane, current, row; did you mean 'row'? "
                          "(got rows)",
     "device_r_on_ge_r_off": "{d}/devices/r_on_ge_r_off.yaml:4: r_on_ohm: must be smaller than "
                             "r_off_ohm = 1e+06 (got 2000000.0)",

@@ -25,7 +25,7 @@ def make_spec(text: str):
     return parse_network(Section(loads_yaml(text, "t.yaml"), "t.yaml"))
 
 
-def run_kernel(x, w, k, s, p, spk, v0, thr, reset_zero, trace_cycles, bern=None):
+def run_kernel(x, w, k, s, p, spk, v0, thr, reset_zero, trace_cycles, bern=None, bsched=None):
     b, c, h, wd = x.shape
     ho, wo = (h + 2 * p - k) // s + 1, (wd + 2 * p - k) // s + 1
     n = b * ho * wo
@@ -33,12 +33,14 @@ def run_kernel(x, w, k, s, p, spk, v0, thr, reset_zero, trace_cycles, bern=None)
     fired = np.zeros((n, cols), np.int32)
     resid = np.zeros((n, cols), np.int64)
     tr = np.zeros((n, cols, trace_cycles), np.uint8)
+    bsched = np.zeros((0, cols), np.int64) if bsched is None else bsched
     if bern is None:
-        kernels.layer_grouped(x, w, k, s, p, ho, wo, spk, v0, thr, reset_zero, fired, resid, tr, 7)
+        kernels.layer_grouped(x, w, k, s, p, ho, wo, spk, v0, thr, reset_zero, fired, resid, tr, 7,
+                              bsched)
     else:
         window, cycles, key, image0 = bern
         kernels.layer_bernoulli(x, w, k, s, p, ho, wo, window, cycles, np.uint64(key), image0,
-                                v0, thr, reset_zero, fired, resid, tr)
+                                v0, thr, reset_zero, fired, resid, tr, bsched)
     return fired, resid, tr
 
 
@@ -63,16 +65,20 @@ def layer_case(draw):
     theta = int(rng.integers(1, 12))
     v0 = (rng.integers(-5, 6, size=cols) * ONE + theta * ONE // 2).astype(np.int64)
     thr = np.full(cols, theta * ONE, np.int64)
-    return x, w, k, s, p, window, drain, v0, thr, seed
+    # a bias current (bias modes current/row) on half the cases: any sign, whole LSBs per cycle
+    bsched = (rng.integers(-3, 4, size=(window, cols)).astype(np.int64) * ONE
+              if rng.random() < 0.5 else None)
+    return x, w, k, s, p, window, drain, v0, thr, seed, bsched
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(layer_case(), st.sampled_from(["uniform", "burst"]), st.booleans())
 def test_grouped_kernel_equals_twin(case, encoding, reset_zero):
-    x, w, k, s, p, window, drain, v0, thr, _ = case
+    x, w, k, s, p, window, drain, v0, thr, _, bsched = case
     spk = schedule(encoding, window, window + drain)
-    fired, resid, tr = run_kernel(x, w, k, s, p, spk, v0, thr, reset_zero, window + drain)
-    f2, r2, t2 = twin.layer_twin(x, w, k, s, p, spk, v0, thr, reset_zero)
+    fired, resid, tr = run_kernel(x, w, k, s, p, spk, v0, thr, reset_zero, window + drain,
+                                  bsched=bsched)
+    f2, r2, t2 = twin.layer_twin(x, w, k, s, p, spk, v0, thr, reset_zero, bsched=bsched)
     np.testing.assert_array_equal(fired, f2)
     np.testing.assert_array_equal(resid, r2)
     np.testing.assert_array_equal(tr, t2)
@@ -81,13 +87,13 @@ def test_grouped_kernel_equals_twin(case, encoding, reset_zero):
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(layer_case(), st.booleans(), st.integers(0, 1000))
 def test_bernoulli_kernel_equals_twin(case, reset_zero, image0):
-    x, w, k, s, p, window, drain, v0, thr, seed = case
+    x, w, k, s, p, window, drain, v0, thr, seed, bsched = case
     key = layer_key(seed, 3)
     cycles = window + drain
     fired, resid, tr = run_kernel(x, w, k, s, p, None, v0, thr, reset_zero, cycles,
-                                  bern=(window, cycles, key, image0))
+                                  bern=(window, cycles, key, image0), bsched=bsched)
     f2, r2, t2 = twin.layer_twin(x, w, k, s, p, None, v0, thr, reset_zero, window=window, key=key,
-                                 image0=image0, bernoulli=True, cycles=cycles)
+                                 image0=image0, bernoulli=True, cycles=cycles, bsched=bsched)
     np.testing.assert_array_equal(fired, f2)
     np.testing.assert_array_equal(resid, r2)
     np.testing.assert_array_equal(tr, t2)
@@ -174,9 +180,11 @@ def test_engine_equals_ideal_when_no_early_firing(case, encoding):
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.integers(0, 2**32 - 1), st.sampled_from(["uniform", "burst", "bernoulli"]))
-def test_numba_engine_equals_reference_engine(seed, encoding):
-    spec = make_spec(NET.format(c=2, h=8, w=8, mi=4, m=4, c1=3, k=3, p=1, f1=5))
+@given(st.integers(0, 2**32 - 1), st.sampled_from(["uniform", "burst", "bernoulli"]),
+       st.sampled_from(["membrane", "current", "row"]))
+def test_numba_engine_equals_reference_engine(seed, encoding, bias_mode):
+    spec = make_spec(NET.format(c=2, h=8, w=8, mi=4, m=4, c1=3, k=3, p=1, f1=5).replace(
+        "weights: random", f"weights: random\ncrossbar: {{bias: {bias_mode}}}"))
     from xbarsim.weights import random_weights
     net = build_network(spec, random_weights(spec, seed))
     rng = np.random.default_rng(seed)
@@ -190,12 +198,13 @@ def test_numba_engine_equals_reference_engine(seed, encoding):
         assert a.stats[name].to_dict() == b.stats[name].to_dict()
 
 
-def single_neuron(d, theta, bias=0, m=4):
+def single_neuron(d, theta, bias=0, m=4, bias_mode="membrane"):
     spec = make_spec(f"""
 name: one
 dataset: synthetic
 input: {{shape: [1, 1, 1], bits: {m}}}
 bits: {{signal: {m}, weight: 8}}
+crossbar: {{bias: {bias_mode}}}
 weights: random
 layers:
   - {{name: n, type: fc, out_features: 1}}
@@ -347,3 +356,33 @@ def test_trace_cycle_field_is_int32_and_old_int16_traces_still_read(tmp_path):
     meta["dtype"] = [[n, old.fields[n][0].str] for n in old.names]
     (tmp_path / "trace.json").write_text(json.dumps(meta))
     assert list(read_trace(tmp_path)["n"]["cycle"]) == [0, 5, 9]
+
+
+@pytest.mark.parametrize("bias,theta", [(0, 4), (5, 4), (13, 4), (40, 3), (-6, 4), (7, 1)])
+def test_bias_current_alone_is_analytic(bias, theta):
+    """Bias modes current/row: with no input the membrane receives the bias split evenly over the
+    window (floor(((t+1)·B + 7)/15) by the end of cycle t); it fires each time that crosses the
+    next multiple of θ above ⌊θ/2⌋, and the window's total is the ideal count."""
+    window = 15
+    for mode in ("current", "row"):
+        net = single_neuron(0, theta, bias, bias_mode=mode)
+        counts, fired, resid, tr = Simulator(net).simulate_layer("n", np.array([[0]]), trace=True)
+        v = theta // 2 + np.array([(t + 1) * bias + 7 for t in range(window)]) // window
+        n, times = 0, []
+        for t in range(window):
+            if v[t] - theta * n >= theta:
+                n += 1
+                times.append(t)
+        assert list(np.flatnonzero(tr[0, 0])) == times
+        ideal = run_ideal(net, np.array([[[[0]]]])).counts["n"][0, 0]
+        assert int(counts[0, 0]) == ideal == min(15, max(0, (bias + theta // 2) // theta))
+
+
+def test_bias_preset_fires_early_where_a_bias_current_does_not():
+    """A large positive bias and a larger negative input (ideal output 0): a membrane preset
+    fires in the first cycles before the input has arrived; a bias current keeps pace with it."""
+    early = Simulator(single_neuron(-6, 4, 60)).run(np.array([[[[15]]]]), keep="all")
+    spread = Simulator(single_neuron(-6, 4, 60, bias_mode="current")).run(np.array([[[[15]]]]),
+                                                                        keep="all")
+    assert early.ideal_counts["n"][0, 0] == spread.ideal_counts["n"][0, 0] == 0  # 60 - 90 < 0
+    assert early.counts["n"][0, 0] >= 5 and spread.counts["n"][0, 0] == 0

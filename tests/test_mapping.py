@@ -6,6 +6,8 @@ The shapes here come from this file's own few lines of shape arithmetic over the
 
 from __future__ import annotations
 
+import re
+
 import json
 import math
 from pathlib import Path
@@ -148,7 +150,9 @@ def _variant(tmp_path, net, **crossbar) -> Path:
     doc_text = (NETWORKS / f"{net}.yaml").read_text()
     doc_text = doc_text.replace("device: ../devices/paper-50k-1m.yaml", f"device: {DEVICE}")
     xbar = ", ".join(f"{k}: {v}" for k, v in crossbar.items())
-    doc_text = doc_text.replace("crossbar: {size: 32, bias: membrane}", f"crossbar: {{{xbar}}}")
+    doc_text, n = re.subn(r"^crossbar: \{[^}\n]*\}", f"crossbar: {{{xbar}}}", doc_text,
+                          flags=re.M)
+    assert n == 1
     path = tmp_path / f"{net}-variant.yaml"
     path.write_text(doc_text)
     return path

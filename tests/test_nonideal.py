@@ -104,7 +104,7 @@ def test_ideal_ifc_params_give_the_ideal_engine(ifc):
 
 
 def run_nonideal_kernel(x, w, sq, k, s, p, spk, bern, window, key, image0, v0, thr, cmp, leak,
-                        scale, nkey, reset_zero, cycles, chunks=5):
+                        scale, nkey, reset_zero, cycles, chunks=5, bsched=None):
     b, c, h, wd = x.shape
     ho, wo = (h + 2 * p - k) // s + 1, (wd + 2 * p - k) // s + 1
     n, cols = b * ho * wo, w.shape[1]
@@ -113,7 +113,8 @@ def run_nonideal_kernel(x, w, sq, k, s, p, spk, bern, window, key, image0, v0, t
     tr = np.zeros((n, cols, cycles), np.uint8)
     kernels.layer_nonideal(x, w, sq, k, s, p, ho, wo, spk, bern, window, np.uint64(key), image0,
                            v0, thr, cmp, leak, scale, np.uint64(nkey), ZTAB, reset_zero, fired,
-                           resid, tr, chunks)
+                           resid, tr, chunks,
+                           np.zeros((0, cols), np.int64) if bsched is None else bsched)
     return fired, resid, tr
 
 
@@ -138,22 +139,24 @@ def layer_case(draw):
     v0 = rng.integers(-3 * ONE, 3 * ONE, size=cols).astype(np.int64)
     leak = float(draw(st.sampled_from([0.0, 0.01, 0.3])))
     scale = float(draw(st.sampled_from([0.0, 0.05, 0.5]))) * 2.0 ** (FRAC_BITS - SQ_FRAC_BITS / 2)
-    return x, w, sq, k, s, p, window, window + drain, v0, thr, cmp, leak, scale, seed
+    bsched = (rng.integers(-3, 4, size=(window, cols)).astype(np.int64) * ONE
+              if draw(st.booleans()) else None)
+    return x, w, sq, k, s, p, window, window + drain, v0, thr, cmp, leak, scale, seed, bsched
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(layer_case(), st.sampled_from(["uniform", "burst", "bernoulli"]), st.booleans(),
        st.integers(0, 1000))
 def test_nonideal_kernel_equals_twin(case, encoding, reset_zero, image0):
-    x, w, sq, k, s, p, window, cycles, v0, thr, cmp, leak, scale, seed = case
+    x, w, sq, k, s, p, window, cycles, v0, thr, cmp, leak, scale, seed, bsched = case
     spk = schedule(encoding, window, cycles)
     bern = encoding == "bernoulli"
     key, nkey = seed * 7 + 1, seed * 13 + 5
     got = run_nonideal_kernel(x, w, sq, k, s, p, spk, bern, window, key, image0, v0, thr, cmp,
-                              leak, scale, nkey, reset_zero, cycles)
+                              leak, scale, nkey, reset_zero, cycles, bsched=bsched)
     want = twin.layer_twin(x, w, k, s, p, spk, v0, thr, reset_zero, window=window, key=key,
                            image0=image0, bernoulli=bern, cycles=cycles, sq=sq, cmp=cmp,
-                           leak=leak, noise_scale=scale, nkey=nkey, ztab=ZTAB)
+                           leak=leak, noise_scale=scale, nkey=nkey, ztab=ZTAB, bsched=bsched)
     for g, wnt in zip(got, want):
         np.testing.assert_array_equal(g, wnt)
 
@@ -161,16 +164,17 @@ def test_nonideal_kernel_equals_twin(case, encoding, reset_zero, image0):
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(layer_case(), st.sampled_from(["uniform", "burst"]))
 def test_nonideal_kernel_with_everything_off_equals_grouped_kernel(case, encoding):
-    x, w, sq, k, s, p, window, cycles, v0, thr, _, _, _, _ = case
+    x, w, sq, k, s, p, window, cycles, v0, thr, _, _, _, _, bsched = case
     spk = schedule(encoding, window, cycles)
     got = run_nonideal_kernel(x, w, sq, k, s, p, spk, False, window, 0, 0, v0, thr, thr, 0.0, 0.0,
-                              0, False, cycles)
+                              0, False, cycles, bsched=bsched)
     b, c, h, wd = x.shape
     ho, wo = (h + 2 * p - k) // s + 1, (wd + 2 * p - k) // s + 1
     fired = np.zeros((b * ho * wo, w.shape[1]), np.int32)
     resid = np.zeros_like(fired, np.int64)
     tr = np.zeros(fired.shape + (cycles,), np.uint8)
-    kernels.layer_grouped(x, w, k, s, p, ho, wo, spk, v0, thr, False, fired, resid, tr, 3)
+    kernels.layer_grouped(x, w, k, s, p, ho, wo, spk, v0, thr, False, fired, resid, tr, 3,
+                          np.zeros((0, w.shape[1]), np.int64) if bsched is None else bsched)
     np.testing.assert_array_equal(got[0], fired)
     np.testing.assert_array_equal(got[1], resid)
     np.testing.assert_array_equal(got[2], tr)

@@ -237,8 +237,10 @@ def test_train_cli_bad_bits_is_one_line():
 
 
 @pytest.mark.train
-@pytest.mark.parametrize("bits,in_bits,seed", [(3, 3, 0), (4, 6, 1), (5, 5, 2)])
-def test_cycle_mode_equals_the_engine_count_for_count(bits, in_bits, seed):
+@pytest.mark.parametrize("bits,in_bits,seed,bias", [(3, 3, 0, "membrane"), (4, 6, 1, "membrane"),
+                                                    (5, 5, 2, "membrane"), (4, 4, 3, "current"),
+                                                    (3, 5, 4, "row")])
+def test_cycle_mode_equals_the_engine_count_for_count(bits, in_bits, seed, bias):
     """Hardware-aware fine-tuning's forward (torch twin of the engine: uniform encoding, ideal
     devices) gives the cycle-level engine's counts exactly, layer by layer, early firing and
     one-spike-per-cycle limits included, and its class (count, then residual membrane)."""
@@ -256,6 +258,7 @@ name: cyc
 dataset: synthetic
 input: {{shape: [2, 9, 9], bits: {in_bits}}}
 bits: {{signal: {bits}, weight: {bits}}}
+crossbar: {{bias: {bias}}}
 weights: random
 layers:
   - {{name: c1, type: conv, out_channels: 5, kernel: 3, padding: 1}}
@@ -295,7 +298,7 @@ layers:
                 w, b = model.layer_params(layer.name)
                 window = model.top_in if layer.name == "c1" else model.top
                 fired, resid, theta = cycle_counts(layer, h, w, b, model.wsteps[layer.name],
-                                                   window)
+                                                   window, spread_bias=bias != "membrane")
                 sim_counts, sim_fired, sim_resid, _ = Simulator(net).simulate_layer(
                     layer.name, h.numpy().astype(np.int32))
                 assert np.array_equal(fired.numpy().astype(np.int64), sim_fired.astype(np.int64))

@@ -11,7 +11,7 @@ from .layers import INPUT, LAYER_KINDS, LayerSpec, NetworkSpec, _numel, conv_out
 from .yamlio import Node, Seq, load_yaml
 
 DATASETS = ("mnist", "cifar10", "synthetic")
-BIAS_MODES = ("membrane", "row")
+BIAS_MODES = ("membrane", "current", "row")
 TOP_KEYS = ("name", "description", "dataset", "input", "bits", "crossbar", "device", "weights",
             "seed", "layers")
 LAYER_KEYS = {

@@ -10,7 +10,9 @@ each width) or reuses what is there, then measures on all 10,000 MNIST test imag
   fixed point (max-based power-of-two step); w/ = Weight Clustering (Eq. 6) on the same network.
 * Table 4 (both quantized): the ideal integer network (``run_ideal``) and the cycle-level engine,
   w/o = the float network quantized directly (weights file in float form, rounded on load),
-  w/ = NC + WC + fine-tuning (the shipped ``networks/lenet-mnist-<M>b.npz``).
+  w/ = NC + WC + fine-tuning (the paper's method; the shipped ``networks/lenet-mnist-<M>b.npz``
+  when present), and a last row with NC + WC followed by hardware-aware fine-tuning
+  (``--cycle-epochs``: the cycle-level engine in the forward pass).
 
 Needs the ``train`` extra (PyTorch) for training and for the Tables 2-3 software model.
 """
@@ -53,6 +55,9 @@ def register(sub) -> None:
     p.add_argument("--t3-finetune-epochs", type=int, default=2,
                    help="Table 3 w/: epochs of fine-tuning with the clustered weights and float "
                    "signals after Weight Clustering (default 2; 0 = clustering alone)")
+    p.add_argument("--cycle-epochs", type=int, default=2,
+                   help="hardware-aware fine-tuning epochs after NC+WC (cycle-level engine in the "
+                   "forward pass), for the last Table 4 row (default 2; 0 = none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-engine", action="store_true", help="skip the cycle-level column")
     p.add_argument("--samples", type=int, default=None, help="test images (default all 10,000)")
@@ -109,6 +114,11 @@ def run(args) -> int:
             _train(args.network, m, "nc+wc", ncwc,
                    ["--init", nc, "--epochs", 0, "--finetune-epochs", args.finetune_epochs] + seed,
                    log)
+        hwft = work / f"ncwc-cycle-{m}b.npz"
+        if args.cycle_epochs > 0 and not hwft.exists():
+            _train(args.network, m, "nc+wc", hwft,
+                   ["--init", nc, "--epochs", 0, "--finetune-epochs", args.finetune_epochs,
+                    "--cycle-epochs", args.cycle_epochs] + seed, log)
 
     setup_torch(args.seed, 1)
     images, labels = load_mnist_arrays("test", args.samples)
@@ -180,8 +190,12 @@ def run(args) -> int:
                         {"method": "plain (w/o)", "seed": args.seed})
         shipped = Path(args.ship) / f"lenet-mnist-{m}b.npz" if args.ship else None
         w_file = shipped if shipped and shipped.exists() else work / f"ncwc-{m}b.npz"
-        row = {"w_file": str(w_file)}
-        for key, path in (("wo", wo_file), ("w", w_file)):
+        hw_file = work / f"ncwc-cycle-{m}b.npz"
+        row = {"w_file": str(w_file), "hw_file": str(hw_file)}
+        files = [("wo", wo_file), ("w", w_file)]
+        if args.cycle_epochs > 0 and hw_file.exists():
+            files.append(("hw", hw_file))
+        for key, path in files:
             net = build_network(spec, load_weights(path, spec))
             sig = net.quantize_input(images)
             ideal_pred = run_ideal(net, sig).predictions
@@ -198,7 +212,7 @@ def run(args) -> int:
                 row[f"{key}_cycle_seconds"] = time.time() - t0
         figs["tables"][4][m] = row
         log(f"Table 4, {m} bits: " + ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
-                                             for k, v in row.items() if k != "w_file"))
+                                             for k, v in row.items() if not k.endswith("_file")))
     text = format_tables(figs, widths, args)
     print(text)
     if args.out:
@@ -225,7 +239,13 @@ def _table(title, rows, widths):
 def format_tables(figs, widths, args) -> str:
     ideal = figs["ideal"]
     t = figs["tables"]
-    parts = [f"Ideal (float) LeNet accuracy: **{ideal:.2f}%** on {figs['samples']} MNIST test "
+    import shlex
+
+    cmd = " ".join(shlex.quote(a) for a in ["xbarsim"] + sys.argv[1:]) if args is not None else ""
+    parts = ["# LeNet on MNIST: the paper's Tables 2, 3 and 4\n",
+             f"Made by `XBARSIM_DATA=../shared/data {cmd}` (trains what is missing under "
+             f"`{getattr(args, 'workdir', '')}`; see docs/training.md for the recipes).\n"]
+    parts += [f"Ideal (float) LeNet accuracy: **{ideal:.2f}%** on {figs['samples']} MNIST test "
              f"images (paper Table 1: {PAPER['ideal']}%).\n"]
 
     def block(num, title, wo, w, extra=()):
@@ -245,15 +265,21 @@ def format_tables(figs, widths, args) -> str:
                        {m: t[3][m]["wo"] for m in widths}, {m: t[3][m]["w"] for m in widths},
                        [("WC alone, no fine-tuning", [_pct(t[3][m]["w_clustering_only"])
                                                       for m in widths])]))
+    def hw_row(kind):
+        if not all(f"hw_{kind}" in t[4][m] for m in widths):
+            return []
+        return [("w/ + hardware-aware fine-tuning",
+                 [_pct(t[4][m][f"hw_{kind}"]) for m in widths])]
+
     parts.append(block(4, "Table 4 (ideal integer network, run_ideal): signals and weights "
                        "quantized, M = N",
                        {m: t[4][m]["wo_ideal"] for m in widths},
-                       {m: t[4][m]["w_ideal"] for m in widths}))
+                       {m: t[4][m]["w_ideal"] for m in widths}, hw_row("ideal")))
     if all("w_cycle" in t[4][m] for m in widths):
         parts.append(block(4, "Table 4 (cycle-level engine, xbarsim.engine.Simulator defaults): "
                            "signals and weights quantized, M = N",
                            {m: t[4][m]["wo_cycle"] for m in widths},
-                           {m: t[4][m]["w_cycle"] for m in widths}))
+                           {m: t[4][m]["w_cycle"] for m in widths}, hw_row("cycle")))
     else:
         parts.append("Table 4 (cycle-level engine): not run (engine unavailable or --no-engine).\n")
     checks = ["| | " + " | ".join(f"{m}-bit" for m in widths) + " |",
@@ -264,11 +290,15 @@ def format_tables(figs, widths, args) -> str:
               + " | ".join(str(t[4][m].get("w_software_vs_ideal_differ", "—")) for m in widths)
               + " |"]
     if all("w_cycle" in t[4][m] for m in widths):
-        for key, name in (("w", "w/"), ("wo", "w/o")):
-            checks.append(f"| {name}: images where cycle-level ≠ run_ideal | "
-                          + " | ".join(str(t[4][m][f"{key}_cycle_vs_ideal_differ"]) for m in widths)
-                          + " |")
+        for key, name in (("w", "w/"), ("wo", "w/o"), ("hw", "w/ + hardware-aware")):
+            if all(f"{key}_cycle_vs_ideal_differ" in t[4][m] for m in widths):
+                checks.append(f"| {name}: images where cycle-level ≠ run_ideal | "
+                              + " | ".join(str(t[4][m][f"{key}_cycle_vs_ideal_differ"])
+                                           for m in widths) + " |")
     parts.append("**Consistency checks**\n\n" + "\n".join(checks) + "\n")
-    parts.append("Weights used for Table 4 w/: " + ", ".join(f"`{t[4][m]['w_file']}`"
-                                                             for m in widths) + ".\n")
+    hw = (("; w/ + hardware-aware fine-tuning: "
+           + ", ".join(f"`{t[4][m]['hw_file']}`" for m in widths))
+          if all("hw_ideal" in t[4][m] for m in widths) else "")
+    parts.append("Weights used for Table 4 w/ (NC+WC, the paper's method): "
+                 + ", ".join(f"`{t[4][m]['w_file']}`" for m in widths) + hw + ".\n")
     return "\n".join(parts)

@@ -10,6 +10,9 @@ Crossbar rows are in im2col order ``(c, ky, kx)``. ``w`` holds the effective wei
 it adds the column input, then if ``v ≥ thr[j]`` fires once and subtracts ``thr[j]`` (or resets to
 0 when ``reset_zero``). ``fired[item, j]`` receives the number of IFC spikes, ``resid[item, j]`` the
 final membrane, and, when ``trace`` has cycles, ``trace[item, j, t] = 1`` for every spike.
+``bsched`` (``(n, cols)`` int64, ``n = 0`` for none) is a bias current: ``bsched[t, j]`` is added to
+column ``j``'s input in cycle ``t < n`` (bias modes ``current`` and ``row``; with ``membrane`` the
+bias is in ``v0`` instead).
 
 Event-driven grouping (deterministic encodings): rows holding the same count spike on the same
 cycles, so the kernel first sums the weight rows of each distinct count ``x`` (``S[x] = Σ_{x_i=x}
@@ -47,11 +50,12 @@ def _ifc_step(v, inp, thr, reset_zero):
 
 @njit(parallel=True, cache=True)
 def layer_grouped(x, w, kernel, stride, pad, out_h, out_w, spk, v0, thr, reset_zero,
-                  fired, resid, trace, n_chunks):
+                  fired, resid, trace, n_chunks, bsched):
     batch, chans, height, width = x.shape
     rows, cols = w.shape
     window = spk.shape[0] - 1
     cycles = spk.shape[1]
+    n_bias = bsched.shape[0]
     do_trace = trace.shape[2] > 0
     positions = out_h * out_w
     n_items = batch * positions
@@ -101,6 +105,9 @@ def layer_grouped(x, w, kernel, stride, pad, out_h, out_w, spk, v0, thr, reset_z
                     if spk[val, t]:
                         for j in range(cols):
                             acc[j] += sums[val, j]
+                if t < n_bias:
+                    for j in range(cols):
+                        acc[j] += bsched[t, j]
                 for j in range(cols):
                     nv, f = _ifc_step(v[j], acc[j], thr[j], reset_zero)
                     v[j] = nv
@@ -117,10 +124,11 @@ def layer_grouped(x, w, kernel, stride, pad, out_h, out_w, spk, v0, thr, reset_z
 
 @njit(parallel=True, cache=True)
 def layer_bernoulli(x, w, kernel, stride, pad, out_h, out_w, window, cycles, key, image0,
-                    v0, thr, reset_zero, fired, resid, trace):
+                    v0, thr, reset_zero, fired, resid, trace, bsched):
     """Like :func:`layer_grouped` with Bernoulli spikes drawn per input neuron and cycle."""
     batch, chans, height, width = x.shape
     rows, cols = w.shape
+    n_bias = bsched.shape[0]
     do_trace = trace.shape[2] > 0
     positions = out_h * out_w
     n_items = batch * positions
@@ -165,6 +173,9 @@ def layer_bernoulli(x, w, kernel, stride, pad, out_h, out_w, window, cycles, key
                         rr = ridx[q]
                         for j in range(cols):
                             acc[j] += w[rr, j]
+            if t < n_bias:
+                for j in range(cols):
+                    acc[j] += bsched[t, j]
             for j in range(cols):
                 nv, f = _ifc_step(v[j], acc[j], thr[j], reset_zero)
                 v[j] = nv
@@ -190,7 +201,7 @@ def _hash_normal(h, ztab):
 @njit(parallel=True, cache=True)
 def layer_nonideal(x, w, sq, kernel, stride, pad, out_h, out_w, spk, bern, window, key, image0,
                    v0, thr, cmp, leak, noise_scale, nkey, ztab, reset_zero, fired, resid, trace,
-                   n_chunks):
+                   n_chunks, bsched):
     """The cycle loop with dynamic non-idealities (read noise, leak, comparator offsets).
 
     Like :func:`layer_grouped` (deterministic encodings, ``bern = False``: rows grouped by count)
@@ -203,6 +214,7 @@ def layer_nonideal(x, w, sq, kernel, stride, pad, out_h, out_w, spk, bern, windo
     batch, chans, height, width = x.shape
     rows, cols = w.shape
     cycles = spk.shape[1]
+    n_bias = bsched.shape[0]
     do_trace = trace.shape[2] > 0
     do_noise = noise_scale > 0.0
     do_leak = leak > 0.0
@@ -290,6 +302,9 @@ def layer_nonideal(x, w, sq, kernel, stride, pad, out_h, out_w, spk, bern, windo
                             for j in range(cols):
                                 acc[j] += sums[val, j]
                                 var[j] += sqs[val, j]
+                if t < n_bias:
+                    for j in range(cols):
+                        acc[j] += bsched[t, j]
                 for j in range(cols):
                     vj = v[j]
                     if do_leak:

@@ -122,6 +122,21 @@ class _LayerPlan:
     noise_scale: float   # read_noise_rel · 2^(FRAC_BITS − SQ_FRAC_BITS/2); 0 = no read noise
     nkey: int            # read-noise key for this layer
     dynamic: bool        # needs kernels.layer_nonideal (read noise, leak, comparator offsets)
+    bsched: np.ndarray   # int64 (T, cols) bias current per cycle, fixed point (or (0, cols))
+
+
+#: Bias modes whose bias arrives as a current spread over the window (not a membrane preset).
+SPREAD_BIAS_MODES = ("current", "row")
+
+
+def bias_schedule(bias, window: int) -> np.ndarray:
+    """``(window, cols)`` int64: the bias ``B`` of each column split evenly over the window in
+    whole LSBs, ``floor(((t+1)·B + ⌊T/2⌋)/T) − floor((t·B + ⌊T/2⌋)/T)`` in cycle ``t`` (the uniform
+    encoding's rule, for any sign), so that the window's total is exactly ``B``."""
+    b = np.asarray(bias, np.int64)[None, :]
+    t = np.arange(window + 1, dtype=np.int64)[:, None]
+    cum = (t * b + window // 2) // window
+    return np.diff(cum, axis=0)
 
 
 class Simulator:
@@ -157,7 +172,11 @@ class Simulator:
         hw = self.hardware[layer.name]
         one = 1 << FRAC_BITS
         theta = hw.theta
-        start = hw.bias + (theta // 2 if self.options.init == "half" else 0)
+        spread = self.spec.bias_mode in SPREAD_BIAS_MODES
+        start = ((np.zeros_like(hw.bias) if spread else hw.bias)
+                 + (theta // 2 if self.options.init == "half" else 0))
+        bsched = (bias_schedule(hw.bias, window) * one if spread
+                  else np.zeros((0, hw.cols), np.int64))
         cycles = window + self.options.drain_cycles
         thr, cmp = ifc_levels(self.options.ifc, theta, hw.cols, self.options.seed, index)
         rel = self.hardware.device.read_noise_rel
@@ -174,6 +193,7 @@ class Simulator:
             noise_scale=float(rel * 2.0 ** (FRAC_BITS - SQ_FRAC_BITS / 2)),
             nkey=noise_key(key),
             dynamic=bool(rel > 0 or leak > 0 or np.any(cmp != thr)),
+            bsched=np.ascontiguousarray(bsched, dtype=np.int64),
         )
 
     # -- one layer ------------------------------------------------------------------------------
@@ -198,7 +218,8 @@ class Simulator:
                                                image0=image0, bernoulli=bern, cycles=plan.cycles,
                                                sq=plan.sq, cmp=plan.cmp, leak=plan.leak,
                                                noise_scale=plan.noise_scale, nkey=plan.nkey,
-                                               ztab=normal_table(kernels.ZTAB_BITS))
+                                               ztab=normal_table(kernels.ZTAB_BITS),
+                                               bsched=plan.bsched)
             if not trace:
                 tr = None
         else:
@@ -211,14 +232,16 @@ class Simulator:
                                        plan.window, np.uint64(plan.key), image0, plan.v0,
                                        plan.thr, plan.cmp, plan.leak, plan.noise_scale,
                                        np.uint64(plan.nkey), normal_table(kernels.ZTAB_BITS),
-                                       reset_zero, fired, resid, tr, 64 * numba.get_num_threads())
+                                       reset_zero, fired, resid, tr, 64 * numba.get_num_threads(),
+                                       plan.bsched)
             elif bern:
                 kernels.layer_bernoulli(x4, plan.w, k, s, p, ho, wo, plan.window, plan.cycles,
                                         np.uint64(plan.key), image0, plan.v0, plan.thr, reset_zero,
-                                        fired, resid, tr)
+                                        fired, resid, tr, plan.bsched)
             else:
                 kernels.layer_grouped(x4, plan.w, k, s, p, ho, wo, plan.spk, plan.v0, plan.thr,
-                                      reset_zero, fired, resid, tr, 64 * numba.get_num_threads())
+                                      reset_zero, fired, resid, tr, 64 * numba.get_num_threads(),
+                                      plan.bsched)
             if not trace:
                 tr = None
         fired = _to_layout(layer, fired.reshape(b, ho, wo, cols))

@@ -30,14 +30,15 @@ def _unroll(x, kernel, stride, pad):
 
 def layer_twin(x, w, kernel, stride, pad, spk, v0, thr, reset_zero, window=None, key=None,
                image0=0, bernoulli=False, cycles=None, sq=None, cmp=None, leak=0.0,
-               noise_scale=0.0, nkey=0, ztab=None):
+               noise_scale=0.0, nkey=0, ztab=None, bsched=None):
     """Returns ``(fired, resid, trace)`` with ``trace`` of shape ``(items, cols, cycles)``.
 
     Non-idealities (kernel: ``layer_nonideal``): ``cmp`` the comparator levels (default ``thr``);
     ``leak`` the fraction of membrane lost each cycle (``v −= trunc(leak·v)`` first); read noise
     when ``noise_scale > 0``: each cycle, column ``j`` of item (image ``b``, position ``p``) gets
     ``floor(noise_scale·sqrt(s @ sq)·z + ½)`` with ``z = ztab[top bits of the hash of
-    (nkey, image0+b, p, j, t)]``.
+    (nkey, image0+b, p, j, t)]``. ``bsched[t]`` (if given) is added to every item's column
+    inputs in cycle ``t`` (a bias current).
     """
     xin, neurons, images = _unroll(np.asarray(x, np.int64), kernel, stride, pad)
     n_items, rows = xin.shape
@@ -73,6 +74,8 @@ def layer_twin(x, w, kernel, stride, pad, spk, v0, thr, reset_zero, window=None,
         if leak > 0:
             v = v - (leak * v.astype(np.float64)).astype(np.int64)
         v = v + s.astype(np.int64) @ w
+        if bsched is not None and t < len(bsched):
+            v = v + np.asarray(bsched[t], np.int64)[None, :]
         if noise_scale > 0:
             var = s.astype(np.int64) @ sq
             z = ztab[(mix64(col_key ^ np.uint64(t)) >> np.uint64(zbits)).astype(np.int64)]

@@ -104,7 +104,8 @@ class QNet(nn.Module):
                 hw = None
                 if self.cycle and self.mode == "count" and layer.name in self.wsteps:
                     window = self.top_in if layer.inputs == (INPUT,) else self.top
-                    hw = cycle_counts(layer, h, w, b, self.wsteps[layer.name], window)
+                    hw = cycle_counts(layer, h, w, b, self.wsteps[layer.name], window,
+                                      spread_bias=self.spec.bias_mode in ("current", "row"))
                 if layer.name == last:
                     y = a
                     if hw is not None:  # the hardware's class order: count, then residual
@@ -174,11 +175,14 @@ class QNet(nn.Module):
 
 # -- the cycle-level hardware in torch (hardware-aware fine-tuning) -------------------------------
 @torch.no_grad()
-def cycle_counts(layer, h, w, b, step: float, window: int, chunk: int = 16):
+def cycle_counts(layer, h, w, b, step: float, window: int, chunk: int = 16,
+                 spread_bias: bool = False):
     """What the cycle-level engine computes for one conv/fc layer with ideal devices and its
     default options (``uniform`` encoding, membrane starting at ``⌊θ/2⌋ + bias``, reset by
     subtraction, at most one spike per cycle, no drain cycles): ``(fired, residual, θ)``, the IFC
     spike counts (before counter saturation) and final membranes in LSB, as float tensors.
+    ``spread_bias`` (bias modes ``current`` and ``row``): the membrane starts at ``⌊θ/2⌋`` and the
+    bias arrives split evenly over the window (``engine.simulator.bias_schedule``).
 
     ``h``: the layer's integer input counts; ``w``, ``b``: weights and bias on the step ``s = 1/θ``
     (``D = w/s`` integer levels). A row holding ``x`` has sent ``floor(((t+1)·x + ⌊T/2⌋)/T)``
@@ -191,7 +195,8 @@ def cycle_counts(layer, h, w, b, step: float, window: int, chunk: int = 16):
     x = torch.round(h.detach()).to(torch.int64)
     if layer.kind != "conv":
         x = x.flatten(1)
-    bound = float(d.abs().sum(dim=tuple(range(1, d.dim()))).max()) * window
+    bound = (float(d.abs().sum(dim=tuple(range(1, d.dim()))).max()) * window
+             + float(bias.abs().max()) + theta)
     dtype = torch.float32 if bound < 2 ** 24 else torch.float64  # integer sums stay exact
     d = d.to(dtype)
 
@@ -210,8 +215,14 @@ def cycle_counts(layer, h, w, b, step: float, window: int, chunk: int = 16):
         c = torch.div(ts.view(-1, *([1] * x.dim())) * x.unsqueeze(0) + half, window,
                       rounding_mode="floor")
         p = cumulative(c)
+        if spread_bias:  # cumulative bias current through each cycle, whole LSBs
+            cb = torch.div(ts.view(-1, 1) * bias.to(torch.int64).view(1, -1) + half, window,
+                           rounding_mode="floor").to(dtype)
+            p = p + cb.view(cb.shape[0], 1, *shape[1:])
         if v is None:
-            v = torch.zeros_like(p[0]) + (bias.to(dtype) + float(int(theta) // 2)).view(shape)
+            v = torch.zeros_like(p[0]) + float(int(theta) // 2)
+            if not spread_bias:
+                v = v + bias.to(dtype).view(shape)
             prev = torch.zeros_like(p[0])
             fired = torch.zeros_like(p[0])
         for i in range(p.shape[0]):
