@@ -60,6 +60,20 @@ def layer_grouped(x, w, kernel, stride, pad, out_h, out_w, spk, v0, thr, reset_z
     positions = out_h * out_w
     n_items = batch * positions
     n_chunks = max(1, min(n_items, n_chunks))
+    # An item whose inputs are all zero (a blank patch) sees only v0 and the bias current, the
+    # same for every such item: its IFCs are stepped once here and copied.
+    f0 = np.zeros(cols, np.int32)
+    r0 = v0.copy()
+    t0 = np.zeros((cols, trace.shape[2]), np.uint8)
+    for t in range(cycles):
+        for j in range(cols):
+            inp = bsched[t, j] if t < n_bias else np.int64(0)
+            nv, f = _ifc_step(r0[j], inp, thr[j], reset_zero)
+            r0[j] = nv
+            if f:
+                f0[j] += 1
+                if do_trace:
+                    t0[j, t] = 1
     for chunk in prange(n_chunks):
         lo = chunk * n_items // n_chunks
         hi = (chunk + 1) * n_items // n_chunks
@@ -94,6 +108,14 @@ def layer_grouped(x, w, kernel, stride, pad, out_h, out_w, spk, v0, thr, reset_z
                                     for j in range(cols):
                                         sums[val, j] += w[r, j]
                         r += 1
+            if npres == 0:
+                for j in range(cols):
+                    fired[item, j] = f0[j]
+                    resid[item, j] = r0[j]
+                    if do_trace:
+                        for t in range(cycles):
+                            trace[item, j, t] = t0[j, t]
+                continue
             for j in range(cols):
                 v[j] = v0[j]
                 nf[j] = 0
