@@ -337,7 +337,7 @@ def test_cli_sigkill_then_resume_is_identical(tmp_path):
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out
     reference = _points(whole)
-    assert len(reference) == 18 and "18 to run" in out and "points/min" in out
+    assert len(reference) == 18 and "18 to run" in out and "runs/min" in out
     # start again into another directory, kill -9 the whole process group after a few points
     proc = _cli(path, "--out", cut, "--no-progress", start_new_session=True)
     deadline = time.monotonic() + 240

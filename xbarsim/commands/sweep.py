@@ -77,7 +77,7 @@ def run(args) -> int:
     path = store.write_csv(rows)
     if todo:
         print(f"ran {len(todo)} runs in {elapsed:.1f} s ({60 * len(todo) / elapsed:.1f} "
-              f"points/min)")
+              f"runs/min; a run is one point with one seed)")
     print(_summary(runner.aggregate_rows(rows), manifest["parameters"]))
     print(f"results: {path} (plot: xbarsim sweep plot {args.out})")
     return 0
