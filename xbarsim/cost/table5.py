@@ -124,7 +124,7 @@ def evaluate(models=TABLE5_NETWORKS, bits=TABLE5_BITS, images: dict | None = Non
             else:
                 spec = variant(spec0, b)
             network = build_network(spec)
-            wsrc = "random" if spec.weights == "random" else str(spec.weights)
+            wsrc = "random" if spec.weights == "random" else Path(spec.weights).name
             if engine:
                 from ..engine import Simulator
                 result = Simulator(network).run(imgs, batch=max(1, len(imgs)))
