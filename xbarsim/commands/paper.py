@@ -245,6 +245,18 @@ def format_tables(figs, widths, args) -> str:
     parts = ["# LeNet on MNIST: the paper's Tables 2, 3 and 4\n",
              f"Made by `XBARSIM_DATA=../shared/data {cmd}` (trains what is missing under "
              f"`{getattr(args, 'workdir', '')}`; see docs/training.md for the recipes).\n"]
+    parts.append(
+        "What the rows are (docs/training.md): **w/o** in Table 2 is the float network with every "
+        "signal clipped and rounded to M bits at a data-chosen scale (largest activation over "
+        "2,000 training images = 2^M−1); in Table 3 plain rounding of the float weights to N-bit "
+        "fixed point (the largest power-of-two step that holds max|W|); in Table 4 both. **w/** is "
+        "Neuron Convergence (Eq. 2-3) in Table 2, Weight Clustering (Eq. 6) followed by "
+        "fine-tuning with the clustered weights in Table 3, and NC + WC + fine-tuning in Table 4 "
+        "(the shipped weights). Tables 2-3 come from the quantized software model, Table 4 from the "
+        "exported integer network (`run_ideal`) and from the cycle-level engine with the network "
+        "YAML's hardware (`crossbar.bias` of the base network; uniform encoding, ideal devices). "
+        "The last Table 4 row adds hardware-aware fine-tuning (`--cycle-epochs`), which goes "
+        "beyond the paper.\n")
     parts += [f"Ideal (float) LeNet accuracy: **{ideal:.2f}%** on {figs['samples']} MNIST test "
              f"images (paper Table 1: {PAPER['ideal']}%).\n"]
 
