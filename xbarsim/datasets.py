@@ -593,17 +593,10 @@ def write_mnist_sample(path=None, n: int = 200, root=None) -> Path:
     datasets.write_mnist_sample()"``). Written atomically."""
     path = Path(path) if path is not None else Path(__file__).parent / "data" / _SAMPLE
     images, labels = load_mnist("test", root=root, download=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(fh, images=images[:n], labels=labels[:n].astype(np.int64))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    from .atomic import atomic_write
+
+    return atomic_write(path, lambda fh: np.savez_compressed(
+        fh, images=images[:n], labels=labels[:n].astype(np.int64)), mode="wb", suffix=".part")
 
 
 def load_dataset(name: str, split: str = "test", limit: int | None = None, root=None,

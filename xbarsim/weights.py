@@ -21,8 +21,6 @@ Optional ``meta.format`` (``"xbarsim-weights-1"``), ``meta.signal_bits``, ``meta
 
 from __future__ import annotations
 
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -276,14 +274,6 @@ def save_weights(path, weights: dict, signal_bits: int | None = None,
 
 
 def atomic_savez(path, arrays: dict) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from .atomic import atomic_write
+
+    atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays), mode="wb")

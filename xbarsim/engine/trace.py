@@ -12,12 +12,11 @@ by (image, neuron, cycle), so memory stays bounded however many images are trace
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_write_text  # noqa: F401  (re-exported; commands import it here)
 from ..errors import XbarsimError
 
 FORMAT = "xbarsim-trace-1"
@@ -128,17 +127,6 @@ def read_trace(directory) -> dict:
     return out
 
 
-def atomic_write_text(path, text: str) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def plot_trace(directory, out_dir=None, max_images: int = 4) -> list:
