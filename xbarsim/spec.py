@@ -8,7 +8,7 @@ from .config import Section, did_you_mean, item_section
 from .device import DeviceCard, load_device, parse_device
 from .errors import ConfigError
 from .layers import INPUT, LAYER_KINDS, LayerSpec, NetworkSpec, _numel, conv_out
-from .yamlio import Node, Seq, load_yaml
+from .yamlio import Node, load_yaml
 
 DATASETS = ("mnist", "cifar10", "synthetic")
 BIAS_MODES = ("membrane", "current", "row")

@@ -129,8 +129,6 @@ def layer_rows(result, spec) -> list:
 
 
 def run(args) -> int:
-    from dataclasses import replace
-
     from ..engine import EngineOptions, Simulator
     from ..engine.trace import TraceWriter, atomic_write_text, parse_selection
     from ..mapping import format_table, map_network

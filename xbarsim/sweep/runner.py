@@ -18,7 +18,6 @@ import threading
 import time
 import warnings
 from collections import OrderedDict
-from pathlib import Path
 
 import numpy as np
 
