@@ -6,7 +6,7 @@ Signed weights use a differential pair per weight: level ``D`` is programmed as
 ``(G+ − G−)/ΔG = D``. A spike on row ``i`` delivers the charge ``V_read·(G+_ij − G−_ij)·t_pulse`` to
 column ``j``; the IFC threshold is ``V_th·C_mem = θ·V_read·ΔG·t_pulse`` (one output spike per ``θ``
 weight LSBs), so the membrane counted in weight LSBs is exactly the integer membrane of the
-reference (docs/hardware.md derives this).
+reference (docs/engine.md, "Threshold from the physical circuit", derives this).
 
 The engine works in fixed point: the effective weight ``(G+ − G−)/ΔG`` is rounded to
 ``2^-FRAC_BITS`` LSB (about 1e-6 of a level) and membranes are int64 in the same unit, so ideal
