@@ -21,6 +21,15 @@ def new_figure(**kwargs):
     return fig
 
 
+def save_png(fig, path, **savefig_kwargs):
+    """``fig.savefig(path)`` as a PNG, atomically (:mod:`xbarsim.atomic`): a reader never sees a
+    half-written image. Returns the path."""
+    from .atomic import atomic_write
+
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", **savefig_kwargs),
+                        mode=None, suffix=".png")
+
+
 class Plots(list):
     """The paths of the PNG files written (a list, as plotting functions always returned) and,
     in ``figures``, the :class:`~matplotlib.figure.Figure` saved to each (``figures[i]`` is the
@@ -42,4 +51,4 @@ class Plots(list):
         raise KeyError(name)
 
 
-__all__ = ["Plots", "new_figure"]
+__all__ = ["Plots", "new_figure", "save_png"]

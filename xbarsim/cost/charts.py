@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..atomic import atomic_write
+from ..plotting import save_png
 from .model import ENERGY_COMPONENTS
 
 
 def _save(fig, path: Path) -> None:
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png"),
-                 mode=None, suffix=".png")
+    save_png(fig, path, dpi=120, bbox_inches="tight")
 
 
 def _stacked(ax, names, series: dict, scale: float, ylabel: str, title: str):

@@ -4,9 +4,10 @@ Format ``xbarsim-trace-1`` (docs/traces.md): a directory with ``trace.json`` and
 ``<layer>.events`` per traced layer holding little-endian records
 ``(image int32, neuron int32, cycle int32)`` — ``numpy.fromfile(path, dtype=TRACE_DTYPE)`` reads
 it (the manifest records the dtype; traces written before cycles became int32 used int16 and are
-read with the dtype their manifest names). ``neuron`` is the flat index in (C, H, W) order; ``image`` the global index of the image in the
-run; ``cycle`` counts from 0 within the layer's window. Records are written batch by batch, sorted
-by (image, neuron, cycle), so memory stays bounded however many images are traced.
+read with the dtype their manifest names). ``neuron`` is the flat index in (C, H, W) order;
+``image`` the global index of the image in the run; ``cycle`` counts from 0 within the layer's
+window. Records are written batch by batch, sorted by (image, neuron, cycle), so memory stays
+bounded however many images are traced.
 """
 
 from __future__ import annotations
@@ -127,15 +128,13 @@ def read_trace(directory) -> dict:
     return out
 
 
-
-
 def plot_trace(directory, out_dir=None, max_images: int = 4) -> list:
     """Raster (neuron vs cycle, one panel per layer) and per-layer spike-count histograms:
     writes ``raster.png`` and ``spike_counts.png`` into ``out_dir`` (default: the trace
     directory) and returns their paths, a list whose ``figures`` attribute holds the two
     :class:`matplotlib.figure.Figure` objects. Drawn without pyplot, so the active matplotlib
     backend is left as it is (:mod:`xbarsim.plotting`)."""
-    from ..plotting import Plots, new_figure
+    from ..plotting import Plots, new_figure, save_png
 
     data = read_trace(directory)
     manifest = data.pop("_manifest")
@@ -165,7 +164,7 @@ def plot_trace(directory, out_dir=None, max_images: int = 4) -> list:
                 ax.set_xlabel("cycle")
     fig.tight_layout()
     path = out_dir / "raster.png"
-    fig.savefig(path, dpi=110)
+    save_png(fig, path, dpi=110)
     written.add(path, fig)
 
     fig = new_figure(figsize=(3.2 * len(layers), 2.8))
@@ -187,6 +186,6 @@ def plot_trace(directory, out_dir=None, max_images: int = 4) -> list:
             ax.set_ylabel("neurons")
     fig.tight_layout()
     path = out_dir / "spike_counts.png"
-    fig.savefig(path, dpi=110)
+    save_png(fig, path, dpi=110)
     written.add(path, fig)
     return written

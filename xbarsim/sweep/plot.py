@@ -13,7 +13,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from ..errors import XbarsimError
-from ..plotting import Plots, new_figure
+from ..plotting import Plots, new_figure, save_png
 from .runner import aggregate_rows, flatten
 from .store import Store
 
@@ -83,7 +83,7 @@ def plot_rows(rows, params, out: Path, title="") -> Plots:
                   title_fontsize=7)
         fig.tight_layout()
         path = out / f"accuracy_vs_{_slug(param)}.png"
-        fig.savefig(path)
+        save_png(fig, path)
         written.add(path, fig)
         # mismatch per layer vs parameter (mean over the other parameters)
         marg = _lines(agg, rows, param, [], force_mean=True)[""]
@@ -103,7 +103,7 @@ def plot_rows(rows, params, out: Path, title="") -> Plots:
         ax.legend(fontsize=7, title="layer", title_fontsize=7)
         fig.tight_layout()
         path = out / f"mismatch_vs_{_slug(param)}.png"
-        fig.savefig(path)
+        save_png(fig, path)
         written.add(path, fig)
     return written
 
