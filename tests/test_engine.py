@@ -331,9 +331,54 @@ def test_schedule_blocks_match_the_formula_and_huge_windows_fail_clearly():
             else (t < x)
         np.testing.assert_array_equal(spk, want.astype(np.uint8))
         np.testing.assert_array_equal(spk.sum(1), np.arange(2048))
-    with pytest.raises(XbarsimError, match=r"65535-cycle window needs a 4\.0 GiB spike-schedule "
-                                           r"table; the engine runs signal widths up to M = 14"):
+    with pytest.raises(XbarsimError, match=r"65536 distinct input counts over a 65535-cycle "
+                                           r"window need a 4\.0 GiB spike-schedule table"):
         schedule("uniform", 65535)
+    # rows for chosen counts only: the same rows as the full table
+    full = schedule("uniform", 255)
+    np.testing.assert_array_equal(schedule("uniform", 255, values=[0, 3, 200]), full[[0, 3, 200]])
+
+
+@pytest.mark.parametrize("encoding", ["uniform", "burst"])
+@pytest.mark.parametrize("backend", ["numba", "reference"])
+@pytest.mark.parametrize("noise", [0.0, 0.2])
+def test_compact_schedule_for_long_windows_gives_the_same_counts(encoding, backend, noise,
+                                                                 monkeypatch):
+    """Windows too long for a full schedule table use a table of the counts present (inputs
+    renumbered): forced here at M = 4, the counts, membranes and traces are unchanged."""
+    from xbarsim.weights import random_weights
+
+    spec = make_spec(NET.format(c=2, h=8, w=8, mi=4, m=4, c1=3, k=3, p=1, f1=5))
+    net = build_network(spec, random_weights(spec, 5))
+    x = np.random.default_rng(5).integers(0, 16, size=(4, 2, 8, 8)).astype(np.int32)
+    import dataclasses
+    from xbarsim.hardware import build_hardware
+    hw = build_hardware(net, dataclasses.replace(net.spec.device, read_noise_rel=noise), seed=2)
+    want = Simulator(net, hw, encoding=encoding, backend=backend, seed=2).run(x, keep="all")
+    from xbarsim.engine import simulator
+    monkeypatch.setattr(simulator, "full_table_fits", lambda window, cycles: False)
+    sim = Simulator(net, hw, encoding=encoding, backend=backend, seed=2)
+    assert all(p.spk is None for p in sim._plans.values())
+    got = sim.run(x, keep="all")
+    for name in want.counts:
+        np.testing.assert_array_equal(got.counts[name], want.counts[name], err_msg=name)
+    assert {k: v.to_dict() for k, v in got.stats.items()} == \
+        {k: v.to_dict() for k, v in want.stats.items()}
+
+
+def test_a_16_bit_window_runs_and_traces_all_its_cycles(tmp_path):
+    """M = 16: 65,535 cycles per window (compact schedule); the trace's cycle field holds them."""
+    from xbarsim.engine.trace import TraceWriter, read_trace
+
+    net = single_neuron(1, 1, m=16)  # one spike per cycle on a full-scale input
+    writer = TraceWriter(tmp_path, net.spec)
+    res = Simulator(net).run(np.array([[[[65535]]]]), keep="all", trace=writer)
+    writer.close()
+    ev = read_trace(tmp_path)["n"]
+    assert int(res.counts["n"][0, 0]) == 65535 == len(ev)
+    np.testing.assert_array_equal(ev["cycle"], np.arange(65535))
+    half = Simulator(single_neuron(1, 2, m=16)).run(np.array([[[[40001]]]]), keep="all")
+    assert int(half.counts["n"][0, 0]) == int(half.ideal_counts["n"][0, 0]) == 20001
 
 
 def test_trace_cycle_field_is_int32_and_old_int16_traces_still_read(tmp_path):

@@ -27,34 +27,43 @@ _M2 = 0x94D049BB133111EB
 _MASK = (1 << 64) - 1
 
 
-def schedule(encoding: str, window: int, cycles: int | None = None) -> np.ndarray:
+def schedule(encoding: str, window: int, cycles: int | None = None, values=None) -> np.ndarray:
     """``spk[x, t]`` (uint8, shape ``(window+1, cycles)``): 1 where a row holding ``x`` spikes.
 
     ``cycles`` (default ``window``) may exceed the window: extra (drain) cycles carry no spikes.
-    For ``bernoulli`` this table is not used (spikes are drawn per row).
+    ``values``: build only the rows of these counts (row ``k`` for ``values[k]``) — the compact
+    table the engine uses for windows too long for a full one. For ``bernoulli`` this table is
+    not used (spikes are drawn per row).
     """
     cycles = window if cycles is None else cycles
     if encoding not in ENCODINGS:
         raise ValueError(f"unknown encoding {encoding!r}; choose from {', '.join(ENCODINGS)}")
-    size = (window + 1) * cycles
+    values = (np.arange(window + 1, dtype=np.int64) if values is None
+              else np.asarray(values, np.int64))
+    size = len(values) * cycles
     if size > MAX_SCHEDULE_BYTES:
         raise XbarsimError(
-            f"a {window}-cycle window needs a {size / 2**30:.1f} GiB spike-schedule table; the "
-            f"engine runs signal widths up to M = 14 (the ideal integer network and the cost model "
-            f"take any M)")
-    out = np.zeros((window + 1, cycles), np.uint8)
+            f"{len(values)} distinct input counts over a {window}-cycle window need a "
+            f"{size / 2**30:.1f} GiB spike-schedule table (limit {MAX_SCHEDULE_BYTES / 2**30:.2f} "
+            f"GiB): use a smaller --batch")
+    out = np.zeros((len(values), cycles), np.uint8)
     if encoding == "bernoulli":
         return out
     t = np.arange(window, dtype=np.int64)[None, :]
     h = window // 2
     step = max(1, (1 << 22) // max(1, window))  # rows per block: int64 temporaries stay small
-    for lo in range(0, window + 1, step):
-        x = np.arange(lo, min(window + 1, lo + step), dtype=np.int64)[:, None]
+    for lo in range(0, len(values), step):
+        x = values[lo:lo + step, None]
         if encoding == "uniform":
             out[lo:lo + len(x), :window] = ((t + 1) * x + h) // window - (t * x + h) // window
         else:  # burst
             out[lo:lo + len(x), :window] = t < x
     return out
+
+
+def full_table_fits(window: int, cycles: int) -> bool:
+    """Whether the whole ``(window+1) × cycles`` table fits :data:`MAX_SCHEDULE_BYTES` (M ≤ 14)."""
+    return (window + 1) * cycles <= MAX_SCHEDULE_BYTES
 
 
 def mix64(z):

@@ -236,6 +236,7 @@ def layer_nonideal(x, w, sq, kernel, stride, pad, out_h, out_w, spk, bern, windo
     batch, chans, height, width = x.shape
     rows, cols = w.shape
     cycles = spk.shape[1]
+    n_vals = spk.shape[0]  # rows of the schedule table: input values 0 … n_vals−1 (1 for bern)
     n_bias = bsched.shape[0]
     do_trace = trace.shape[2] > 0
     do_noise = noise_scale > 0.0
@@ -249,10 +250,10 @@ def layer_nonideal(x, w, sq, kernel, stride, pad, out_h, out_w, spk, bern, windo
     for chunk in prange(n_chunks):
         lo = chunk * n_items // n_chunks
         hi = (chunk + 1) * n_items // n_chunks
-        sums = np.zeros((window + 1, cols), np.int64)
-        sqs = np.zeros((window + 1, cols), np.int64)
-        present = np.zeros(window + 1, np.uint8)
-        plist = np.zeros(window + 1, np.int64)
+        sums = np.zeros((n_vals, cols), np.int64)
+        sqs = np.zeros((n_vals, cols), np.int64)
+        present = np.zeros(n_vals, np.uint8)
+        plist = np.zeros(n_vals, np.int64)
         rvals = np.zeros(rows, np.int64)
         rbase = np.zeros(rows, np.uint64)
         ridx = np.zeros(rows, np.int64)

@@ -19,7 +19,7 @@ from ..nonideal import IFCParams, ifc_levels, noise_key, normal_table
 from ..reference import im2col, pool, preactivation
 from ..stats import LayerStats
 from . import kernels, twin
-from .encoding import ENCODINGS, layer_key, schedule
+from .encoding import ENCODINGS, full_table_fits, layer_key, schedule
 
 RESETS = ("subtract", "zero")
 INITS = ("half", "zero")
@@ -114,7 +114,8 @@ class _LayerPlan:
     thr: np.ndarray      # int64 (cols,) threshold, fixed point
     window: int          # T of the layer's input signal
     cycles: int          # T + drain
-    spk: np.ndarray      # uint8 (T+1, cycles) schedule
+    spk: np.ndarray | None  # uint8 (T+1, cycles) schedule; None: built per call for the
+    #                         counts present (window too long for a full table); bernoulli: (1, cycles)
     key: int             # Bernoulli key for this layer
     cmp: np.ndarray      # int64 (cols,) comparator trip level, fixed point (thr + offset)
     sq: np.ndarray       # int64 (rows, cols) read-noise variance per spike (or (0, cols))
@@ -188,7 +189,9 @@ class Simulator:
             w=np.ascontiguousarray(hw.fixed_point_weights()),
             v0=np.ascontiguousarray(start.astype(np.int64) * one),
             thr=thr, window=window, cycles=cycles,
-            spk=schedule(self.options.encoding, window, cycles),
+            spk=(np.zeros((1, cycles), np.uint8) if self.options.encoding == "bernoulli"
+                 else schedule(self.options.encoding, window, cycles)
+                 if full_table_fits(window, cycles) else None),
             key=key, cmp=cmp, sq=np.ascontiguousarray(sq), leak=leak,
             noise_scale=float(rel * 2.0 ** (FRAC_BITS - SQ_FRAC_BITS / 2)),
             nkey=noise_key(key),
@@ -212,8 +215,13 @@ class Simulator:
         n_items, cols = b * ho * wo, layer.cols
         reset_zero = self.options.reset == "zero"
         bern = self.options.encoding == "bernoulli"
+        spk, xk = plan.spk, x4
+        if spk is None:  # a long window: a table of the counts present, inputs renumbered to it
+            vals = np.unique(np.concatenate([np.zeros(1, np.int32), x4.ravel()]))
+            spk = schedule(self.options.encoding, plan.window, plan.cycles, values=vals)
+            xk = np.ascontiguousarray(np.searchsorted(vals, x4).astype(np.int32))
         if self.options.backend == "reference":
-            fired, resid, tr = twin.layer_twin(x4, plan.w, k, s, p, plan.spk, plan.v0, plan.thr,
+            fired, resid, tr = twin.layer_twin(xk, plan.w, k, s, p, spk, plan.v0, plan.thr,
                                                reset_zero, window=plan.window, key=plan.key,
                                                image0=image0, bernoulli=bern, cycles=plan.cycles,
                                                sq=plan.sq, cmp=plan.cmp, leak=plan.leak,
@@ -228,7 +236,7 @@ class Simulator:
             tr = np.zeros((n_items, cols, plan.cycles if trace else 0), np.uint8)
             if plan.dynamic:
                 sq = plan.sq if plan.sq.shape[0] else np.zeros((plan.w.shape[0], cols), np.int64)
-                kernels.layer_nonideal(x4, plan.w, sq, k, s, p, ho, wo, plan.spk, bern,
+                kernels.layer_nonideal(xk, plan.w, sq, k, s, p, ho, wo, spk, bern,
                                        plan.window, np.uint64(plan.key), image0, plan.v0,
                                        plan.thr, plan.cmp, plan.leak, plan.noise_scale,
                                        np.uint64(plan.nkey), normal_table(kernels.ZTAB_BITS),
@@ -239,7 +247,7 @@ class Simulator:
                                         np.uint64(plan.key), image0, plan.v0, plan.thr, reset_zero,
                                         fired, resid, tr, plan.bsched)
             else:
-                kernels.layer_grouped(x4, plan.w, k, s, p, ho, wo, plan.spk, plan.v0, plan.thr,
+                kernels.layer_grouped(xk, plan.w, k, s, p, ho, wo, spk, plan.v0, plan.thr,
                                       reset_zero, fired, resid, tr, 64 * numba.get_num_threads(),
                                       plan.bsched)
             if not trace:
