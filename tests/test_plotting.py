@@ -14,23 +14,10 @@ import pytest
 from matplotlib.figure import Figure
 
 import xbarsim
+from test_sweep import TINY  # the same tiny synthetic network as the sweep tests
 
 ROOT = Path(__file__).resolve().parent.parent
 PNG = b"\x89PNG\r\n\x1a\n"
-
-TINY = """\
-name: tiny
-dataset: synthetic
-input: {shape: [1, 8, 8]}
-bits: {signal: 4, weight: 4}
-crossbar: {size: 8}
-weights: random
-seed: 3
-layers:
-  - {name: conv1, type: conv, out_channels: 4, kernel: 3}
-  - {name: flatten, type: flatten}
-  - {name: fc1, type: fc, out_features: 10}
-"""
 
 
 def _rows():
