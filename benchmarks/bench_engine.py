@@ -22,7 +22,7 @@ import numpy as np
 
 from xbarsim import build_network, load_network, run_ideal
 from xbarsim.engine import Simulator
-from xbarsim.weights import random_weights
+from xbarsim.network.weights import random_weights
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -7,8 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from xbarsim.atomic import atomic_write, atomic_write_text
-from xbarsim.weights import atomic_savez
+from xbarsim.io.atomic import atomic_write, atomic_write_text
+from xbarsim.network.weights import atomic_savez
 
 
 def test_file_mode_follows_the_umask(tmp_path):

@@ -70,7 +70,7 @@ def _net_with_weights(tmp_path, arrays) -> Path:
 
 def test_map_loads_and_checks_a_weights_file(tmp_path, capsys):
     from xbarsim import load_network_spec
-    from xbarsim.weights import random_weights, save_weights
+    from xbarsim.network.weights import random_weights, save_weights
     spec = load_network_spec(LENET)
     net = _net_with_weights(tmp_path, {})
     save_weights(tmp_path / "trained.npz", random_weights(spec, 3), signal_bits=4, weight_bits=4)

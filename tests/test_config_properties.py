@@ -11,13 +11,13 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from xbarsim.config import Section
-from xbarsim.device import DEVICE_KEYS, parse_device
+from xbarsim.config.device import DEVICE_KEYS, parse_device
+from xbarsim.config.section import Section
+from xbarsim.config.spec import parse_network
+from xbarsim.config.yamlio import load_yaml, loads_yaml
 from xbarsim.errors import ConfigError
-from xbarsim.mapping import map_network
-from xbarsim.spec import parse_network
-from xbarsim.weights import weights_from_arrays
-from xbarsim.yamlio import load_yaml, loads_yaml
+from xbarsim.network.mapping import map_network
+from xbarsim.network.weights import weights_from_arrays
 
 SETTINGS = settings(max_examples=150, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])

@@ -9,15 +9,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xbarsim.config import Section
-from xbarsim.cost import (ENERGY_COMPONENTS, Timing, default_circuit, estimate, format_cost,
-                          load_circuit, parse_circuit, stats_from_ideal)
+from xbarsim.config.section import Section
+from xbarsim.config.spec import parse_network
+from xbarsim.config.yamlio import loads_yaml
+from xbarsim.cost import (
+    ENERGY_COMPONENTS,
+    Timing,
+    default_circuit,
+    estimate,
+    format_cost,
+    load_circuit,
+    parse_circuit,
+    stats_from_ideal,
+)
 from xbarsim.cost import table5 as t5
 from xbarsim.errors import ConfigError
-from xbarsim.hardware import build_hardware
-from xbarsim.network import build_network, load_network
-from xbarsim.spec import parse_network
-from xbarsim.yamlio import loads_yaml
+from xbarsim.hardware.program import build_hardware
+from xbarsim.network.network import build_network, load_network
 
 ROOT = Path(__file__).resolve().parents[1]
 

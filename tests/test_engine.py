@@ -7,16 +7,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from xbarsim.config import Section
-from xbarsim.engine import EngineOptions, Simulator, schedule
-from xbarsim.engine import kernels, twin
+from xbarsim.config.section import Section
+from xbarsim.config.spec import parse_network
+from xbarsim.config.yamlio import loads_yaml
+from xbarsim.engine import EngineOptions, Simulator, kernels, schedule, twin
 from xbarsim.engine.encoding import layer_key
-from xbarsim.hardware import FRAC_BITS
-from xbarsim.network import build_network
-from xbarsim.reference import run_ideal
-from xbarsim.spec import parse_network
-from xbarsim.weights import LayerWeights
-from xbarsim.yamlio import loads_yaml
+from xbarsim.hardware.program import FRAC_BITS
+from xbarsim.network.network import build_network
+from xbarsim.network.reference import run_ideal
+from xbarsim.network.weights import LayerWeights
 
 ONE = 1 << FRAC_BITS
 
@@ -185,7 +184,7 @@ def test_engine_equals_ideal_when_no_early_firing(case, encoding):
 def test_numba_engine_equals_reference_engine(seed, encoding, bias_mode):
     spec = make_spec(NET.format(c=2, h=8, w=8, mi=4, m=4, c1=3, k=3, p=1, f1=5).replace(
         "weights: random", f"weights: random\ncrossbar: {{bias: {bias_mode}}}"))
-    from xbarsim.weights import random_weights
+    from xbarsim.network.weights import random_weights
     net = build_network(spec, random_weights(spec, seed))
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 16, size=(5, 2, 8, 8)).astype(np.int32)
@@ -283,7 +282,7 @@ layers:
 
 def test_same_seed_same_counts_any_batch():
     spec = make_spec(NET.format(c=1, h=8, w=8, mi=4, m=4, c1=4, k=3, p=0, f1=6))
-    from xbarsim.weights import random_weights
+    from xbarsim.network.weights import random_weights
     net = build_network(spec, random_weights(spec, 5))
     x = np.random.default_rng(1).integers(0, 16, size=(9, 1, 8, 8)).astype(np.int32)
     a = Simulator(net, encoding="bernoulli", seed=42).run(x, keep="all", batch=9)
@@ -298,9 +297,9 @@ def test_conductance_and_integer_units_agree_for_ideal_devices():
     """The engine's fixed-point weights from programmed conductances reproduce the levels."""
     from dataclasses import replace
 
-    from xbarsim.hardware import build_hardware
+    from xbarsim.hardware.program import build_hardware
     spec = make_spec(NET.format(c=1, h=8, w=8, mi=4, m=4, c1=4, k=3, p=0, f1=6))
-    from xbarsim.weights import random_weights
+    from xbarsim.network.weights import random_weights
     net = build_network(spec, random_weights(spec, 2))
     hw = build_hardware(net)
     forced = type(hw)(hw.device, hw.weight_bits,
@@ -346,13 +345,14 @@ def test_compact_schedule_for_long_windows_gives_the_same_counts(encoding, backe
                                                                  monkeypatch):
     """Windows too long for a full schedule table use a table of the counts present (inputs
     renumbered): forced here at M = 4, the counts, membranes and traces are unchanged."""
-    from xbarsim.weights import random_weights
+    from xbarsim.network.weights import random_weights
 
     spec = make_spec(NET.format(c=2, h=8, w=8, mi=4, m=4, c1=3, k=3, p=1, f1=5))
     net = build_network(spec, random_weights(spec, 5))
     x = np.random.default_rng(5).integers(0, 16, size=(4, 2, 8, 8)).astype(np.int32)
     import dataclasses
-    from xbarsim.hardware import build_hardware
+
+    from xbarsim.hardware.program import build_hardware
     hw = build_hardware(net, dataclasses.replace(net.spec.device, read_noise_rel=noise), seed=2)
     want = Simulator(net, hw, encoding=encoding, backend=backend, seed=2).run(x, keep="all")
     from xbarsim.engine import simulator
@@ -385,6 +385,7 @@ def test_trace_cycle_field_is_int32_and_old_int16_traces_still_read(tmp_path):
     """Cycles are int32 (a 16-bit window has 65,535 cycles); a trace whose manifest names int16
     cycles (written before) is read with that dtype."""
     import json
+
     from xbarsim.engine.trace import TRACE_DTYPE, TraceWriter, read_trace
 
     assert TRACE_DTYPE["cycle"] == np.dtype("<i4")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.optimize import fsolve
 
-from xbarsim.nonideal import TileCircuit, iv_current
+from xbarsim.hardware.irdrop import TileCircuit, iv_current
 
 
 def dense_netlist(R, C, r_row, r_col):

@@ -13,17 +13,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from xbarsim import DeviceCard, IFCParams, Simulator, build_hardware, load_device
-from xbarsim.config import Section
-from xbarsim.device import parse_device
+from xbarsim.config.device import parse_device
+from xbarsim.config.section import Section
+from xbarsim.config.spec import parse_network
+from xbarsim.config.yamlio import loads_yaml
 from xbarsim.engine import kernels, schedule, twin
+from xbarsim.engine.ifc import ifc_levels, normal_table
 from xbarsim.errors import ConfigError, XbarsimError
-from xbarsim.hardware import FRAC_BITS, SQ_FRAC_BITS
-from xbarsim.network import build_network
-from xbarsim.nonideal import (ifc_levels, normal_table, program_devices, static_rng,
-                              target_levels)
-from xbarsim.spec import parse_network
-from xbarsim.weights import LayerWeights, random_weights
-from xbarsim.yamlio import loads_yaml
+from xbarsim.hardware.nonideal import program_devices, static_rng, target_levels
+from xbarsim.hardware.program import FRAC_BITS, SQ_FRAC_BITS
+from xbarsim.network.network import build_network
+from xbarsim.network.weights import LayerWeights, random_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 ONE = 1 << FRAC_BITS

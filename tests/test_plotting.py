@@ -12,9 +12,9 @@ import matplotlib
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
+from test_sweep import TINY  # the same tiny synthetic network as the sweep tests
 
 import xbarsim
-from test_sweep import TINY  # the same tiny synthetic network as the sweep tests
 
 ROOT = Path(__file__).resolve().parent.parent
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -103,7 +103,7 @@ def test_importing_and_plotting_never_touches_pyplot(tmp_path):
     code = f"""
 import sys, matplotlib
 matplotlib.use("svg")
-import xbarsim, xbarsim.plotting, xbarsim.sweep.plot, xbarsim.engine.trace
+import xbarsim, xbarsim.io.plotting, xbarsim.sweep.plot, xbarsim.engine.trace
 sys.path.insert(0, {str(ROOT / "tests")!r})
 from test_plotting import _rows
 from pathlib import Path

@@ -11,12 +11,12 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from xbarsim.config import Section
-from xbarsim.network import build_network, quantize_images
-from xbarsim.reference import classify, run_ideal
-from xbarsim.spec import parse_network
-from xbarsim.weights import LayerWeights, quantize_layer, weights_from_arrays
-from xbarsim.yamlio import loads_yaml
+from xbarsim.config.section import Section
+from xbarsim.config.spec import parse_network
+from xbarsim.config.yamlio import loads_yaml
+from xbarsim.network.network import build_network, quantize_images
+from xbarsim.network.reference import classify, run_ideal
+from xbarsim.network.weights import LayerWeights, quantize_layer, weights_from_arrays
 
 
 def spec_of(text: str):
@@ -70,7 +70,7 @@ def test_conv_padding_stride_bias_and_maxpool_fc_tie_to_lower_index():
 
 
 def test_conv_preactivation_by_hand():
-    from xbarsim.reference import preactivation
+    from xbarsim.network.reference import preactivation
     spec = spec_of(CONV_NET.replace("POOL", "maxpool"))
     pre = preactivation(spec.layer("conv"), CONV_WEIGHTS, X3[None, None].astype(np.int32))
     np.testing.assert_array_equal(pre[0], CONV_PRE)

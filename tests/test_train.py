@@ -39,7 +39,7 @@ def _mnist_or_skip():
 
 @pytest.fixture
 def tiny(tmp_path):
-    from xbarsim.spec import load_network_spec
+    from xbarsim.config.spec import load_network_spec
 
     path = tmp_path / "tiny.yaml"
     path.write_text(TINY)
@@ -174,8 +174,8 @@ def test_training_is_reproducible_with_a_seed(tiny):
 def test_exported_integer_network_equals_software_model(tiny):
     torch = pytest.importorskip("torch")
     _mnist_or_skip()
-    from xbarsim.network import build_network
-    from xbarsim.reference import run_ideal
+    from xbarsim.network.network import build_network
+    from xbarsim.network.reference import run_ideal
     from xbarsim.train.loop import integer_predictions, load_mnist_arrays, train
     from xbarsim.train.model import exact_forward
 
@@ -205,7 +205,7 @@ def test_exported_integer_network_equals_software_model(tiny):
 def test_train_cli_writes_weights_the_simulator_loads(tiny, tmp_path):
     pytest.importorskip("torch")
     _mnist_or_skip()
-    from xbarsim.network import load_network
+    from xbarsim.network.network import load_network
 
     yaml_path, _ = tiny
     plain = tmp_path / "plain.npz"
@@ -245,13 +245,13 @@ def test_cycle_mode_equals_the_engine_count_for_count(bits, in_bits, seed, bias)
     devices) gives the cycle-level engine's counts exactly, layer by layer, early firing and
     one-spike-per-cycle limits included, and its class (count, then residual membrane)."""
     torch = pytest.importorskip("torch")
-    from xbarsim.config import Section
+    from xbarsim.config.section import Section
+    from xbarsim.config.spec import parse_network
+    from xbarsim.config.yamlio import loads_yaml
     from xbarsim.engine import Simulator
-    from xbarsim.network import build_network
-    from xbarsim.spec import parse_network
+    from xbarsim.network.network import build_network
+    from xbarsim.network.weights import LayerWeights
     from xbarsim.train.model import QNet
-    from xbarsim.weights import LayerWeights
-    from xbarsim.yamlio import loads_yaml
 
     text = f"""
 name: cyc

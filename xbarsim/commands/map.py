@@ -15,9 +15,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..mapping import format_mapping, map_network
-    from ..spec import load_network_spec
-    from ..weights import load_weights
+    from ..config.spec import load_network_spec
+    from ..network.mapping import format_mapping, map_network
+    from ..network.weights import load_weights
 
     outs, tables = [], []
     for path in args.network:

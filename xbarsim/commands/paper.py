@@ -80,14 +80,23 @@ def run(args) -> int:
         import torch  # noqa: F401
     except ImportError:
         raise XbarsimError("xbarsim paper needs PyTorch: pip install -e '.[train]'") from None
-    from ..network import build_network
-    from ..reference import run_ideal
-    from ..spec import load_network_spec
+    from ..config.spec import load_network_spec
+    from ..network.network import build_network
+    from ..network.reference import run_ideal
+    from ..network.weights import load_weights
     from ..train import quant
-    from ..train.loop import (TrainConfig, accuracy, calibrate, fit, integer_predictions,
-                              load_mnist_arrays, read_float_form, save_float_form, setup_torch)
+    from ..train.loop import (
+        TrainConfig,
+        accuracy,
+        calibrate,
+        fit,
+        integer_predictions,
+        load_mnist_arrays,
+        read_float_form,
+        save_float_form,
+        setup_torch,
+    )
     from ..train.model import QNet, load_float_state
-    from ..weights import load_weights
 
     widths = [int(b) for b in args.bits.split(",")]
     work = Path(args.workdir)

@@ -53,7 +53,7 @@ def _from_network(args) -> tuple:
 
     from ..cost import estimate, load_circuit, stats_from_ideal
     from ..cost.table5 import mnist_images, synthetic_images
-    from ..network import load_network
+    from ..network.network import load_network
 
     if args.samples < 1:
         raise XbarsimError(f"--samples: must be >= 1 (got {args.samples})")

@@ -70,7 +70,7 @@ def load_inputs(args, spec):
             images = images[:args.samples]
             labels = None if labels is None else labels[:args.samples]
         return images, labels, f"{path} ({len(images)} images)"
-    from .. import datasets
+    from ..io import datasets
 
     if spec.dataset == "synthetic":
         n = args.samples or 100
@@ -131,9 +131,9 @@ def layer_rows(result, spec) -> list:
 def run(args) -> int:
     from ..engine import EngineOptions, Simulator
     from ..engine.trace import TraceWriter, atomic_write_text, parse_selection
-    from ..mapping import format_table, map_network
-    from ..network import load_network
-    from ..weights import atomic_savez
+    from ..network.mapping import format_table, map_network
+    from ..network.network import load_network
+    from ..network.weights import atomic_savez
 
     network = load_network(args.network, weights=args.weights)
     spec = network.spec

@@ -41,7 +41,7 @@ def run(args) -> int:
         raise XbarsimError(f"--workers: must be >= 1 (got {args.workers})")
     if args.scheduler is not None and args.workers != 1:
         raise XbarsimError("--workers and --scheduler: give one (the cluster has its own workers)")
-    from ..network import load_network
+    from ..network.network import load_network
     from ..sweep import runner
     from ..sweep.spec import load_sweep_spec
     from ..sweep.store import Store
@@ -84,7 +84,7 @@ def run(args) -> int:
 
 
 def _summary(agg, params) -> str:
-    from ..mapping import format_table
+    from ..network.mapping import format_table
     scored = agg and agg[0].get("accuracy") is not None
     metric = "accuracy" if scored else "agreement"
     header = [*params, f"{metric} (mean ± sd)", "ideal", "spikes/image"]

@@ -3,7 +3,7 @@
 Every non-ideality is a field of :class:`DeviceCard` and is off at its default, so a card that
 names only ``r_on_ohm``/``r_off_ohm`` is an ideal device. Sweeps build new cards with
 ``dataclasses.replace(card, read_noise_rel=0.05)``; invalid values fail at construction with one
-line. The models themselves are in :mod:`xbarsim.nonideal` and are documented in
+line. The models themselves are in :mod:`xbarsim.hardware.nonideal` and are documented in
 ``docs/nonidealities.md``.
 """
 
@@ -13,8 +13,8 @@ import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from .config import Section
-from .errors import XbarsimError
+from ..errors import XbarsimError
+from .section import Section
 from .yamlio import load_yaml
 
 PAIR_SCHEMES = ("differential",)

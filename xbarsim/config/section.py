@@ -10,7 +10,7 @@ import difflib
 import math
 from pathlib import Path
 
-from .errors import ConfigError
+from ..errors import ConfigError
 from .yamlio import Node, Seq
 
 _MISSING = object()

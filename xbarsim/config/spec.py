@@ -1,13 +1,13 @@
-"""Network YAML → validated :class:`~xbarsim.layers.NetworkSpec` (all checks happen here)."""
+"""Network YAML → validated :class:`~xbarsim.config.layers.NetworkSpec` (all checks happen here)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from .config import Section, did_you_mean, item_section
+from ..errors import ConfigError
 from .device import DeviceCard, load_device, parse_device
-from .errors import ConfigError
 from .layers import INPUT, LAYER_KINDS, LayerSpec, NetworkSpec, _numel, conv_out
+from .section import Section, did_you_mean, item_section
 from .yamlio import Node, load_yaml
 
 DATASETS = ("mnist", "cifar10", "synthetic")

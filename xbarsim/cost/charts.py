@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..plotting import save_png
+from ..io.plotting import save_png
 from .model import ENERGY_COMPONENTS
 
 
@@ -32,7 +32,7 @@ def draw_cost_charts(cost: dict, out_dir, stem: str = "cost") -> list:
     """Write ``<stem>-energy.png`` (energy per image by layer and component), ``<stem>-area.png``
     (area by layer and component), ``<stem>-time.png`` (time per image by layer, critical path
     marked) and ``<stem>-components.png`` (network totals by component). Returns the paths."""
-    from ..plotting import Plots, new_figure
+    from ..io.plotting import Plots, new_figure
 
     out_dir = Path(out_dir)
     layers = [lay for lay in cost["layers"] if lay["type"] != "flatten"]

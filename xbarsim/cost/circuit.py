@@ -15,13 +15,12 @@ arrays of a differential pair together with their periphery.
 from __future__ import annotations
 
 import re
-
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..config import Section
+from ..config.section import Section
+from ..config.yamlio import Node, load_yaml
 from ..errors import ConfigError
-from ..yamlio import Node, load_yaml
 
 INPUT_LAYER_MODES = ("fixed", "spikes")
 SCHEDULES = ("sequential", "pipelined")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..mapping import format_table
+from ..network.mapping import format_table
 
 
 def _as_dict(report) -> dict:

@@ -1,4 +1,4 @@
-"""Event counts of the ideal integer network, as :class:`~xbarsim.stats.LayerStats`.
+"""Event counts of the ideal integer network, as :class:`~xbarsim.engine.stats.LayerStats`.
 
 The cycle-level engine counts what the hardware did; these are the counts the hardware would
 produce with no temporal effects: the input counts give every WL pulse exactly (each input spike
@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..layers import INPUT
-from ..reference import im2col, run_ideal
-from ..stats import LayerStats
+from ..config.layers import INPUT
+from ..engine.stats import LayerStats
+from ..network.reference import im2col, run_ideal
 
 
 def row_pulses(layer, x: np.ndarray) -> np.ndarray:

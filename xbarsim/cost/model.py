@@ -26,10 +26,10 @@ from math import ceil, log2
 
 import numpy as np
 
+from ..config.layers import INPUT
 from ..errors import XbarsimError
-from ..hardware import program_pair
-from ..layers import INPUT
-from ..mapping import map_network
+from ..hardware.program import program_pair
+from ..network.mapping import map_network
 from .circuit import POSITION_MODES, CircuitCard, default_circuit
 
 #: Energy components, with their class: ``event`` (counted events), ``time`` (proportional to

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..network import build_network
-from ..spec import load_network_spec
+from ..config.spec import load_network_spec
+from ..network.network import build_network
 from .ideal import stats_from_ideal
 from .model import estimate, row_conductance_sums
 
@@ -69,7 +69,7 @@ def mnist_images(n: int):
     """The first ``n`` MNIST test images (uint8, (n, 1, 28, 28)) and where they came from, or
     ``(None, reason)``."""
     try:
-        from .. import datasets  # written alongside; optional here
+        from ..io import datasets  # written alongside; optional here
         images, _ = datasets.load_dataset("mnist", split="test", download=False)
         return np.asarray(images[:n], np.uint8).reshape(-1, 1, 28, 28), "MNIST test set"
     except Exception:  # noqa: BLE001 - fall back to reading the IDX file directly

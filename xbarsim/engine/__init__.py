@@ -1,7 +1,7 @@
 """The cycle-level engine (numba kernels + numpy twins)."""
 
 from .encoding import ENCODINGS, schedule
-from ..nonideal import IFCParams
+from .ifc import IFCParams
 from .simulator import EngineOptions, RunResult, Simulator
 
 __all__ = ["ENCODINGS", "EngineOptions", "IFCParams", "RunResult", "Simulator", "schedule"]

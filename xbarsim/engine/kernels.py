@@ -210,7 +210,7 @@ def layer_bernoulli(x, w, kernel, stride, pad, out_h, out_w, window, cycles, key
             resid[item, j] = v[j]
 
 
-#: log2 of the read-noise inverse-CDF table size (:func:`xbarsim.nonideal.normal_table`).
+#: log2 of the read-noise inverse-CDF table size (:func:`xbarsim.engine.ifc.normal_table`).
 ZTAB_BITS = 16
 
 

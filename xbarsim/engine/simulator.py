@@ -12,14 +12,14 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
+from ..config.layers import INPUT
 from ..errors import XbarsimError
-from ..hardware import FRAC_BITS, SQ_FRAC_BITS, Hardware, build_hardware
-from ..layers import INPUT
-from ..nonideal import IFCParams, ifc_levels, noise_key, normal_table
-from ..reference import im2col, pool, preactivation
-from ..stats import LayerStats
+from ..hardware.program import FRAC_BITS, SQ_FRAC_BITS, Hardware, build_hardware
+from ..network.reference import im2col, pool, preactivation
 from . import kernels, twin
 from .encoding import ENCODINGS, full_table_fits, layer_key, schedule
+from .ifc import IFCParams, ifc_levels, noise_key, normal_table
+from .stats import LayerStats
 
 RESETS = ("subtract", "zero")
 INITS = ("half", "zero")
@@ -37,7 +37,7 @@ class EngineOptions:
     counter_bits: counter width (default: the network's M); counts saturate at ``2^bits − 1``.
     seed: seed of every random draw (Bernoulli spikes, device non-idealities, IFC mismatch).
     backend: ``numba`` kernels or the ``reference`` numpy twins.
-    ifc: IFC non-idealities (:class:`~xbarsim.nonideal.IFCParams`; all off by default).
+    ifc: IFC non-idealities (:class:`~xbarsim.engine.ifc.IFCParams`; all off by default).
     """
 
     encoding: str = "uniform"
@@ -386,7 +386,7 @@ def _row_pulses(layer, x):
 
 
 def _classify(counts, tiebreak):
-    from ..reference import classify
+    from ..network.reference import classify
     if tiebreak is None:
         tiebreak = np.zeros_like(counts, dtype=np.int64)
     return classify(counts, tiebreak)

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_write_text  # noqa: F401  (re-exported; commands import it here)
 from ..errors import XbarsimError
+from ..io.atomic import atomic_write_text  # noqa: F401  (re-exported; commands import it here)
 
 FORMAT = "xbarsim-trace-1"
 TRACE_DTYPE = np.dtype([("image", "<i4"), ("neuron", "<i4"), ("cycle", "<i4")])  # M = 16: 65,535 cycles
@@ -133,8 +133,8 @@ def plot_trace(directory, out_dir=None, max_images: int = 4) -> list:
     writes ``raster.png`` and ``spike_counts.png`` into ``out_dir`` (default: the trace
     directory) and returns their paths, a list whose ``figures`` attribute holds the two
     :class:`matplotlib.figure.Figure` objects. Drawn without pyplot, so the active matplotlib
-    backend is left as it is (:mod:`xbarsim.plotting`)."""
-    from ..plotting import Plots, new_figure, save_png
+    backend is left as it is (:mod:`xbarsim.io.plotting`)."""
+    from ..io.plotting import Plots, new_figure, save_png
 
     data = read_trace(directory)
     manifest = data.pop("_manifest")

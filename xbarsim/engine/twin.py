@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..reference import im2col
+from ..network.reference import im2col
 from .encoding import bernoulli_spikes, mix64
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .device import DeviceCard
+from ..config.device import DeviceCard
 
 #: Fractional bits of the engine's fixed-point membrane (units of 2^-FRAC_BITS weight LSB).
 FRAC_BITS = 20
@@ -40,7 +40,7 @@ class LayerHardware:
     bias: np.ndarray        # int64 (cols,): bias in weight LSBs (presets the membrane)
     ideal: bool = True      # True when (G+ - G-)/ΔG == D exactly
     # Effective (transfer) conductances with wire resistance / I-V nonlinearity (None: = G±):
-    # IFC current per volt on a row driver, siemens (xbarsim.nonideal.TileCircuit).
+    # IFC current per volt on a row driver, siemens (xbarsim.hardware.irdrop.TileCircuit).
     g_eff_pos_s: np.ndarray | None = None
     g_eff_neg_s: np.ndarray | None = None
 
@@ -107,9 +107,10 @@ def build_hardware(network, device: DeviceCard | None = None, seed: int = 0) -> 
     (programming variation, stuck-at faults, drift spread), per layer: layer ``k`` (its index in
     the network's layer list) draws from ``(seed, k, purpose)`` whatever else is on. With wire
     resistance, each ``t×t`` tile of ``G+`` and of ``G−`` is solved by nodal analysis
-    (:func:`xbarsim.nonideal.layer_transfer`). An ideal card gives exactly ``(G+ − G−)/ΔG = D``.
+    (:func:`xbarsim.hardware.irdrop.layer_transfer`). An ideal card gives exactly ``(G+ − G−)/ΔG = D``.
     """
-    from .nonideal import layer_transfer, program_devices
+    from .irdrop import layer_transfer
+    from .nonideal import program_devices
 
     device = device or network.spec.device
     bits = network.spec.weight_bits

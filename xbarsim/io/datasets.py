@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError
+from ..errors import DataError
 
 __all__ = [
     "DATASET_NAMES", "MNIST_URL", "MNIST_MD5", "CIFAR10_URL", "CIFAR10_MD5", "cache_dir",

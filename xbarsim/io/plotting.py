@@ -22,7 +22,7 @@ def new_figure(**kwargs):
 
 
 def save_png(fig, path, **savefig_kwargs):
-    """``fig.savefig(path)`` as a PNG, atomically (:mod:`xbarsim.atomic`): a reader never sees a
+    """``fig.savefig(path)`` as a PNG, atomically (:mod:`xbarsim.io.atomic`): a reader never sees a
     half-written image. Returns the path."""
     from .atomic import atomic_write
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from math import ceil
 
-from .layers import NetworkSpec
+from ..config.layers import NetworkSpec
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .layers import NetworkSpec
-from .spec import load_network_spec
+from ..config.layers import NetworkSpec
+from ..config.spec import load_network_spec
 from .weights import LayerWeights, load_weights, random_weights
 
 

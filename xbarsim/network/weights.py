@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import did_you_mean
-from .errors import ConfigError
-from .layers import NetworkSpec
+from ..config.layers import NetworkSpec
+from ..config.section import did_you_mean
+from ..errors import ConfigError
 
 FORMAT = "xbarsim-weights-1"
 INT_KEYS = ("levels", "bias", "theta", "step")
@@ -274,6 +274,6 @@ def save_weights(path, weights: dict, signal_bits: int | None = None,
 
 
 def atomic_savez(path, arrays: dict) -> None:
-    from .atomic import atomic_write
+    from ..io.atomic import atomic_write
 
     atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays), mode="wb")

@@ -1,7 +1,7 @@
 """Sweep parameters: dotted paths (``device.read_noise_rel``, ``engine.encoding``), points and keys.
 
 A *point* is a dict ``{path: value}``. ``device.<field>`` replaces a field of the network's
-:class:`~xbarsim.device.DeviceCard`, ``engine.<field>`` a field of
+:class:`~xbarsim.config.device.DeviceCard`, ``engine.<field>`` a field of
 :class:`~xbarsim.engine.EngineOptions` (both with :func:`dataclasses.replace`, so validation is the
 dataclasses' own). A point's *key* is a hash of its canonical JSON, the run's seed and the sweep's
 fixed settings, so a results directory can tell which points it already holds.
@@ -17,8 +17,8 @@ import math
 
 import numpy as np
 
-from ..config import did_you_mean
-from ..device import DeviceCard
+from ..config.device import DeviceCard
+from ..config.section import did_you_mean
 from ..engine import EngineOptions
 from ..errors import XbarsimError
 

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from ..errors import XbarsimError
-from ..plotting import Plots, new_figure, save_png
+from ..io.plotting import Plots, new_figure, save_png
 from .runner import aggregate_rows, flatten
 from .store import Store
 

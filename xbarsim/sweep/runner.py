@@ -23,7 +23,7 @@ import numpy as np
 
 from ..engine import EngineOptions, Simulator
 from ..errors import DataError, XbarsimError
-from ..hardware import build_hardware
+from ..hardware.program import build_hardware
 from . import params as P
 from .store import FORMAT, Store
 
@@ -261,7 +261,7 @@ def load_data(spec, samples, data=None, split="test"):
 
 
 def _load_data(spec, samples, data, split):
-    from .. import datasets
+    from ..io import datasets
     if data is not None:
         if isinstance(data, tuple):
             images, labels = data
@@ -303,7 +303,7 @@ def _warn_outside(warning) -> None:
 
 def prepare(network, grid, seeds, samples, data=None, options=None, batch=256, split="test"):
     """Build the context, the points and the plan of a sweep (no simulation yet)."""
-    from ..network import Network, load_network
+    from ..network.network import Network, load_network
     if not isinstance(network, Network):
         network = load_network(network)
     if isinstance(seeds, int):

@@ -21,9 +21,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import Section, item_section
+from ..config.section import Section, item_section
+from ..config.yamlio import Node, Seq, load_yaml
 from ..errors import ConfigError
-from ..yamlio import Node, Seq, load_yaml
 from . import params as P
 
 TOP_KEYS = ("network", "samples", "split", "seeds", "grid", "points", "fixed", "batch",
@@ -47,7 +47,7 @@ def load_sweep_spec(path) -> SweepSpec:
     sec = Section(load_yaml(path), str(path))
     sec.finish(allowed=TOP_KEYS)
     network = sec.path("network")
-    from ..spec import load_network_spec
+    from ..config.spec import load_network_spec
     device = load_network_spec(network).device
     samples = sec.int("samples", 2000, lo=1)
     split = sec.str("split", "test", choices=("test", "train"))

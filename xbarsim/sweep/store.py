@@ -17,8 +17,8 @@ import io
 import json
 from pathlib import Path
 
-from ..atomic import atomic_write_text
 from ..errors import XbarsimError
+from ..io.atomic import atomic_write_text
 
 FORMAT = "xbarsim-sweep-1"
 

@@ -5,7 +5,7 @@ package never imports it; ``xbarsim train`` imports it lazily.
 
 * :mod:`.quant`   - the Eq. 3 regularizer, straight-through rounding, Weight Clustering (Eq. 6),
                     plain rounding (the w/o baseline); clustering and rounding are plain numpy.
-* :mod:`.model`   - a PyTorch model built from a :class:`~xbarsim.layers.NetworkSpec`, with the
+* :mod:`.model`   - a PyTorch model built from a :class:`~xbarsim.config.layers.NetworkSpec`, with the
                     signal modes ``float`` / ``scale`` (w/o) / ``count`` (Neuron Convergence) and
                     optionally quantized weights; exact integer export and evaluation.
 * :mod:`.loop`    - seeded, reproducible training loops and the ``plain`` / ``nc`` / ``nc+wc`` recipes.

@@ -16,10 +16,16 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DataError, XbarsimError
-from ..weights import FORMAT, atomic_savez, save_weights
+from ..network.weights import FORMAT, atomic_savez, save_weights
 from . import quant
-from .model import (QNet, export_integer, exact_forward, float_state, load_float_state,
-                    to_count_units)
+from .model import (
+    QNet,
+    exact_forward,
+    export_integer,
+    float_state,
+    load_float_state,
+    to_count_units,
+)
 
 METHODS = ("plain", "nc", "nc+wc")
 
@@ -55,7 +61,7 @@ def setup_torch(seed: int, threads: int) -> None:
 
 
 def load_mnist_arrays(split: str, limit=None):
-    from .. import datasets
+    from ..io import datasets
 
     try:
         images, labels = datasets.load_mnist(split, download=False)
@@ -96,7 +102,7 @@ def accuracy(model: QNet, images: np.ndarray, labels: np.ndarray, batch: int = 1
 @torch.no_grad()
 def integer_predictions(spec, weights: dict, images: np.ndarray, batch: int = 1000) -> np.ndarray:
     """Predictions of the exported integer network by :func:`exact_forward` (torch, float64)."""
-    from ..network import quantize_images
+    from ..network.network import quantize_images
 
     out = []
     for lo in range(0, len(images), batch):

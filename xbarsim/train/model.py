@@ -1,4 +1,4 @@
-"""A PyTorch model of a :class:`~xbarsim.layers.NetworkSpec` with the paper's quantizers.
+"""A PyTorch model of a :class:`~xbarsim.config.layers.NetworkSpec` with the paper's quantizers.
 
 Signal modes (``QNet.mode``):
 
@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config.layers import INPUT
 from ..errors import XbarsimError
-from ..layers import INPUT
-from ..weights import LayerWeights
+from ..network.weights import LayerWeights
 from . import quant
 
 MODES = ("float", "scale", "count")

@@ -1,0 +1,108 @@
+"""The package's folders are the pipeline (docs/architecture.md): imports point one way, from a
+later stage to an earlier one, and no module imports another that (directly or not) imports it
+back. Walks every ``import`` in the source with ``ast``, function-level imports included."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parents[1] / "xbarsim"
+
+#: Stage of each top-level part of the package; a module may import only from a lower stage or
+#: from its own folder. ``errors`` (imports nothing) and ``io`` (only errors) are shared by all;
+#: cost, sweep and train are peers that never import each other.
+STAGE = {"errors": -1, "io": 0, "config": 1, "network": 2, "hardware": 3, "engine": 4,
+         "cost": 5, "sweep": 5, "train": 5, "commands": 6,
+         "__init__": 7, "cli": 7, "__main__": 8}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PKG.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def modules() -> dict:
+    return {module_name(p): p for p in PKG.rglob("*.py")}
+
+
+def imports_of(name: str, path: Path, known: set) -> set:
+    """Package modules that ``name`` imports (``from .x import y`` counts ``.x.y`` when that is
+    a module, else ``.x``)."""
+    is_pkg = path.name == "__init__.py"
+    base = name.split(".") if is_pkg else name.split(".")[:-1]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                root = base[:len(base) - node.level + 1]
+                mod = ".".join(root + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            targets = [f"{mod}.{a.name}" if f"{mod}.{a.name}" in known else mod
+                       for a in node.names]
+        else:
+            continue
+        out.update(t for t in targets if t in known and t != name)
+    return out
+
+
+def graph() -> dict:
+    mods = modules()
+    return {n: imports_of(n, p, set(mods)) for n, p in mods.items()}
+
+
+def part(name: str) -> str:
+    parts = name.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def test_every_part_has_a_stage():
+    assert {part(n) for n in modules()} <= set(STAGE)
+
+
+def test_package_root_holds_at_most_six_modules():
+    assert len(list(PKG.glob("*.py"))) <= 6
+
+
+def test_imports_point_from_later_stages_to_earlier_ones():
+    bad = [f"{a} imports {b}" for a, deps in graph().items() for b in deps
+           if part(a) != part(b) and STAGE[part(b)] >= STAGE[part(a)]]
+    assert bad == []
+
+
+def test_no_import_circle():
+    g = graph()
+    state, stack, cycles = {}, [], []
+
+    def visit(n):
+        state[n] = "open"
+        stack.append(n)
+        for m in sorted(g[n]):
+            # a package's __init__ importing its own submodules is not a circle
+            if n.startswith(m + ".") and g.get(m) and n in g[m]:
+                continue
+            if state.get(m) == "open":
+                cycles.append(stack[stack.index(m):] + [m])
+            elif m not in state:
+                visit(m)
+        stack.pop()
+        state[n] = "done"
+
+    for n in sorted(g):
+        if n not in state:
+            visit(n)
+    assert cycles == []
+
+
+def test_the_checker_sees_a_circle_and_a_backward_arrow(tmp_path):
+    """The walk finds relative, absolute and function-level imports (guards the checks above)."""
+    g = graph()
+    assert "xbarsim.hardware.irdrop" in g["xbarsim.hardware.program"]        # inside a function
+    assert "xbarsim.config.device" in g["xbarsim.hardware.program"]          # ..config.device
+    assert "xbarsim.engine.simulator" in g["xbarsim.engine"]                 # package __init__
+    assert part("xbarsim.engine.kernels") == "engine" and part("xbarsim") == "__init__"

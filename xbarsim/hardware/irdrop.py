@@ -1,0 +1,211 @@
+"""Wire resistance (IR drop) and I-V nonlinearity: the nodal analysis of one crossbar tile
+(:class:`TileCircuit`) and the effective per-layer transfer it gives (:func:`layer_transfer`).
+docs/nonidealities.md documents the physics and the solve.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.linalg import splu
+
+
+# ------------------------------------------------------------------------------------------------
+# Wires (IR drop) and I-V nonlinearity: nodal analysis of one tile
+# ------------------------------------------------------------------------------------------------
+def iv_current(g, v, v_read, alpha):
+    """Device current ``I(V) = G·V_read·sinh(α·V/V_read)/sinh(α)`` (``G·V`` when ``α = 0``)."""
+    if alpha == 0:
+        return g * v
+    return g * v_read * np.sinh(alpha * v / v_read) / np.sinh(alpha)
+
+
+def _iv_slope(g, v, v_read, alpha):
+    if alpha == 0:
+        return g
+    return g * alpha * np.cosh(alpha * v / v_read) / np.sinh(alpha)
+
+
+class TileCircuit:
+    """Nodal analysis of one ``R×C`` crossbar tile (one array of a differential pair).
+
+    Row ``i`` is driven at its left end: driver → ``r_row`` → cell ``(i, 0)`` → ``r_row`` → cell
+    ``(i, 1)`` … (one wire segment per cell). Column ``j`` runs from cell ``(0, j)`` down to cell
+    ``(R−1, j)`` and then through one more ``r_col`` segment into its IFC input, a virtual ground
+    (0 V). Device ``(i, j)`` joins row node ``(i, j)`` to column node ``(i, j)``. A zero wire
+    resistance makes those nodes ideal (the row at its driver's voltage, the column at 0 V).
+    Unknowns are the node voltages of the non-ideal wires; ``scipy.sparse`` LU solves them.
+    """
+
+    def __init__(self, g, r_row, r_col):
+        self.g = np.asarray(g, np.float64)
+        self.R, self.C = self.g.shape
+        self.r_row, self.r_col = float(r_row), float(r_col)
+        rc = self.R * self.C
+        self.free_rows = self.r_row > 0
+        self.free_cols = self.r_col > 0
+        self.n_row = rc if self.free_rows else 0
+        self.n = self.n_row + (rc if self.free_cols else 0)
+
+    def _wire_matrix(self):
+        """Wire-only conductance matrix (sparse, n×n) and the row-driver injection map."""
+        R, C = self.R, self.C
+        rr, cc, vv = [], [], []
+
+        def stamp(a, b, gw):  # a conductance gw between unknowns a and b (b = -1: to a fixed node)
+            rr.append(a); cc.append(a); vv.append(gw)
+            if b >= 0:
+                rr.append(b); cc.append(b); vv.append(gw)
+                rr.append(a); cc.append(b); vv.append(-gw)
+                rr.append(b); cc.append(a); vv.append(-gw)
+
+        if self.free_rows:
+            gw = 1.0 / self.r_row
+            for i in range(R):
+                stamp(i * C, -1, gw)  # driver segment (driver is a fixed node)
+                for j in range(1, C):
+                    stamp(i * C + j - 1, i * C + j, gw)
+        if self.free_cols:
+            gw = 1.0 / self.r_col
+            o = self.n_row
+            for j in range(C):
+                for i in range(1, R):
+                    stamp(o + (i - 1) * C + j, o + i * C + j, gw)
+                stamp(o + (R - 1) * C + j, -1, gw)  # into the virtual-ground IFC input
+        return np.array(rr), np.array(cc), np.array(vv)
+
+    def _device_stamps(self, gd):
+        """Sparse stamps of device conductances ``gd`` (R, C) between row and column nodes."""
+        R, C = self.R, self.C
+        idx = np.arange(R * C)
+        rr, cc, vv = [], [], []
+        g = gd.reshape(-1)
+        if self.free_rows:
+            rr += [idx]; cc += [idx]; vv += [g]
+        if self.free_cols:
+            o = self.n_row
+            rr += [o + idx]; cc += [o + idx]; vv += [g]
+            if self.free_rows:
+                rr += [idx, o + idx]; cc += [o + idx, idx]; vv += [-g, -g]
+        if not rr:
+            return np.zeros(0, int), np.zeros(0, int), np.zeros(0)
+        return np.concatenate(rr), np.concatenate(cc), np.concatenate(vv)
+
+    def _matrix(self, gd):
+        w = self._wire_matrix()
+        d = self._device_stamps(gd)
+        r = np.concatenate([w[0], d[0]]).astype(np.int64)
+        c = np.concatenate([w[1], d[1]]).astype(np.int64)
+        v = np.concatenate([w[2], d[2]])
+        return sp.csc_matrix((v, (r, c)), shape=(self.n, self.n))
+
+    def _rhs(self, gd, vdrive):
+        """Right-hand sides for driver voltages ``vdrive`` (R, K): injections from fixed nodes."""
+        R, C = self.R, self.C
+        k = vdrive.shape[1]
+        b = np.zeros((self.n, k))
+        if self.free_rows:
+            b[np.arange(R) * C] = vdrive / self.r_row
+        elif self.free_cols:  # rows ideal: each device injects g·V_i into its column node
+            o = self.n_row
+            b[o:o + R * C] = (gd[:, :, None] * vdrive[:, None, :]).reshape(R * C, k)
+        return b
+
+    def _node_voltages(self, x, vdrive):
+        """(row node V, column node V), each (R, C, K)."""
+        R, C = self.R, self.C
+        k = vdrive.shape[1]
+        vr = (x[:R * C].reshape(R, C, k) if self.free_rows
+              else np.broadcast_to(vdrive[:, None, :], (R, C, k)))
+        vc = (x[self.n_row:self.n_row + R * C].reshape(R, C, k) if self.free_cols
+              else np.zeros((R, C, k)))
+        return vr, vc
+
+    def column_currents(self, gd, vdrive):
+        """IFC input currents (C, K) for driver voltages ``vdrive`` (R, K), linear devices ``gd``."""
+        vdrive = np.asarray(vdrive, np.float64)
+        x = splu(self._matrix(gd)).solve(self._rhs(gd, vdrive)) if self.n else np.zeros((0, 1))
+        vr, vc = self._node_voltages(x, vdrive)
+        if self.free_cols:
+            return vc[-1] / self.r_col
+        return np.einsum("rc,rck->ck", gd, vr - vc)
+
+    def transfer(self, gd=None):
+        """``T[i, j]``: current into IFC ``j`` per volt on driver ``i`` (all other drivers at 0 V),
+        siemens, for linear devices ``gd`` (default: the tile's). By superposition the IFC currents
+        of any input pattern ``V`` are ``V @ T`` exactly (linear circuit)."""
+        gd = self.g if gd is None else gd
+        return self.column_currents(gd, np.eye(self.R)).T
+
+    def operating_point(self, v_read, alpha, tol=1e-12, max_iter=50):
+        """Device voltages (R, C) with every row driven at ``v_read`` and sinh devices (Newton)."""
+        vdrive = np.full((self.R, 1), float(v_read))
+        if not self.n:
+            return np.full((self.R, self.C), float(v_read))
+        x = splu(self._matrix(self.g)).solve(self._rhs(self.g, vdrive))[:, 0]  # linear start
+        w = self._wire_matrix()
+        wire = sp.csc_matrix((w[2], (w[0].astype(np.int64), w[1].astype(np.int64))),
+                             shape=(self.n, self.n))
+        b_wire = self._rhs(np.zeros_like(self.g), vdrive)[:, 0] if self.free_rows else 0.0
+        for _ in range(max_iter):
+            vr, vc = self._node_voltages(x[:, None], vdrive)
+            vd = (vr - vc)[:, :, 0]
+            cur = iv_current(self.g, vd, v_read, alpha)
+            f = wire @ x - b_wire + self._device_residual(cur)
+            jac = wire + self._matrix_devices_only(_iv_slope(self.g, vd, v_read, alpha))
+            dx = splu(jac.tocsc()).solve(-f)
+            x = x + dx
+            if np.max(np.abs(dx)) < tol * v_read:
+                break
+        vr, vc = self._node_voltages(x[:, None], vdrive)
+        return (vr - vc)[:, :, 0]
+
+    def _device_residual(self, cur):
+        """Net current leaving each unknown node through the devices (current ``cur`` row→col)."""
+        f = np.zeros(self.n)
+        c = cur.reshape(-1)
+        if self.free_rows:
+            f[:self.R * self.C] += c
+        if self.free_cols:
+            f[self.n_row:self.n_row + self.R * self.C] -= c
+        return f
+
+    def _matrix_devices_only(self, gd):
+        d = self._device_stamps(gd)
+        return sp.csc_matrix((d[2], (d[0].astype(np.int64), d[1].astype(np.int64))),
+                             shape=(self.n, self.n))
+
+    def effective_transfer(self, v_read, alpha):
+        """The tile's transfer matrix ``(R, C)`` in siemens, what the engine uses.
+
+        Linear devices: exact for every input pattern (superposition). With ``α > 0`` each device
+        is replaced by its chord conductance ``I(V_d)/V_d`` at the all-rows-active operating point
+        (every row driven at ``V_read``), and that linear circuit's transfer matrix is used — the
+        approximation is that device voltages do not depend on the input pattern.
+        """
+        if alpha > 0:
+            vd = self.operating_point(v_read, alpha)
+            safe = np.where(np.abs(vd) > 1e-12 * v_read, vd, 1.0)
+            chord = np.where(np.abs(vd) > 1e-12 * v_read,
+                             iv_current(self.g, vd, v_read, alpha) / safe,
+                             _iv_slope(self.g, 0.0 * vd, v_read, alpha))
+            return self.transfer(chord)
+        return self.transfer()
+
+
+def layer_transfer(g, device, tile: int) -> np.ndarray:
+    """Effective conductances ``(rows, cols)`` of one layer's array (``G+`` or ``G−``): each
+    ``tile×tile`` block solved as its own :class:`TileCircuit` (row tiles' column currents sum in
+    the IFC, which holds every tile output at virtual ground, so tiles do not interact)."""
+    g = np.asarray(g, np.float64)
+    rows, cols = g.shape
+    if not device.has_wires:
+        return g.copy()  # every device sees exactly V_read: I = G·V_read, nonlinearity is invisible
+    out = np.empty_like(g)
+    for r0 in range(0, rows, tile):
+        for c0 in range(0, cols, tile):
+            blk = g[r0:r0 + tile, c0:c0 + tile]
+            circ = TileCircuit(blk, device.r_wire_row_ohm, device.r_wire_col_ohm)
+            out[r0:r0 + tile, c0:c0 + tile] = circ.effective_transfer(device.v_read_v,
+                                                                      device.iv_sinh_alpha)
+    return out
