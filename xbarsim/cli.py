@@ -19,8 +19,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="xbarsim",
         description="Cycle-level simulator of spiking memristor-crossbar neuromorphic hardware.")
+    parser.add_argument("--version", action="version", version=f"xbarsim {_version()}",
+                        help="print the version and exit")
     parser.add_argument("--traceback", action="store_true",
-                        help="show the Python traceback on errors (for debugging)")
+                        help="show the Python traceback on errors (for debugging); may also "
+                        "follow the subcommand")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMANDS:
@@ -30,8 +33,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    argv, traceback = _take_traceback(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.traceback = args.traceback or traceback
+    previous = _terminate_as_interrupt()
+    try:
+        return _dispatch(args)
+    finally:
+        if previous is not None:
+            import signal
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _dispatch(args) -> int:
     try:
         return int(args.func(args) or 0)
     except XbarsimError as exc:
@@ -44,6 +59,43 @@ def main(argv=None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # a file system refusal found late (disk full, permissions)
+        if args.traceback:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"xbarsim: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+
+
+def _take_traceback(argv: list) -> tuple:
+    """``--traceback`` anywhere before a ``--``: removed from ``argv`` and returned as a flag."""
+    stop = argv.index("--") if "--" in argv else len(argv)
+    found = "--traceback" in argv[:stop]
+    head = [a for a in argv[:stop] if a != "--traceback"]
+    return head + argv[stop:], found
+
+
+def _terminate_as_interrupt() -> None:
+    """SIGTERM (``kill``, a batch scheduler's time limit) unwinds like Ctrl-C, so that cleanup
+    runs: temporary files and trace folders are removed, finished files are left whole."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except (ValueError, OSError):
+        return None
+
+
+def _version() -> str:
+    from . import __version__
+    return __version__
 
 
 def _located(exc) -> bool:

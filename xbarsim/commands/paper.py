@@ -98,7 +98,14 @@ def run(args) -> int:
     )
     from ..train.model import QNet, load_float_state
 
+    from ..io.paths import check_out_dir, check_out_file
+
     widths = [int(b) for b in args.bits.split(",")]
+    check_out_dir(args.workdir, "--workdir")
+    if args.out:
+        check_out_file(args.out, "--out")
+    if args.json:
+        check_out_file(args.json, "--json")
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     base = load_network_spec(args.network)

@@ -53,6 +53,7 @@ def _from_network(args) -> tuple:
 
     from ..cost import estimate, load_circuit, stats_from_ideal
     from ..cost.table5 import mnist_images, synthetic_images
+    from ..io.paths import safe_name
     from ..network.network import load_network
 
     if args.samples < 1:
@@ -75,7 +76,7 @@ def _from_network(args) -> tuple:
     cost = report.to_dict()
     cost["inputs"] = f"{src}, {len(images)} images; events from " + (
         "the cycle-level engine" if args.engine else "the ideal integer network")
-    out = Path(args.out) if args.out else Path(f"{spec.name}-cost")
+    out = Path(args.out) if args.out else Path(safe_name(f"{spec.name}-cost"))
     return cost, out
 
 
@@ -83,6 +84,10 @@ def run(args) -> int:
     from ..cost import format_cost
     from ..engine.trace import atomic_write_text
 
+    from ..io.paths import check_out_dir
+
+    if args.out:
+        check_out_dir(args.out, "--out")
     src = Path(args.source)
     if src.suffix in (".yaml", ".yml"):
         cost, out_dir = _from_network(args)

@@ -42,6 +42,19 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def check_outputs(args) -> None:
+    """Every output path is usable before anything is computed (one line, exit 2, if not)."""
+    from ..io.paths import check_out_dir, check_out_file
+
+    if args.out:
+        check_out_dir(args.out, "--out")
+    if args.trace:
+        from ..engine.trace import check_trace_dir
+        check_trace_dir(args.trace, "--trace")
+    if args.save_counts:
+        check_out_file(args.save_counts, "--save-counts")
+
+
 def load_inputs(args, spec):
     """Images (uint8, (N, C, H, W)), labels (or None) and a description of where they came from."""
     if args.inputs:
@@ -135,6 +148,7 @@ def run(args) -> int:
     from ..network.network import load_network
     from ..network.weights import atomic_savez
 
+    check_outputs(args)
     network = load_network(args.network, weights=args.weights)
     spec = network.spec
     seed = spec.seed if args.seed is None else args.seed
@@ -152,10 +166,15 @@ def run(args) -> int:
         layers = None if not args.trace_layers else [s.strip() for s in args.trace_layers.split(",")]
         writer = TraceWriter(args.trace, spec, layers=layers,
                              images=parse_selection(args.trace_images))
-    images, labels, source = load_inputs(args, spec)
-    keep = "all" if args.save_counts else ()
-    result = sim.run(images, batch=args.batch, keep=keep, trace=writer,
-                     progress=not args.no_progress and sys.stderr.isatty())
+    try:
+        images, labels, source = load_inputs(args, spec)
+        keep = "all" if args.save_counts else ()
+        result = sim.run(images, batch=args.batch, keep=keep, trace=writer,
+                         progress=not args.no_progress and sys.stderr.isatty())
+    except BaseException:
+        if writer is not None:
+            writer.abort()  # a failed run leaves the folder as it was
+        raise
     if writer is not None:
         writer.close()
     mapping = map_network(spec)
@@ -185,6 +204,8 @@ def run(args) -> int:
         atomic_write_text(d / "network.yaml", portable_yaml(Path(args.network), spec))
     if args.json:
         print(json.dumps(out, indent=1))
+        if args.save_counts:
+            print(f"counts written to {args.save_counts}", file=sys.stderr)
         return 0
     print(f"{spec.name}: M={spec.signal_bits} signal bits, N={spec.weight_bits} weight bits, "
           f"encoding {options.encoding}, seed {seed}")
@@ -207,6 +228,9 @@ def run(args) -> int:
         print(format_cost(cost))
     if args.out:
         print(f"results written to {Path(args.out) / 'results.json'}")
+    if args.save_counts:
+        print(f"counts written to {args.save_counts} (one array per layer: "
+              f"{', '.join(result.counts)})")
     if args.trace:
         print(f"traces written to {args.trace} (plot: xbarsim trace plot {args.trace})")
     return 0

@@ -39,6 +39,8 @@ def run(args) -> int:
         raise XbarsimError("sweep: --out DIR is required (where finished points are stored)")
     if args.workers < 1:
         raise XbarsimError(f"--workers: must be >= 1 (got {args.workers})")
+    from ..io.paths import check_out_dir
+    check_out_dir(args.out, "--out")
     if args.scheduler is not None and args.workers != 1:
         raise XbarsimError("--workers and --scheduler: give one (the cluster has its own workers)")
     from ..network.network import load_network
@@ -101,7 +103,10 @@ def _summary(agg, params) -> str:
 def plot(args) -> int:
     if not args.dir:
         raise XbarsimError("sweep plot: give the results directory: xbarsim sweep plot DIR")
+    from ..io.paths import check_out_dir
     from ..sweep import plot_dir
+    if args.out:
+        check_out_dir(args.out, "--out")
     for path in plot_dir(args.dir, args.out):
         print(path)
     return 0

@@ -39,6 +39,10 @@ def run(args) -> int:
     from ..cost import table5 as t5
     from ..engine.trace import atomic_write_text
 
+    from ..io.paths import check_out_file
+
+    if args.out:
+        check_out_file(args.out, "--out")
     counts = {"Lenet": args.lenet_images, "Alexnet": args.alexnet_images,
               "Resnet": args.resnet_images}
     for model, n in counts.items():

@@ -16,6 +16,10 @@ def register(sub) -> None:
 
 def run_plot(args) -> int:
     from ..engine.trace import plot_trace
+    from ..io.paths import check_out_dir
+
+    if args.out:
+        check_out_dir(args.out, "--out")
 
     for path in plot_trace(args.dir, args.out, max_images=args.images):
         print(f"wrote {path}")

@@ -64,7 +64,12 @@ def parse_bits(text: str) -> tuple:
 
 
 def run(args) -> int:
+    from ..io.paths import check_out_file
+
     m, n = parse_bits(args.bits)
+    check_out_file(args.out, "--out")
+    if args.log:
+        check_out_file(args.log, "--log")
     try:
         import torch  # noqa: F401
     except ImportError:

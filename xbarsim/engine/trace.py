@@ -13,6 +13,8 @@ bounded however many images are traced.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -48,11 +50,19 @@ class TraceWriter:
     """Receives spike rasters from the engine and appends them as event records.
 
     layers: names to trace (None: every conv/fc layer). images: global image indices (None: all).
+
+    Nothing in ``directory`` is touched until :meth:`close`: the events go to a hidden temporary
+    folder inside it (``.tmp-trace-<pid>``); ``close`` moves them in and writes ``trace.json``
+    last, so a run that fails or is killed leaves the previous trace (if any) as it was, plus at
+    most that temporary folder, which the next writer removes. :meth:`abort` removes it at once.
+    A non-empty ``directory`` that holds no ``trace.json`` is refused (it is not a trace).
     """
 
     def __init__(self, directory, spec, layers=None, images=None, cycles=None):
+        from ..io.paths import safe_name
+
         self.dir = Path(directory)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        check_trace_dir(self.dir)
         compute = [l.name for l in spec.compute_layers]
         if layers is not None:
             for name in layers:
@@ -61,15 +71,21 @@ class TraceWriter:
                                        f"(layers: {', '.join(compute)})")
         self.layers = list(compute if layers is None else layers)
         self.images = None if images is None else np.asarray(images, np.int64)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temps(self.dir)
+        self.tmp = self.dir / f"{_TMP_PREFIX}{os.getpid()}"
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.tmp.mkdir()
         self.meta = {}
+        taken = {"trace.json"}
         for name in self.layers:
             layer = spec.layer(name)
-            path = self.dir / f"{name}.events"
-            path.write_bytes(b"")  # start afresh
-            self.meta[name] = {"file": path.name, "shape": list(layer.out_shape),
+            file = safe_name(name, taken) + ".events"
+            (self.tmp / file).write_bytes(b"")
+            self.meta[name] = {"file": file, "shape": list(layer.out_shape),
                                "neurons": layer.n_outputs, "cycles": None, "events": 0}
         self.traced_images = set()
-        self._write_manifest()
+        self.closed = False
 
     def wants(self, name: str) -> bool:
         return name in self.meta
@@ -86,18 +102,40 @@ class TraceWriter:
         rec["image"] = idx[img]
         rec["neuron"] = neuron
         rec["cycle"] = cyc
-        with open(self.dir / self.meta[name]["file"], "ab") as fh:
+        with open(self.tmp / self.meta[name]["file"], "ab") as fh:
             rec.tofile(fh)
         self.meta[name]["events"] += int(len(rec))
         self.meta[name]["cycles"] = int(raster.shape[2])
         self.traced_images.update(int(i) for i in idx)
 
     def close(self) -> None:
+        """Move the finished trace into place (replacing a previous one), manifest last."""
+        if self.closed:
+            return
+        old = self.dir / "trace.json"
+        previous = _previous_files(self.dir)
+        if old.exists():
+            old.unlink()  # from here until the new manifest lands, readers see no trace
+        for stale in previous | {p.name for p in self.dir.glob("raster.*")} \
+                | {p.name for p in self.dir.glob("spike_counts.*")}:
+            target = self.dir / stale
+            if target.is_file() and not target.is_symlink():
+                target.unlink()
+        for meta in self.meta.values():
+            os.replace(self.tmp / meta["file"], self.dir / meta["file"])
         self._write_manifest()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.closed = True
+
+    def abort(self) -> None:
+        """Drop what was written; the directory keeps what it held before."""
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.closed = True
 
     def _write_manifest(self) -> None:
         manifest = {
             "format": FORMAT,
+            "complete": True,
             "dtype": [[n, TRACE_DTYPE.fields[n][0].str] for n in TRACE_DTYPE.names],
             "neuron_order": "flat index in (C, H, W) order",
             "images": sorted(self.traced_images),
@@ -106,26 +144,122 @@ class TraceWriter:
         atomic_write_text(self.dir / "trace.json", json.dumps(manifest, indent=1))
 
 
-def read_trace(directory) -> dict:
-    """``{layer: structured array of events}`` plus ``"_manifest"``."""
-    directory = Path(directory)
+_TMP_PREFIX = ".tmp-trace-"
+
+
+def check_trace_dir(directory, flag: str = "--trace") -> Path:
+    """``directory`` can take a trace: new, empty, or holding a trace (which a finished run
+    replaces). Checked before any compute starts."""
+    from ..io.paths import check_out_dir
+
+    directory = check_out_dir(directory, flag)
+    if directory.is_dir() and not (directory / "trace.json").exists():
+        others = [p.name for p in directory.iterdir() if not p.name.startswith(_TMP_PREFIX)]
+        if others:
+            raise XbarsimError(f"{flag}: {directory} holds files but no trace.json (not a "
+                               f"trace folder); give a new or empty folder (got {directory})")
+    return directory
+
+
+def _previous_files(directory: Path) -> set:
+    """The ``.events`` files the trace now in ``directory`` names (plain names only)."""
     try:
         manifest = json.loads((directory / "trace.json").read_text())
+        files = {m["file"] for m in manifest["layers"].values()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return set()
+    return {f for f in files if isinstance(f, str) and _plain_events_name(f)}
+
+
+def _remove_stale_temps(directory: Path) -> None:
+    """Temporary folders of writers that are no longer running (killed runs)."""
+    for p in directory.glob(f"{_TMP_PREFIX}*"):
+        pid = p.name[len(_TMP_PREFIX):]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # our own leftover from an earlier writer in this process
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _plain_events_name(name: str) -> bool:
+    from ..io.paths import inside
+    return inside(".", name) and name.endswith(".events") and not name.startswith(".")
+
+
+def read_trace(directory) -> dict:
+    """``{layer: structured array of events}`` plus ``"_manifest"``. Refuses a folder whose
+    manifest is not an ``xbarsim-trace-1`` one, names files outside the folder, or does not match
+    its ``.events`` files (a torn or interrupted write)."""
+    directory = Path(directory)
+    where = directory / "trace.json"
+    try:
+        manifest = json.loads(where.read_text())
     except FileNotFoundError:
-        raise XbarsimError(f"{directory}: no trace.json here (not a trace directory)") from None
-    if manifest.get("format") != FORMAT:
-        raise XbarsimError(f"{directory / 'trace.json'}: format: expected {FORMAT} "
-                           f"(got {manifest.get('format')})")
+        raise XbarsimError(f"{directory}: no trace.json here (not a trace directory, or a run "
+                           f"that did not finish)") from None
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise XbarsimError(f"{where}: not a readable trace manifest ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        got = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise XbarsimError(f"{where}: format: expected {FORMAT} (got {got})")
     out = {"_manifest": manifest}
     try:
         dtype = np.dtype([(str(n), str(t)) for n, t in manifest.get("dtype", [])]) \
             if manifest.get("dtype") else TRACE_DTYPE
+        if set(dtype.names or ()) != {"image", "neuron", "cycle"} or \
+                any(dtype[n].kind not in "iu" for n in dtype.names):
+            raise TypeError
     except (TypeError, ValueError):
-        raise XbarsimError(f"{directory / 'trace.json'}: dtype: not a record dtype "
-                           f"(got {manifest.get('dtype')})") from None
-    for name, meta in manifest["layers"].items():
-        out[name] = np.fromfile(directory / meta["file"], dtype=dtype)
+        raise XbarsimError(f"{where}: dtype: not a record dtype of integer image, neuron and "
+                           f"cycle fields (got {manifest.get('dtype')})") from None
+    layers = manifest.get("layers")
+    images = manifest.get("images")
+    if not isinstance(layers, dict) or not isinstance(images, list) or \
+            not all(isinstance(i, int) and not isinstance(i, bool) for i in images):
+        raise XbarsimError(f"{where}: layers/images: missing or malformed")
+    for name, meta in layers.items():
+        out[name] = _read_events(directory, where, name, meta, dtype)
     return out
+
+
+def _read_events(directory: Path, where: Path, name: str, meta, dtype) -> np.ndarray:
+    def is_int(v, lo=0):
+        return isinstance(v, int) and not isinstance(v, bool) and v >= lo
+
+    if not isinstance(meta, dict):
+        raise XbarsimError(f"{where}: layers.{name}: not a mapping (got {meta})")
+    file = meta.get("file")
+    if not isinstance(file, str) or not _plain_events_name(file):
+        raise XbarsimError(f"{where}: layers.{name}.file: must be a <name>.events file inside "
+                           f"the trace folder (got {file})")
+    for key in ("neurons", "events"):
+        if not is_int(meta.get(key), 1 if key == "neurons" else 0):
+            raise XbarsimError(f"{where}: layers.{name}.{key}: must be an integer >= "
+                               f"{1 if key == 'neurons' else 0} (got {meta.get(key)})")
+    if meta.get("cycles") is not None and not is_int(meta["cycles"], 1):
+        raise XbarsimError(f"{where}: layers.{name}.cycles: must be an integer >= 1 "
+                           f"(got {meta['cycles']})")
+    path = directory / file
+    if path.is_symlink() or not path.is_file():
+        raise XbarsimError(f"{path}: layers.{name}: events file missing (or not a regular "
+                           f"file)")
+    size = path.stat().st_size
+    if size != meta["events"] * dtype.itemsize:
+        torn = " (a torn last record)" if size % dtype.itemsize else ""
+        raise XbarsimError(f"{path}: holds {size} bytes but trace.json says "
+                           f"{meta['events']} events of {dtype.itemsize} bytes{torn}: an "
+                           f"interrupted or altered trace; run again")
+    return np.fromfile(path, dtype=dtype)
 
 
 def plot_trace(directory, out_dir=None, max_images: int = 4) -> list:
