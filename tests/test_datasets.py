@@ -722,17 +722,21 @@ def test_argument_errors(call, message):
 @needs_real
 def test_run_download_flag_fetches_into_the_cache(env, server, monkeypatch, capsys):
     """`xbarsim run --download`: with no local data, the test split is downloaded (md5-checked)
-    into the cache and scored; without the flag the shipped sample is used and nothing fetched."""
+    into the cache and scored; without the flag nothing is fetched and, XBARSIM_DATA being set
+    to a folder without the data, the run is refused (issue 14: no silent fallback to the
+    shipped sample)."""
     from xbarsim.cli import main
 
     url, www, hits = server
     for name in datasets.MNIST_FILES["test"]:
         (www / name).write_bytes((REAL / "mnist" / name).read_bytes())
     monkeypatch.setenv("XBARSIM_MNIST_URL", url)
-    _, cache = env
+    data, cache = env
     net = str(Path(__file__).resolve().parents[1] / "networks" / "lenet-mnist.yaml")
-    assert main(["run", net, "--samples", "5", "--json", "--no-progress"]) == 0
-    assert hits == [] and "shipped MNIST sample" in json.loads(capsys.readouterr().out)["inputs"]
+    assert main(["run", net, "--samples", "5", "--json", "--no-progress"]) == 2
+    assert hits == [] and capsys.readouterr().err.startswith(
+        f"xbarsim: error: mnist test set not found: put t10k-images-idx3-ubyte.gz and "
+        f"t10k-labels-idx1-ubyte.gz (from {url}) in $XBARSIM_DATA/mnist/ (XBARSIM_DATA={data})")
     assert main(["run", net, "--samples", "5", "--json", "--no-progress", "--download"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert str(cache / "mnist") in out["inputs"] and len(hits) == 2

@@ -219,48 +219,69 @@ def test_fewer_images_than_samples_warns_and_records_the_number(tiny, tmp_path, 
         rows = xbarsim.sweep(tiny, {"engine.encoding": ["uniform"]}, seeds=1, samples=10,
                              data=(images, np.zeros(6, np.int64)), as_frame=False)
     assert [r["samples"] for r in rows] == [6]
-    # the full MNIST set not found: the 200 shipped test images, said so, and recorded
+    # the full MNIST set not found (issue 14: no silent fallback): with XBARSIM_DATA unset the
+    # 200 shipped test images stand in, said so first and recorded; more samples than that, or
+    # a configured data folder without the data, is an error naming what to put where
     monkeypatch.setattr(xbarsim.datasets, "find_dataset", lambda *a, **k: None)
+    monkeypatch.delenv("XBARSIM_DATA", raising=False)
     net = _write(tmp_path, "mnist.yaml", TINY_MNIST)
     out = tmp_path / "res"
+    with pytest.raises(xbarsim.DataError, match=r"^samples: asks for 300 images but only the "
+                       r"shipped 200-image MNIST sample is available \(XBARSIM_DATA is not set"):
+        xbarsim.sweep(net, {"engine.encoding": ["uniform"]}, seeds=2, samples=300, out=out,
+                      as_frame=False)
     with pytest.warns(SamplesWarning) as caught:
-        rows = xbarsim.sweep(net, {"engine.encoding": ["uniform"]}, seeds=2, samples=300,
+        rows = xbarsim.sweep(net, {"engine.encoding": ["uniform"]}, seeds=2, samples=200,
                              out=out, as_frame=False)
     [w] = caught.list
     text = str(w.message)
-    assert text.startswith("samples=300: using 200 images, the 200 MNIST test images shipped "
-                           "with xbarsim: the full MNIST test set was not found")
-    assert "\n" not in text and "XBARSIM_DATA" in text
+    assert text.startswith("XBARSIM_DATA is not set and no MNIST in ")
+    assert "using the shipped MNIST sample (200 test images)" in text and "\n" not in text
     assert w.filename == __file__   # attributed to the caller, not to xbarsim's internals
     assert [r["samples"] for r in rows] == [200, 200]
     manifest = Store(out).manifest()
-    assert manifest["samples"] == 200 and manifest["samples_requested"] == 300
-    assert "shipped MNIST sample (200 test images)" in manifest["data"]
+    assert manifest["samples"] == 200 and manifest["samples_requested"] == 200
+    assert "shipped MNIST sample (200 test images" in manifest["data"]
     assert load_results(out, as_frame=False)[0]["samples"] == 200
     assert "samples" in (out / "results.csv").read_text().splitlines()[0].split(",")
+    monkeypatch.setenv("XBARSIM_DATA", str(tmp_path / "nowhere"))
+    with pytest.raises(xbarsim.DataError, match=r"^mnist test set not found: put t10k"):
+        xbarsim.sweep(net, {"engine.encoding": ["uniform"]}, seeds=1, samples=20, as_frame=False)
+    monkeypatch.delenv("XBARSIM_DATA")
     # enough images, or all of them asked for: no warning
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("error", SamplesWarning)
-        xbarsim.sweep(net, {"engine.encoding": ["uniform"]}, seeds=1, samples=20,
-                      as_frame=False)
+        xbarsim.sweep(tiny, {"engine.encoding": ["uniform"]}, seeds=1, samples=4,
+                      data=images, as_frame=False)
         xbarsim.sweep(tiny, {"engine.encoding": ["uniform"]}, seeds=1, samples=None,
                       data=images, as_frame=False)
 
 
-def test_cli_fewer_images_than_samples_one_line_on_stderr(tmp_path, monkeypatch, capsys):
+def test_cli_shipped_sample_said_first_and_too_many_samples_refused(tmp_path, monkeypatch,
+                                                                     capsys):
+    """Issue 14: `xbarsim sweep` on the shipped sample (XBARSIM_DATA unset) says so on the first
+    line; asking for more images than it holds is one line and exit 2, before any run."""
     monkeypatch.setattr(xbarsim.datasets, "find_dataset", lambda *a, **k: None)
+    monkeypatch.delenv("XBARSIM_DATA", raising=False)
     _write(tmp_path, "mnist.yaml", TINY_MNIST)
     path = _write(tmp_path, "sweep.yaml", "network: mnist.yaml\nsamples: 500\nseeds: 1\n"
                                           "grid: {engine.encoding: [uniform]}\n")
-    assert main(["sweep", str(path), "--out", str(tmp_path / "o"), "--no-progress"]) == 0
+    assert main(["sweep", str(path), "--out", str(tmp_path / "o"), "--no-progress"]) == 2
     out, err = capsys.readouterr()
     assert err.splitlines() == [
-        "xbarsim sweep: warning: samples=500: using 200 images, the 200 MNIST test images "
-        "shipped with xbarsim: the full MNIST test set was not found (set XBARSIM_DATA to its "
-        "folder, docs/datasets.md)"]
-    assert "on shipped MNIST sample (200 test images)" in out
-    assert load_results(tmp_path / "o", as_frame=False)[0]["samples"] == 200
+        "xbarsim: error: samples: asks for 500 images but only the shipped 200-image MNIST "
+        "sample is available (XBARSIM_DATA is not set; put t10k-images-idx3-ubyte.gz and "
+        "t10k-labels-idx1-ubyte.gz in $XBARSIM_DATA/mnist/, or add --download) (got 500)"]
+    assert not (tmp_path / "o").exists()
+    path.write_text("network: mnist.yaml\nsamples: 50\nseeds: 1\n"
+                    "grid: {engine.encoding: [uniform]}\n")
+    assert main(["sweep", str(path), "--out", str(tmp_path / "o"), "--no-progress"]) == 0
+    out, err = capsys.readouterr()
+    assert err.splitlines()[0].startswith("xbarsim sweep: warning: XBARSIM_DATA is not set and "
+                                          "no MNIST in ")
+    assert "on shipped MNIST sample (200 test images" in out
+    assert load_results(tmp_path / "o", as_frame=False)[0]["samples"] == 50
 
 
 # -- the sweep file ----------------------------------------------------------------------------

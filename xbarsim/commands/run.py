@@ -28,7 +28,10 @@ def register(sub) -> None:
     p.add_argument("--split", choices=("test", "train"), default="test")
     p.add_argument("--download", action="store_true",
                    help="when the data set is not found locally, download it from its canonical "
-                   "source into the user cache (md5-verified) instead of using the shipped sample")
+                   "source into the user cache (md5-verified)")
+    p.add_argument("--sample", action="store_true",
+                   help="run on the 200 MNIST test images shipped with xbarsim (no data set "
+                   "needed; MNIST networks only)")
     p.add_argument("--inputs", help="uint8 images .npy shaped like the network input (N, C, H, W)")
     p.add_argument("--labels", help="labels .npy for --inputs (optional)")
     p.add_argument("--save-counts", metavar="FILE.npz",
@@ -89,27 +92,12 @@ def load_inputs(args, spec):
         n = args.samples or 100
         images, labels = datasets.synthetic(spec.input_shape, n, seed=spec.seed)
         return images, None, f"synthetic ({n} images, seed {spec.seed})"
-    found = datasets.find_dataset(spec.dataset, args.split)
-    if found is None and getattr(args, "download", False) and spec.dataset != "synthetic":
-        datasets.load_dataset(spec.dataset, split=args.split, download=True)
-        found = datasets.find_dataset(spec.dataset, args.split)
-    if found is None and spec.dataset == "mnist":
-        images, labels = datasets.mnist_sample()
-        source = (f"shipped MNIST sample ({len(images)} test images; set XBARSIM_DATA for the "
-                  f"full set, see docs/datasets.md)")
-    elif found is None:
-        if args.samples is None:
-            raise DataError(f"{spec.dataset}: data set not found locally (see docs/datasets.md); "
-                            f"use --inputs FILE.npy, or --samples N to run on N synthetic images")
-        images, labels = datasets.synthetic(spec.input_shape, args.samples, seed=spec.seed)
-        labels = None
-        return images, labels, (f"synthetic inputs ({args.samples} images; {spec.dataset} "
-                                f"not available, accuracy not scored)")
-    else:
-        images, labels = datasets.load_dataset(spec.dataset, split=args.split, download=False)
-        source = f"{spec.dataset} {args.split} set ({found})"
-    if args.samples is not None:
-        images, labels = images[:args.samples], labels[:args.samples]
+    chosen = datasets.select_images(spec.dataset, args.split, args.samples,
+                                    use_sample=getattr(args, "sample", False),
+                                    download=getattr(args, "download", False),
+                                    shape=spec.input_shape, seed=spec.seed)
+    images, labels, source = chosen
+    args.data_note = chosen.note
     return images, labels, source
 
 
@@ -156,6 +144,8 @@ def run(args) -> int:
         raise XbarsimError(f"--samples: must be >= 1 (got {args.samples})")
     if args.batch < 1:
         raise XbarsimError(f"--batch: must be >= 1 (got {args.batch})")
+    if args.sample and args.inputs:
+        raise XbarsimError("--sample and --inputs: give one (both name the images to run)")
     if args.drain_cycles < 0:
         raise XbarsimError(f"--drain-cycles: must be >= 0 (got {args.drain_cycles})")
     options = EngineOptions(encoding=args.encoding, reset=args.reset,
@@ -168,6 +158,8 @@ def run(args) -> int:
                              images=parse_selection(args.trace_images))
     try:
         images, labels, source = load_inputs(args, spec)
+        if getattr(args, "data_note", ""):  # the first line of output says what stands in
+            print(args.data_note, file=sys.stderr if args.json else sys.stdout, flush=True)
         keep = "all" if args.save_counts else ()
         result = sim.run(images, batch=args.batch, keep=keep, trace=writer,
                          progress=not args.no_progress and sys.stderr.isatty())

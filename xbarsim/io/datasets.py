@@ -620,3 +620,84 @@ def load_dataset(name: str, split: str = "test", limit: int | None = None, root=
     if limit is not None and int(limit) < len(images):
         images, labels = images[:int(limit)].copy(), labels[:int(limit)].copy()
     return images, labels
+
+
+# ---------------------------------------------------------------------------------------------
+# which images a command runs on: no silent fallback
+
+
+class Selected(tuple):
+    """``(images, labels, source)`` plus ``note``: a line to print first (the shipped sample or
+    synthetic images stand in for the data set), or ``""``."""
+
+    note: str = ""
+
+
+def select_images(name: str, split: str = "test", samples: int | None = None, *,
+                  use_sample: bool = False, download: bool = False, shape=None, seed: int = 0,
+                  flag: str = "--samples") -> Selected:
+    """The images a run scores, by one rule (docs/datasets.md):
+
+    - ``use_sample``: the shipped 200-image MNIST sample (test split only);
+    - the full data set when found locally (or downloaded, with ``download``);
+    - not found and **no data location configured at all** (``$XBARSIM_DATA`` unset): MNIST uses
+      the shipped sample, CIFAR-10 seeded synthetic images (not scored), and :attr:`note` says so
+      (callers print it as the first line of output);
+    - not found with ``$XBARSIM_DATA`` set, ``split='train'`` without the data, or more
+      ``samples`` than the chosen source holds: a :class:`DataError` naming what to put where.
+    """
+    _check_name(name)
+    _check_split(name, split)
+    if samples is not None and (isinstance(samples, bool) or int(samples) < 1):
+        raise DataError(f"{flag}: must be >= 1 (got {samples})")
+    note = ""
+    if use_sample:
+        if name != "mnist" or split != "test":
+            raise DataError(f"--sample: the shipped sample holds MNIST test images only (the "
+                            f"network reads {name} {split})")
+        images, labels = mnist_sample()
+        source = f"shipped MNIST sample ({len(images)} test images, as asked by --sample)"
+        note = f"note: using the shipped MNIST sample ({len(images)} test images), as asked"
+        what = f"the shipped MNIST sample holds {len(images)} images"
+    else:
+        found = find_dataset(name, split)
+        configured = _env_root() is not None
+        if found is None and download:
+            load_dataset(name, split=split, download=True)
+            found = find_dataset(name, split)
+        if found is not None:
+            images, labels = load_dataset(name, split=split, download=False)
+            source = f"{name} {split} set ({found})"
+            what = f"the {name} {split} set at {found} holds {len(images)} images"
+        elif configured or split != "test":
+            load_dataset(name, split=split, download=False)  # raises: what to put where
+            raise AssertionError("unreachable")  # pragma: no cover
+        elif name == "mnist":
+            images, labels = mnist_sample()
+            source = (f"shipped MNIST sample ({len(images)} test images; XBARSIM_DATA is not "
+                      f"set)")
+            note = (f"note: XBARSIM_DATA is not set and no MNIST in {cache_dir()}: using the "
+                    f"shipped MNIST sample ({len(images)} test images); for the full set see "
+                    f"docs/datasets.md")
+            what = (f"only the shipped {len(images)}-image MNIST sample is available "
+                    f"(XBARSIM_DATA is not set; put t10k-images-idx3-ubyte.gz and "
+                    f"t10k-labels-idx1-ubyte.gz in $XBARSIM_DATA/mnist/, or add --download)")
+        else:
+            if shape is None:
+                load_dataset(name, split=split, download=False)
+            n = 100 if samples is None else int(samples)
+            images, _ = synthetic(shape, n, seed=seed, split=split)
+            labels = None
+            source = (f"synthetic inputs ({n} images, seed {seed}; {name} not found and "
+                      f"XBARSIM_DATA is not set: accuracy not scored)")
+            note = (f"note: XBARSIM_DATA is not set and no {name} in {cache_dir()}: running "
+                    f"{n} synthetic images (accuracy not scored); see docs/datasets.md")
+            what = ""
+    if samples is not None and int(samples) > len(images):
+        raise DataError(f"{flag}: asks for {int(samples)} images but {what} (got {samples})")
+    if samples is not None:
+        images = images[:int(samples)]
+        labels = None if labels is None else labels[:int(samples)]
+    out = Selected((images, labels, source))
+    out.note = note
+    return out

@@ -252,8 +252,9 @@ def _execute_dask(ctx, todo, scheduler, finish):
 # -- the public entry point ----------------------------------------------------------------------
 def load_data(spec, samples, data=None, split="test"):
     """``(images, labels, description)``: ``data`` (an array or ``(images, labels)``) or the
-    network's data set (the shipped MNIST sample when the full set is not found). Emits a
-    :class:`SamplesWarning` when there are fewer than ``samples`` images."""
+    network's data set, chosen by :func:`~xbarsim.io.datasets.select_images` (no silent
+    fallback). Emits a :class:`SamplesWarning` when ``data`` holds fewer than ``samples`` images
+    or the shipped sample stands in for the data set."""
     images, labels, source, why = _load_data(spec, samples, data, split)
     if samples is not None and len(images) < samples:
         _warn_outside(SamplesWarning(f"samples={samples}: using {len(images)} images, {why}"))
@@ -280,16 +281,12 @@ def _load_data(spec, samples, data, split):
         n = 100 if samples is None else samples
         images, labels = datasets.synthetic(spec.input_shape, n, seed=spec.seed, split=split)
         return images, labels, f"synthetic ({n} images, seed {spec.seed})", ""
-    if datasets.find_dataset(spec.dataset, split) is None and spec.dataset == "mnist":
-        images, labels = datasets.mnist_sample()
-        images, labels = images[:samples], labels[:samples]
-        return images, labels, f"shipped MNIST sample ({len(images)} test images)", \
-            f"the {len(images)} MNIST test images shipped with xbarsim: the full MNIST {split} " \
-            f"set was not found (set XBARSIM_DATA to its folder, docs/datasets.md)"
-    images, labels = datasets.load_dataset(spec.dataset, split=split, limit=samples,
-                                           download=False)
-    return images, labels, f"{spec.dataset} {split} set (first {len(images)} images)", \
-        f"all of the {spec.dataset} {split} set"
+    chosen = datasets.select_images(spec.dataset, split, samples, flag="samples",
+                                    shape=spec.input_shape, seed=spec.seed)
+    images, labels, source = chosen
+    if chosen.note:  # stands in for the data set: said first, as a warning (one line)
+        _warn_outside(SamplesWarning(chosen.note[len("note: "):]))
+    return images, labels, f"{source} (first {len(images)} images)", ""
 
 
 def _warn_outside(warning) -> None:
@@ -344,10 +341,11 @@ def sweep(network, grid, seeds=range(5), samples=2000, data=None, *, out=None, w
         first key varying slowest) or a list of point dicts. Paths: ``device.<DeviceCard field>``,
         ``engine.<EngineOptions field>`` (see :func:`xbarsim.sweep.parameter_names`).
     seeds: seeds (or a count); each point runs once per seed (engine and device draws).
-    samples: number of images (the first ones of the data set's ``split``; None: all). When the
-        data set holds fewer (e.g. only the 200 shipped MNIST test images because the full set
-        was not found), all of them are used, a :class:`SamplesWarning` says so, and the rows'
-        ``samples`` column holds the number actually used.
+    samples: number of images (the first ones of the data set's ``split``; None: all). A data
+        set holding fewer is an error (:func:`xbarsim.io.datasets.select_images`: the shipped
+        200-image MNIST sample stands in only when ``$XBARSIM_DATA`` is not set, with a
+        :class:`SamplesWarning` saying so); ``data`` arrays holding fewer are all used, a
+        :class:`SamplesWarning` says so, and the rows' ``samples`` column holds the number.
     data: uint8 images ``(N, C, H, W)`` or ``(images, labels)``; default: the network's data set.
     out: results directory; finished runs are stored there and reused (resumable).
     workers: local processes (1 = in this process). scheduler: a Dask scheduler address
