@@ -400,6 +400,7 @@ def test_trace_cycle_field_is_int32_and_old_int16_traces_still_read(tmp_path):
     rec.tofile(tmp_path / "n.events")
     meta = json.loads((tmp_path / "trace.json").read_text())
     meta["dtype"] = [[n, old.fields[n][0].str] for n in old.names]
+    meta["layers"]["n"]["events"] = 3  # the manifest matches its file (torn ones are refused)
     (tmp_path / "trace.json").write_text(json.dumps(meta))
     assert list(read_trace(tmp_path)["n"]["cycle"]) == [0, 5, 9]
 

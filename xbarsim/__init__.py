@@ -14,7 +14,7 @@ from .io import datasets
 from .network import (LayerWeights, Mapping, Network, build_network, load_network, load_weights,
                       map_network, quantize_images, run_ideal, save_weights)
 
-__version__ = "0.1.0"
+from .version import __version__  # noqa: E402
 
 __all__ = [
     "ConfigError", "DataError", "DeviceCard", "EngineOptions", "Hardware", "IFCParams", "RunResult",

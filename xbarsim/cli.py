@@ -12,7 +12,7 @@ import sys
 
 from .errors import XbarsimError
 
-COMMANDS = ("map", "run", "trace", "report", "table5", "train", "paper", "sweep")
+COMMANDS = ("networks", "map", "run", "trace", "report", "table5", "train", "paper", "sweep")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,7 +94,7 @@ def _terminate_as_interrupt() -> None:
 
 
 def _version() -> str:
-    from . import __version__
+    from .version import __version__
     return __version__
 
 

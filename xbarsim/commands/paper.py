@@ -259,8 +259,9 @@ def format_tables(figs, widths, args) -> str:
 
     cmd = " ".join(shlex.quote(a) for a in ["xbarsim"] + sys.argv[1:]) if args is not None else ""
     parts = ["# LeNet on MNIST: the paper's Tables 2, 3 and 4\n",
-             f"Made by `XBARSIM_DATA=../shared/data {cmd}` (trains what is missing under "
-             f"`{getattr(args, 'workdir', '')}`; see docs/training.md for the recipes).\n"]
+             f"Made by `{cmd}` with `XBARSIM_DATA` naming the folder that holds `mnist/` "
+             f"(docs/datasets.md); it trains what is missing under "
+             f"`{getattr(args, 'workdir', '')}` (see docs/training.md for the recipes).\n"]
     parts.append(
         "What the rows are (docs/training.md): **w/o** in Table 2 is the float network with every "
         "signal clipped and rounded to M bits at a data-chosen scale (largest activation over "

@@ -8,6 +8,7 @@ events (or the cycle-level engine's with ``--engine``) on a few images.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from ..errors import DataError, XbarsimError
@@ -17,7 +18,8 @@ def register(sub) -> None:
     p = sub.add_parser("report", help="cost breakdown (speed, energy, area) as text and PNG bar "
                        "charts, from a results directory or a network YAML")
     p.add_argument("source", help="results directory of `xbarsim run --out DIR` (or its "
-                   "results.json), or a network YAML to cost directly")
+                   "results.json), or a network YAML (or shipped network name, see `xbarsim "
+                   "networks`) to cost directly")
     p.add_argument("--out", metavar="DIR", help="where to write the PNGs (default: the results "
                    "directory; for a YAML: ./<network>-cost)")
     p.add_argument("--circuit", default=None,
@@ -62,7 +64,10 @@ def _from_network(args) -> tuple:
     spec = network.spec
     images, src = (None, "")
     if spec.dataset == "mnist":
-        images, src = mnist_images(args.samples)
+        notes = []
+        images, src = mnist_images(args.samples, notes)
+        for line in notes:  # the shipped sample stands in: said before the compute
+            print(line, file=sys.stderr if args.json else sys.stdout, flush=True)
     if images is None:
         images = synthetic_images(spec.input_shape, args.samples, spec.seed)
         src = f"synthetic images (seed {spec.seed})"
@@ -89,6 +94,10 @@ def run(args) -> int:
     if args.out:
         check_out_dir(args.out, "--out")
     src = Path(args.source)
+    if not src.exists():
+        from ..io.shipped import resolve_shipped
+        src = resolve_shipped(src, "networks")  # `xbarsim report lenet-mnist-4b`
+        args.source = str(src)
     if src.suffix in (".yaml", ".yml"):
         cost, out_dir = _from_network(args)
         if not args.no_charts or args.out:

@@ -15,7 +15,8 @@ from ..errors import DataError, XbarsimError
 def register(sub) -> None:
     p = sub.add_parser("run", help="simulate a network cycle by cycle and report accuracy, "
                        "per-layer spikes and mismatch against the ideal integer network")
-    p.add_argument("network", help="network YAML file")
+    p.add_argument("network", help="network YAML file, or the name of a shipped network "
+                   "(`xbarsim networks` lists them)")
     p.add_argument("--samples", type=int, default=None,
                    help="number of images (default: all available)")
     p.add_argument("--batch", type=int, default=256, help="images per batch (default 256)")

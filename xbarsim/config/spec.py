@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..io.shipped import resolve_shipped
 from .device import DeviceCard, load_device, parse_device
 from .layers import INPUT, LAYER_KINDS, LayerSpec, NetworkSpec, _numel, conv_out
 from .section import Section, did_you_mean, item_section
@@ -25,8 +26,9 @@ LAYER_KEYS = {
 
 
 def load_network_spec(path) -> NetworkSpec:
-    """Read and validate a network YAML file. Paths inside it resolve relative to it."""
-    path = Path(path)
+    """Read and validate a network YAML file (or a shipped network by name,
+    ``"lenet-mnist-4b"``). Paths inside it resolve relative to it."""
+    path = resolve_shipped(path, "networks")
     node = load_yaml(path)
     return parse_network(Section(node, str(path)), default_name=path.stem)
 

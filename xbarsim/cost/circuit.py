@@ -21,6 +21,7 @@ from pathlib import Path
 from ..config.section import Section
 from ..config.yamlio import Node, load_yaml
 from ..errors import ConfigError
+from ..io.shipped import shipped_dir
 
 INPUT_LAYER_MODES = ("fixed", "spikes")
 SCHEDULES = ("sequential", "pipelined")
@@ -28,7 +29,7 @@ POSITION_MODES = ("paper", "parallel", "multiplexed")
 IFC_MODES = ("per_tile", "per_column")
 
 #: Folder of the shipped circuit cards (a top-level folder of the source tree).
-CIRCUITS_DIR = Path(__file__).resolve().parents[2] / "circuits"
+CIRCUITS_DIR = shipped_dir("circuits")
 DEFAULT_CIRCUIT = "paper-130nm"
 
 

@@ -19,9 +19,9 @@ def format_cost(report) -> str:
         f"  speed {d['speed_mhz']:.4g} MHz ({d['throughput_images_s']:.4g} images/s), latency "
         f"{d['latency_s'] * 1e9:.4g} ns (overhead {d['overhead_s'] * 1e9:.4g} ns from "
         f"{d['overhead_from']})",
-        f"  energy {d['energy_per_image_j'] * 1e6:.4g} uJ/image, area {d['area_mm2']:.4g} mm2",
+        f"  energy {d['energy_per_image_j'] * 1e6:.4g} uJ/image, area {d['area_mm2']:.4g} mm²",
     ]
-    header = ("layer", "type", "tiles", "time ns", "energy uJ/img", "static %", "area mm2")
+    header = ("layer", "type", "tiles", "time ns", "energy uJ/img", "static %", "area mm²")
     rows = []
     for lay in d["layers"]:
         e = lay["energy_per_image_j"]
@@ -41,7 +41,7 @@ def format_cost(report) -> str:
     area = d["area_by_component_mm2"]
     atot = d["area_mm2"] or 1.0
     lines.append("  area: " + ", ".join(
-        f"{k} {v:.3g} mm2 ({100 * v / atot:.1f}%)" for k, v in area.items() if v))
+        f"{k} {v:.3g} mm² ({100 * v / atot:.1f}%)" for k, v in area.items() if v))
     for note in d.get("notes", []):
         lines.append(f"  note: {note}")
     return "\n".join(lines)

@@ -8,19 +8,18 @@ saving, area saving. The paper's printed values are kept beside ours for compari
 
 from __future__ import annotations
 
-import gzip
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from ..config.spec import load_network_spec
+from ..io.shipped import shipped_dir
 from ..network.network import build_network
 from .ideal import stats_from_ideal
 from .model import estimate, row_conductance_sums
 
-NETWORKS_DIR = Path(__file__).resolve().parents[2] / "networks"
+NETWORKS_DIR = shipped_dir("networks")
 TABLE5_NETWORKS = (("Lenet", "lenet-mnist.yaml"), ("Alexnet", "alexnet-cifar10.yaml"),
                    ("Resnet", "resnet18-cifar10.yaml"))
 TABLE5_BITS = (8, 4, 3)
@@ -65,28 +64,18 @@ def variant(spec, bits: int):
     return replace(spec, signal_bits=bits, weight_bits=bits, input_bits=bits)
 
 
-def mnist_images(n: int):
-    """The first ``n`` MNIST test images (uint8, (n, 1, 28, 28)) and where they came from, or
-    ``(None, reason)``."""
-    try:
-        from ..io import datasets  # written alongside; optional here
-        images, _ = datasets.load_dataset("mnist", split="test", download=False)
-        return np.asarray(images[:n], np.uint8).reshape(-1, 1, 28, 28), "MNIST test set"
-    except Exception:  # noqa: BLE001 - fall back to reading the IDX file directly
-        pass
-    root = os.environ.get("XBARSIM_DATA")
-    if not root:
-        return None, "MNIST not found (XBARSIM_DATA unset)"
-    path = Path(root) / "mnist" / "t10k-images-idx3-ubyte.gz"
-    if not path.is_file():
-        return None, f"MNIST not found ({path})"
-    with gzip.open(path, "rb") as fh:
-        head = fh.read(16)
-        count = int.from_bytes(head[4:8], "big")
-        rows, cols = int.from_bytes(head[8:12], "big"), int.from_bytes(head[12:16], "big")
-        k = min(n, count)
-        data = np.frombuffer(fh.read(k * rows * cols), np.uint8)
-    return data.reshape(k, 1, rows, cols), "MNIST test set ($XBARSIM_DATA/mnist)"
+def mnist_images(n: int, notes: list | None = None):
+    """The first ``n`` MNIST test images (uint8, (n, 1, 28, 28)) and where they came from, by the
+    rule of :func:`xbarsim.io.datasets.select_images`: the full test set when found; the shipped
+    200-image sample only when ``$XBARSIM_DATA`` is not set (its note is appended to ``notes``);
+    otherwise a :class:`~xbarsim.errors.DataError` naming what to put where."""
+    from ..io import datasets
+
+    chosen = datasets.select_images("mnist", "test", n, flag="--lenet-images/--samples")
+    if chosen.note and notes is not None:
+        notes.append(chosen.note)
+    images, _, source = chosen
+    return np.asarray(images, np.uint8).reshape(-1, 1, 28, 28), source
 
 
 def synthetic_images(shape, n: int, seed: int):
@@ -102,20 +91,20 @@ def synthetic_images(shape, n: int, seed: int):
 
 def evaluate(models=TABLE5_NETWORKS, bits=TABLE5_BITS, images: dict | None = None,
              engine: bool = False, circuit=None, seed: int = 0, networks_dir=NETWORKS_DIR,
-             progress=None) -> list:
-    """Cost every (model, bits) pair. ``images``: ``{model: count}`` of images per model."""
+             progress=None, notes: list | None = None) -> list:
+    """Cost every (model, bits) pair. ``images``: ``{model: count}`` of images per model.
+    ``notes`` (a list) receives a line when the shipped MNIST sample stands in for the test set."""
     images = images or {}
     rows = []
     for model, fname in models:
         spec0 = load_network_spec(Path(networks_dir) / fname)
         n = images.get(model, 4)
         if spec0.dataset == "mnist":
-            imgs, src = mnist_images(n)
-            if imgs is None:
-                imgs, src = synthetic_images(spec0.input_shape, n, seed), f"synthetic ({src})"
-        else:
+            imgs, src = mnist_images(n, notes)
+        else:  # random weights: real CIFAR-10 images would add no meaning to the activity
             imgs = synthetic_images(spec0.input_shape, n, seed)
-            src = f"synthetic ({spec0.dataset} not available)"
+            src = (f"synthetic images (seed {seed}; the {spec0.dataset} networks have random "
+                   f"weights, so table5 does not read {spec0.dataset})")
         src = f"{src}, {len(imgs)} images"
         for b in bits:
             trained = Path(networks_dir) / f"{Path(fname).stem}-{b}b.yaml"
@@ -165,7 +154,7 @@ def _g(x, digits=3) -> str:
 def format_markdown(rows, paper: bool = True) -> str:
     """Table 5's layout (one line per model and bit width), then the paper's ratios beside ours."""
     lines = ["| model | Layer Num. | Speed (MHz) | Speedup | Energy (uJ) | Energy Saving | "
-             "Area (mm2) | Area Saving |", "|---|---|---|---|---|---|---|---|"]
+             "Area (mm²) | Area Saving |", "|---|---|---|---|---|---|---|---|"]
     top = max(r.bits for r in rows)
     for r in rows:
         name = f"{r.model} {r.bits}-bit" + (" (baseline)" if r.bits == top else "")
@@ -177,7 +166,7 @@ def format_markdown(rows, paper: bool = True) -> str:
     if not paper:
         return "\n".join(lines)
     lines += ["", "Against the paper's printed Table 5 (ours / paper):", "",
-              "| model | Speed (MHz) | Speedup | Energy (uJ) | Energy Saving | Area (mm2) | "
+              "| model | Speed (MHz) | Speedup | Energy (uJ) | Energy Saving | Area (mm²) | "
               "Area Saving |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         p = PAPER.get((r.model, r.bits))
@@ -193,7 +182,7 @@ def format_markdown(rows, paper: bool = True) -> str:
 
 
 def check_tolerances(rows) -> list:
-    """The issue's acceptance checks: ``(label, ours, paper, tolerance, ok)`` per ratio."""
+    """Checks against the paper: ``(label, ours, paper, tolerance, ok)`` per ratio."""
     out = []
     for r in rows:
         pr = PAPER_RATIOS.get((r.model, r.bits))
