@@ -433,3 +433,55 @@ def test_bias_preset_fires_early_where_a_bias_current_does_not():
                                                                         keep="all")
     assert early.ideal_counts["n"][0, 0] == spread.ideal_counts["n"][0, 0] == 0  # 60 - 90 < 0
     assert early.counts["n"][0, 0] >= 5 and spread.counts["n"][0, 0] == 0
+
+
+@pytest.mark.parametrize("in_bits", [2, 8])
+@pytest.mark.parametrize("encoding", ["uniform", "burst"])  # deterministic (draws are keyed by layer index)
+def test_window_follows_input_bits_through_a_flatten(in_bits, encoding):
+    """Issue 14: input.bits != bits.signal and a flatten before the first fc. The fc reads the
+    image's signal, so its window is 2^input.bits − 1 cycles (docs/engine.md), as in the same
+    network without the flatten: equal counts, equal random-weight θ, equal cost-model windows.
+    (Before the fix: input bits 8 > M 4 was refused by the engine; 2 < 4 gave other counts.)"""
+    from xbarsim.cost import estimate, stats_from_ideal
+    from xbarsim.engine import EngineOptions
+
+    def spec_text(flatten: bool) -> str:
+        shape = "[1, 4, 4]" if flatten else "[16, 1, 1]"
+        first = "  - {name: flatten, type: flatten}\n" if flatten else ""
+        return (f"name: w\ndataset: synthetic\ninput: {{shape: {shape}, bits: {in_bits}}}\n"
+                f"bits: {{signal: 4, weight: 4}}\nweights: random\nseed: 5\nlayers:\n{first}"
+                f"  - {{name: fc1, type: fc, out_features: 6}}\n"
+                f"  - {{name: fc2, type: fc, out_features: 3}}\n")
+
+    with_flat = build_network(make_spec(spec_text(True)))
+    without = build_network(make_spec(spec_text(False)))
+    assert with_flat.spec.reads_input("fc1") and not with_flat.spec.reads_input("fc2")
+    assert [w.theta for w in with_flat.weights.values()] == \
+        [w.theta for w in without.weights.values()]
+    rng = np.random.default_rng(2)
+    images = rng.integers(0, 256, (12, 1, 4, 4), dtype=np.uint8)
+    opts = EngineOptions(encoding=encoding, seed=1)
+    a = Simulator(with_flat, options=opts).run(images, keep="all")
+    b = Simulator(without, options=opts).run(images.reshape(12, 16, 1, 1), keep="all")
+    for name in ("fc1", "fc2"):
+        np.testing.assert_array_equal(a.counts[name], b.counts[name])
+        assert a.stats[name].window_cycles == b.stats[name].window_cycles
+    assert a.stats["fc1"].window_cycles == (1 << in_bits) - 1
+    ca = estimate(with_flat, a.stats, images=12).to_dict()["layers"]
+    cb = estimate(without, b.stats, images=12).to_dict()["layers"]
+    wa = {lay["name"]: lay.get("window_cycles") for lay in ca}
+    wb = {lay["name"]: lay.get("window_cycles") for lay in cb}
+    assert wa["fc1"] == wb["fc1"] and wa["fc2"] == wb["fc2"]
+    ideal = stats_from_ideal(with_flat, with_flat.quantize_input(images))
+    assert ideal["fc1"].window_cycles == (1 << in_bits) - 1
+
+
+def test_window_follows_input_bits_through_a_pool():
+    """A max-pool of the image keeps its values: the conv after it gets the input's window."""
+    spec = make_spec("name: p\ndataset: synthetic\ninput: {shape: [1, 8, 8], bits: 8}\n"
+                     "bits: {signal: 4, weight: 4}\nweights: random\nlayers:\n"
+                     "  - {name: pool, type: maxpool, kernel: 2}\n"
+                     "  - {name: conv, type: conv, out_channels: 2, kernel: 3}\n")
+    images = np.random.default_rng(0).integers(0, 256, (3, 1, 8, 8), dtype=np.uint8)
+    res = Simulator(build_network(spec)).run(images)
+    assert res.stats["conv"].window_cycles == 255

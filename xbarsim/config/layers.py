@@ -10,6 +10,8 @@ LAYER_KINDS = ("conv", "fc", "maxpool", "avgpool", "flatten", "add")
 
 #: Name of the network input as a layer input.
 INPUT = "input"
+#: Layers whose outputs keep the values (and so the bit width) of their input signal.
+PASS_THROUGH = ("flatten", "maxpool", "avgpool")
 
 
 @dataclass(frozen=True)
@@ -126,3 +128,23 @@ class NetworkSpec:
     @property
     def n_weights(self) -> int:
         return sum(layer.n_weights for layer in self.compute_layers)
+
+    def reads_input(self, layer) -> bool:
+        """Whether ``layer`` (a :class:`LayerSpec` or a name) reads the quantized input image,
+        directly or through flatten / pool layers, which keep the input's values and so its bit
+        width (``input.bits``): its window is ``2^input.bits − 1`` cycles (docs/engine.md)."""
+        if isinstance(layer, str):
+            layer = self.layer(layer)
+        while True:
+            if layer.inputs == (INPUT,):
+                return True
+            if len(layer.inputs) != 1:
+                return False
+            layer = self.layer(layer.inputs[0])
+            if layer.kind not in PASS_THROUGH:
+                return False
+
+    def in_bits(self, layer) -> int:
+        """Bit width of the signal ``layer`` reads: ``input_bits`` for a layer fed by the image
+        (through flatten/pool layers too), else ``signal_bits``."""
+        return self.input_bits if self.reads_input(layer) else self.signal_bits

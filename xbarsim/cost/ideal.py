@@ -49,7 +49,7 @@ def stats_from_ideal(network, signals: np.ndarray, drain_cycles: int = 0) -> dic
         st = LayerStats(layer.name, layer.kind, images=b, neurons=layer.n_outputs)
         if layer.is_compute:
             rp = row_pulses(layer, x)
-            st.window_cycles = (top_in if layer.inputs == (INPUT,) else top) + drain_cycles
+            st.window_cycles = (top_in if spec.reads_input(layer) else top) + drain_cycles
             st.spikes_in = int(x.sum(dtype=np.int64))
             st.row_pulses = rp
             st.wl_pulses = int(rp.sum())

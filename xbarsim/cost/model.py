@@ -227,7 +227,7 @@ def estimate(network, stats: dict | None, circuit: CircuitCard | None = None,
             lc.replicas = layer.positions if pos_mode == "parallel" else 1
             ifc_per_copy = lc.tiles * t if card.options.ifc == "per_tile" else col_tiles * t
             lc.ifcs = ifc_per_copy * lc.replicas
-            first = layer.inputs == (INPUT,)
+            first = spec.reads_input(layer)  # directly or through flatten/pool
             m_in = spec.input_bits if first else m_sig
             window = st.window_cycles if st is not None and st.window_cycles else (1 << m_in) - 1
             lc.window_cycles = window + tm.latch_cycles
@@ -269,7 +269,7 @@ def estimate(network, stats: dict | None, circuit: CircuitCard | None = None,
         e = {k: 0.0 for k in e}
         a = {k: 0.0 for k in AREA_COMPONENTS}
         if layer.is_compute:
-            first = layer.inputs == (INPUT,)
+            first = spec.reads_input(layer)  # directly or through flatten/pool
             m_in = spec.input_bits if first else m_sig
             col_tiles = lc.tiles // mapping.layer(layer.name).row_tiles
             active_per_neuron = (mapping.layer(layer.name).row_tiles

@@ -166,7 +166,7 @@ class Simulator:
         for i, layer in enumerate(self.spec.layers):
             if not layer.is_compute:
                 continue
-            window = top_in if layer.inputs == (INPUT,) else max(top_sig, self.counter_top)
+            window = top_in if self.spec.reads_input(layer) else max(top_sig, self.counter_top)
             self._plans[layer.name] = self._plan(i, layer, window)
 
     def _plan(self, index, layer, window) -> _LayerPlan:

@@ -249,7 +249,7 @@ def random_weights(spec: NetworkSpec, seed: int) -> dict:
     top_out = (1 << spec.signal_bits) - 1
     out = {}
     for layer in spec.compute_layers:
-        top_in = (1 << spec.input_bits) - 1 if layer.inputs == ("input",) else top_out
+        top_in = (1 << spec.in_bits(layer)) - 1  # through flatten/pool too
         levels = rng.integers(-lim, lim + 1, size=layer.weight_shape).astype(np.int32)
         theta = max(1, int(round(lim * np.sqrt(layer.rows) * top_in / (2 * top_out))))
         out[layer.name] = LayerWeights(levels, np.zeros(layer.cols, np.int64), theta, 1.0)

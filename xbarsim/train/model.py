@@ -103,7 +103,7 @@ class QNet(nn.Module):
                         reg = reg + lam * r.flatten(1).sum(1).mean()
                 hw = None
                 if self.cycle and self.mode == "count" and layer.name in self.wsteps:
-                    window = self.top_in if layer.inputs == (INPUT,) else self.top
+                    window = self.top_in if self.spec.reads_input(layer) else self.top
                     hw = cycle_counts(layer, h, w, b, self.wsteps[layer.name], window,
                                       spread_bias=self.spec.bias_mode in ("current", "row"))
                 if layer.name == last:
