@@ -589,7 +589,7 @@ def mnist_sample() -> tuple[np.ndarray, np.ndarray]:
 
 def write_mnist_sample(path=None, n: int = 200, root=None) -> Path:
     """(Re)make the shipped sample from the first ``n`` MNIST test images found locally
-    (``XBARSIM_DATA=../shared/data python -c "from xbarsim import datasets;
+    (``XBARSIM_DATA=DIR python -c "from xbarsim import datasets;
     datasets.write_mnist_sample()"``). Written atomically."""
     path = Path(path) if path is not None else Path(__file__).parent / "data" / _SAMPLE
     images, labels = load_mnist("test", root=root, download=False)
