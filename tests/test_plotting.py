@@ -64,8 +64,9 @@ def test_sweep_plot_rows_keeps_backend_and_returns_figures(svg_backend, tmp_path
     assert written.figure("accuracy_vs_engine_encoding.png") is written.figures[2]
     for path, fig in zip(written, written.figures):
         assert path.read_bytes()[:8] == PNG
-        assert fig.axes and fig.axes[0].get_xlabel() in ("device.read_noise_rel",
-                                                         "engine.encoding")
+        # issue 14: human names with units, not the raw keys
+        assert fig.axes and fig.axes[0].get_xlabel() in ("read noise, σ of G / G per read (%)",
+                                                         "spike encoding")
     # as before, the result unpacks into paths (the example notebook does this)
     acc, mis = plot_rows(_rows(), ["device.read_noise_rel"], tmp_path / "q")[:2]
     assert Path(acc).name.startswith("accuracy_vs") and Path(mis).name.startswith("mismatch_vs")

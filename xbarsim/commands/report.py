@@ -31,7 +31,9 @@ def register(sub) -> None:
     p.add_argument("--engine", action="store_true",
                    help="count events with the cycle-level engine instead of the ideal network")
     p.add_argument("--json", action="store_true", help="print the cost report as JSON")
-    p.add_argument("--no-charts", action="store_true", help="do not draw the PNGs")
+    p.add_argument("--no-charts", action="store_true", help="do not draw the charts")
+    p.add_argument("--format", choices=("png", "pdf", "svg"), default="png",
+                   help="chart file format (default png)")
     p.set_defaults(func=run)
 
 
@@ -113,7 +115,7 @@ def run(args) -> int:
     paths = []
     if not args.no_charts:
         from ..cost.charts import draw_cost_charts
-        paths = draw_cost_charts(cost, out_dir)
+        paths = draw_cost_charts(cost, out_dir, fmt=args.format)
     if args.json:
         print(json.dumps(cost, indent=1))
         return 0

@@ -169,6 +169,7 @@ def run(args) -> int:
             writer.abort()  # a failed run leaves the folder as it was
         raise
     if writer is not None:
+        writer.set_classes(result.predictions, labels)
         writer.close()
     mapping = map_network(spec)
     out = {

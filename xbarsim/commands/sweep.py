@@ -26,6 +26,8 @@ def register(sub) -> None:
     p.add_argument("--scheduler", metavar="tcp://HOST:PORT",
                    help="run the points on this Dask distributed scheduler (needs xbarsim[dist])")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--format", choices=("png", "pdf", "svg"), default="png",
+                   help="figure file format of `sweep plot` (default png)")
     p.set_defaults(func=run)
 
 
@@ -107,6 +109,6 @@ def plot(args) -> int:
     from ..sweep import plot_dir
     if args.out:
         check_out_dir(args.out, "--out")
-    for path in plot_dir(args.dir, args.out):
+    for path in plot_dir(args.dir, args.out, fmt=args.format):
         print(path)
     return 0

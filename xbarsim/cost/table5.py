@@ -75,6 +75,8 @@ def mnist_images(n: int, notes: list | None = None):
     if chosen.note and notes is not None:
         notes.append(chosen.note)
     images, _, source = chosen
+    if source.startswith("mnist test set"):
+        source = "MNIST test set"  # not the user's folder: tables are shared
     return np.asarray(images, np.uint8).reshape(-1, 1, 28, 28), source
 
 

@@ -85,7 +85,17 @@ class TraceWriter:
             self.meta[name] = {"file": file, "shape": list(layer.out_shape),
                                "neurons": layer.n_outputs, "cycles": None, "events": 0}
         self.traced_images = set()
+        self.classes = {}
         self.closed = False
+
+    def set_classes(self, predictions, labels=None, image0: int = 0) -> None:
+        """Record each traced image's predicted class (and label) in the manifest (the raster
+        titles its rows with them)."""
+        for k, pred in enumerate(np.asarray(predictions).reshape(-1)):
+            i = image0 + k
+            if i in self.traced_images:
+                self.classes[str(i)] = {"predicted": int(pred), "label": None if labels is None
+                                        else int(np.asarray(labels).reshape(-1)[k])}
 
     def wants(self, name: str) -> bool:
         return name in self.meta
@@ -139,6 +149,7 @@ class TraceWriter:
             "dtype": [[n, TRACE_DTYPE.fields[n][0].str] for n in TRACE_DTYPE.names],
             "neuron_order": "flat index in (C, H, W) order",
             "images": sorted(self.traced_images),
+            "classes": self.classes,
             "layers": self.meta,
         }
         atomic_write_text(self.dir / "trace.json", json.dumps(manifest, indent=1))
@@ -262,13 +273,15 @@ def _read_events(directory: Path, where: Path, name: str, meta, dtype) -> np.nda
     return np.fromfile(path, dtype=dtype)
 
 
-def plot_trace(directory, out_dir=None, max_images: int = 4) -> list:
-    """Raster (neuron vs cycle, one panel per layer) and per-layer spike-count histograms:
-    writes ``raster.png`` and ``spike_counts.png`` into ``out_dir`` (default: the trace
-    directory) and returns their paths, a list whose ``figures`` attribute holds the two
+def plot_trace(directory, out_dir=None, max_images: int = 4, fmt: str = "png") -> list:
+    """Raster (neuron vs cycle: one row of small panels per image, one column per layer, each
+    row titled with the image's label and predicted class when the trace records them) and
+    per-layer histograms of spikes per (neuron, image): writes ``raster.<fmt>`` and
+    ``spike_counts.<fmt>`` (png, pdf or svg) into ``out_dir`` (default: the trace directory)
+    and returns their paths, a list whose ``figures`` attribute holds the two
     :class:`matplotlib.figure.Figure` objects. Drawn without pyplot, so the active matplotlib
     backend is left as it is (:mod:`xbarsim.io.plotting`)."""
-    from ..io.plotting import Plots, new_figure, save_png
+    from ..io.plotting import Plots, new_figure, save_figure
 
     data = read_trace(directory)
     manifest = data.pop("_manifest")
@@ -278,48 +291,72 @@ def plot_trace(directory, out_dir=None, max_images: int = 4) -> list:
     written = Plots()
     if not layers:
         raise XbarsimError(f"{directory}: the trace holds no layers")
+    if max_images < 1:
+        raise XbarsimError(f"--images: must be >= 1 (got {max_images})")
     images = manifest["images"][:max_images] or [0]
-    fig = new_figure(figsize=(3.2 * len(images), 2.4 * len(layers)))
-    axes = fig.subplots(len(layers), len(images), squeeze=False)
-    for i, name in enumerate(layers):
-        ev = data[name]
-        meta = manifest["layers"][name]
-        for j, img in enumerate(images):
-            ax = axes[i, j]
+    classes = manifest.get("classes") if isinstance(manifest.get("classes"), dict) else {}
+    n_img, n_lay = len(images), len(layers)
+    fig = new_figure(figsize=(2.6 * n_lay + 0.6, 1.7 * n_img + 0.8), layout="constrained")
+    rows = fig.subfigures(n_img, 1, squeeze=False)[:, 0]
+    first_axes = {}
+    for i, (row, img) in enumerate(zip(rows, images)):
+        row.suptitle(_image_label(img, classes), fontsize=8, x=0.01, ha="left")
+        axes = row.subplots(1, n_lay, squeeze=False)[0]
+        for j, name in enumerate(layers):
+            ev = data[name]
+            meta = manifest["layers"][name]
+            ax = axes[j]
+            if j in first_axes:
+                ax.sharex(first_axes[j])
+                ax.sharey(first_axes[j])
+            else:
+                first_axes[j] = ax
             e = ev[ev["image"] == img]
-            ax.scatter(e["cycle"], e["neuron"], s=2, marker="|", color="k")
+            ax.scatter(e["cycle"], e["neuron"], s=1.5, marker="|", color="k", linewidths=0.6)
             ax.set_xlim(-0.5, (meta["cycles"] or 1) - 0.5)
             ax.set_ylim(-0.5, meta["neurons"] - 0.5)
+            ax.tick_params(labelsize=6)
             if i == 0:
-                ax.set_title(f"image {img}")
+                ax.set_title(f"{name} ({meta['neurons']} neurons)", fontsize=8)
             if j == 0:
-                ax.set_ylabel(f"{name}\nneuron")
-            if i == len(layers) - 1:
-                ax.set_xlabel("cycle")
-    fig.tight_layout()
-    path = out_dir / "raster.png"
-    save_png(fig, path, dpi=110)
+                ax.set_ylabel("neuron (flat index)", fontsize=7)
+            if i == n_img - 1:
+                ax.set_xlabel("cycle in the window", fontsize=7)
+            else:
+                ax.tick_params(labelbottom=False)
+    path = out_dir / f"raster.{fmt}"
+    save_figure(fig, path, fmt, dpi=110)
     written.add(path, fig)
 
-    fig = new_figure(figsize=(3.2 * len(layers), 2.8))
-    axes = fig.subplots(1, len(layers), squeeze=False)
-    n_img = max(1, len(manifest["images"]))
+    fig = new_figure(figsize=(3.2 * n_lay, 2.8))
+    axes = fig.subplots(1, n_lay, squeeze=False)
+    n_all = max(1, len(manifest["images"]))
     for i, name in enumerate(layers):
         ev = data[name]
         meta = manifest["layers"][name]
         key = ev["image"].astype(np.int64) * meta["neurons"] + ev["neuron"]
         _, per_neuron = np.unique(key, return_counts=True)
-        silent = n_img * meta["neurons"] - len(per_neuron)
+        silent = n_all * meta["neurons"] - len(per_neuron)
         counts = np.concatenate([per_neuron, np.zeros(max(silent, 0), np.int64)])
         ax = axes[0, i]
         ax.hist(counts, bins=np.arange(0, (meta["cycles"] or 1) + 2) - 0.5, color="tab:blue")
         ax.set_yscale("log")
-        ax.set_title(name)
-        ax.set_xlabel("spikes per neuron")
+        ax.set_title(f"{name} ({n_all} images)", fontsize=9)
+        ax.set_xlabel("spikes of one neuron for one image")
         if i == 0:
-            ax.set_ylabel("neurons")
+            ax.set_ylabel("(neuron, image) pairs, log scale")
     fig.tight_layout()
-    path = out_dir / "spike_counts.png"
-    save_png(fig, path, dpi=110)
+    path = out_dir / f"spike_counts.{fmt}"
+    save_figure(fig, path, fmt, dpi=110)
     written.add(path, fig)
     return written
+
+
+def _image_label(img: int, classes: dict) -> str:
+    c = classes.get(str(img))
+    if not isinstance(c, dict):
+        return f"image {img}"
+    label, pred = c.get("label"), c.get("predicted")
+    if label is None:
+        return f"image {img}: predicted {pred}"
+    return f"image {img}: label {label}, predicted {pred}"

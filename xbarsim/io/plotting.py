@@ -21,13 +21,24 @@ def new_figure(**kwargs):
     return fig
 
 
-def save_png(fig, path, **savefig_kwargs):
-    """``fig.savefig(path)`` as a PNG, atomically (:mod:`xbarsim.io.atomic`): a reader never sees a
-    half-written image. Returns the path."""
+#: Figure file formats the figure-writing commands accept (``--format``).
+FORMATS = ("png", "pdf", "svg")
+
+
+def save_figure(fig, path, fmt: str = "png", **savefig_kwargs):
+    """``fig.savefig(path)`` in ``fmt`` (png, pdf or svg), atomically (:mod:`xbarsim.io.atomic`):
+    a reader never sees a half-written image. Returns the path."""
     from .atomic import atomic_write
 
-    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", **savefig_kwargs),
-                        mode=None, suffix=".png")
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)} (got {fmt!r})")
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, **savefig_kwargs),
+                        mode=None, suffix=f".{fmt}")
+
+
+def save_png(fig, path, **savefig_kwargs):
+    """``fig.savefig(path)`` as a PNG, atomically. Returns the path."""
+    return save_figure(fig, path, "png", **savefig_kwargs)
 
 
 class Plots(list):
@@ -51,4 +62,4 @@ class Plots(list):
         raise KeyError(name)
 
 
-__all__ = ["Plots", "new_figure", "save_png"]
+__all__ = ["FORMATS", "Plots", "new_figure", "save_figure", "save_png"]

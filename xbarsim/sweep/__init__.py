@@ -24,12 +24,12 @@ from .spec import SweepSpec, load_sweep_spec
 from .store import Store
 
 
-def plot_dir(directory, out=None) -> list:
+def plot_dir(directory, out=None, fmt: str = "png") -> list:
     """Write the sweep's PNGs (see :mod:`xbarsim.sweep.plot`); returns their paths, a list whose
     ``figures`` attribute holds the matplotlib figures drawn (pyplot and the active backend are
     left alone)."""
     from .plot import plot_dir as _plot_dir
-    return _plot_dir(directory, out)
+    return _plot_dir(directory, out, fmt=fmt)
 
 
 class _CallableModule(types.ModuleType):

@@ -13,13 +13,51 @@ from collections import OrderedDict
 from pathlib import Path
 
 from ..errors import XbarsimError
-from ..io.plotting import Plots, new_figure, save_png
+from ..io.plotting import Plots, new_figure, save_figure
 from .runner import aggregate_rows, flatten
 from .store import Store
 
 MAX_LINES = 8
 
-def plot_dir(directory, out=None) -> Plots:
+#: Axis labels of the sweepable parameters: ``{path: (human name with unit, scale)}``; a value
+#: is drawn as ``value × scale`` (relative σ in %, seconds in ns where natural).
+LABELS = {
+    "device.r_on_ohm": ("ON resistance R_on (kΩ)", 1e-3),
+    "device.r_off_ohm": ("OFF resistance R_off (kΩ)", 1e-3),
+    "device.levels": ("conductance levels per device", 1),
+    "device.v_read_v": ("read voltage V_read (V)", 1),
+    "device.t_pulse_s": ("read pulse width (ns)", 1e9),
+    "device.pair": ("device pairing", 1),
+    "device.variation_rel": ("programming variation, σ of G / G (%)", 100),
+    "device.variation_dist": ("programming variation distribution", 1),
+    "device.read_noise_rel": ("read noise, σ of G / G per read (%)", 100),
+    "device.stuck_on_rate": ("devices stuck at G_max (%)", 100),
+    "device.stuck_off_rate": ("devices stuck at G_min (%)", 100),
+    "device.drift_t_s": ("time since programming (s)", 1),
+    "device.drift_t0_s": ("drift reference time t0 (s)", 1),
+    "device.drift_nu": ("drift exponent ν", 1),
+    "device.drift_nu_sigma": ("σ of the drift exponent ν", 1),
+    "device.iv_sinh_alpha": ("I-V nonlinearity α (1/V)", 1),
+    "device.r_wire_row_ohm": ("row wire resistance per cell (Ω)", 1),
+    "device.r_wire_col_ohm": ("column wire resistance per cell (Ω)", 1),
+    "engine.encoding": ("spike encoding", 1),
+    "engine.reset": ("IFC reset", 1),
+    "engine.init": ("IFC membrane start", 1),
+    "engine.drain_cycles": ("drain cycles after the window", 1),
+    "engine.counter_bits": ("counter width (bits)", 1),
+    "engine.backend": ("engine backend", 1),
+    "engine.ifc.threshold_sigma_rel": ("IFC threshold variation, σ of θ / θ (%)", 100),
+    "engine.ifc.leak_per_cycle": ("IFC leak per cycle (fraction of the membrane)", 1),
+    "engine.ifc.comparator_offset_lsb": ("comparator offset (weight LSBs)", 1),
+    "engine.ifc.comparator_sigma_lsb": ("comparator noise σ (weight LSBs)", 1),
+}
+
+
+def axis_label(param: str) -> tuple:
+    """``(label, scale)`` of a swept parameter (the raw path, scale 1, for one not listed)."""
+    return LABELS.get(param, (param, 1))
+
+def plot_dir(directory, out=None, fmt: str = "png") -> Plots:
     """Write the PNGs of the sweep in ``directory`` into ``out`` (default: the same directory);
     returns their paths, a list whose ``figures`` attribute holds the figures drawn
     (see :func:`plot_rows`)."""
@@ -33,10 +71,11 @@ def plot_dir(directory, out=None) -> Plots:
             f"{len(manifest['seeds'])} seeds"
     if len(records) < planned:
         title += f" ({len(records)} of {planned} runs finished)"
-    return plot_rows(rows, manifest["parameters"], Path(out or directory), title)
+    return plot_rows(rows, manifest["parameters"], Path(out or directory), title, fmt=fmt)
 
-def plot_rows(rows, params, out: Path, title="") -> Plots:
-    """Write ``accuracy_vs_<param>.png`` and ``mismatch_vs_<param>.png`` for each swept parameter
+def plot_rows(rows, params, out: Path, title="", fmt: str = "png") -> Plots:
+    """Write ``accuracy_vs_<param>.<fmt>`` and ``mismatch_vs_<param>.<fmt>`` (``fmt``: png,
+    pdf or svg) for each swept parameter
     of ``rows`` (one row per (point, seed), as :func:`xbarsim.sweep` returns with
     ``as_frame=False``) into ``out``.
 
@@ -52,41 +91,42 @@ def plot_rows(rows, params, out: Path, title="") -> Plots:
               and not c.endswith("_std")]
     swept = [p for p in params if len({_h(r.get(p)) for r in agg}) > 1] or list(params)[:1]
     written = Plots()
+    seeds = max((int(r.get("n_seeds") or 1) for r in agg), default=1)
+    bars = (f"error bars: ±1 sample standard deviation over {seeds} seeds"
+            if seeds > 1 else "one seed: no error bars")
     for param in swept:
         others = [p for p in swept if p != param]
         lines = _lines(agg, rows, param, others)
+        xlabel, _ = axis_label(param)
         # accuracy vs parameter
         fig = new_figure(figsize=(6, 4), dpi=110)
         ax = fig.subplots()
         for label, pts in lines.items():
             xs, pos = _axis(pts, param)
-            if pts[0].get("accuracy") is not None:
-                ax.errorbar(pos, [p["accuracy"] for p in pts], yerr=[p["accuracy_std"] for p in pts],
-                            marker="o", capsize=3, label=label or "cycle-level")
-            else:
-                ax.errorbar(pos, [p["agreement"] for p in pts],
-                            yerr=[p["agreement_std"] for p in pts], marker="o", capsize=3,
-                            label=label or "agreement with ideal")
+            metric = "accuracy" if pts[0].get("accuracy") is not None else "agreement"
+            ax.errorbar(pos, [100 * p[metric] for p in pts],
+                        yerr=[100 * p[metric + "_std"] for p in pts], marker="o", capsize=3,
+                        label=label or ("cycle-level engine" if metric == "accuracy"
+                                        else "agreement with the ideal network"))
         first = next(iter(lines.values()))
         if first[0].get("ideal_accuracy") is not None:
-            ax.axhline(first[0]["ideal_accuracy"], color="0.4", ls="--", lw=1,
+            ax.axhline(100 * first[0]["ideal_accuracy"], color="0.4", ls="--", lw=1,
                        label="ideal integer network")
-            ax.set_ylabel("accuracy")
+            ax.set_ylabel("accuracy (%)")
         else:
-            ax.set_ylabel("agreement with the ideal integer network")
+            ax.set_ylabel("predictions agreeing with the ideal integer network (%)")
         xs, pos = _axis(first, param)
         _ticks(ax, xs, pos)
-        ax.set_xlabel(param)
-        ax.set_title(title, fontsize=9)
+        ax.set_xlabel(xlabel)
+        ax.set_title(title + "\n" + bars, fontsize=9)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, title=", ".join(others) if others and len(lines) > 1 else None,
-                  title_fontsize=7)
+        ax.legend(fontsize=7, title_fontsize=7)
         fig.tight_layout()
-        path = out / f"accuracy_vs_{_slug(param)}.png"
-        save_png(fig, path)
+        path = out / f"accuracy_vs_{_slug(param)}.{fmt}"
+        save_figure(fig, path, fmt)
         written.add(path, fig)
         # mismatch per layer vs parameter (mean over the other parameters)
-        marg = _lines(agg, rows, param, [], force_mean=True)[""]
+        marg = _lines(agg, rows, param, others, force_mean=True)[""]
         fig = new_figure(figsize=(6, 4), dpi=110)
         ax = fig.subplots()
         xs, pos = _axis(marg, param)
@@ -95,15 +135,17 @@ def plot_rows(rows, params, out: Path, title="") -> Plots:
                         yerr=[100 * p[f"mismatch.{layer}_std"] for p in marg],
                         marker="o", capsize=3, label=layer)
         _ticks(ax, xs, pos)
-        ax.set_xlabel(param)
+        ax.set_xlabel(xlabel)
         ax.set_ylabel("outputs differing from the ideal network (%)")
-        ax.set_title(title + ("\n(mean over " + ", ".join(others) + ")" if others else ""),
-                     fontsize=9)
+        spread = (f"error bars: ±1 sample s.d. over {seeds} seeds"
+                  + (" and the values of " + ", ".join(axis_label(o)[0].split(" (")[0].split(",")[0]
+                                                      for o in others) if others else ""))
+        ax.set_title(title + "\n" + (spread if seeds > 1 or others else bars), fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, title="layer", title_fontsize=7)
         fig.tight_layout()
-        path = out / f"mismatch_vs_{_slug(param)}.png"
-        save_png(fig, path)
+        path = out / f"mismatch_vs_{_slug(param)}.{fmt}"
+        save_figure(fig, path, fmt)
         written.add(path, fig)
     return written
 
@@ -118,13 +160,22 @@ def _lines(agg, rows, param, others, force_mean=False) -> "OrderedDict[str, list
     if not force_mean and len(combos) <= MAX_LINES:
         out = OrderedDict()
         for combo, pts in combos.items():
-            label = ", ".join(f"{o.split('.')[-1]}={r}" for o, r in zip(others,
+            label = ", ".join(_value_label(o, r) for o, r in zip(others,
                               (pts[0].get(o) for o in others)))
             out[label] = _sorted(pts, param)
         return out
     # mean over the other parameters (and seeds): re-aggregate the per-seed rows
     merged = [{k: v for k, v in r.items() if k not in others} for r in rows]
     return OrderedDict([("", _sorted(aggregate_rows(merged), param))])
+
+def _value_label(param, value) -> str:
+    name, scale = axis_label(param)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and scale != 1:
+        value = f"{value * scale:g}"
+    unit = name[name.rfind("(") + 1:-1] if name.endswith(")") else ""
+    short = name[:name.rfind(" (")] if unit else name
+    return f"{short} {value}{' ' + unit if unit and unit != '%' else unit}"
+
 
 def _sorted(pts, param):
     try:
@@ -135,6 +186,8 @@ def _sorted(pts, param):
 def _axis(pts, param):
     xs = [p.get(param) for p in pts]
     if all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs):
+        scale = axis_label(param)[1]
+        xs = [x * scale for x in xs] if scale != 1 else xs
         return xs, xs
     return xs, list(range(len(xs)))
 
