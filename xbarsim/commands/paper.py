@@ -58,7 +58,7 @@ def register(sub) -> None:
     p.add_argument("--cycle-epochs", type=int, default=2,
                    help="hardware-aware fine-tuning epochs after NC+WC (cycle-level engine in the "
                    "forward pass), for the last Table 4 row (default 2; 0 = none)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     p.add_argument("--no-engine", action="store_true", help="skip the cycle-level column")
     p.add_argument("--samples", type=int, default=None, help="test images (default all 10,000)")
     p.add_argument("--out", default=None, metavar="FILE.md", help="write the tables (markdown)")

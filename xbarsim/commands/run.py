@@ -21,12 +21,19 @@ def register(sub) -> None:
                    help="number of images (default: all available)")
     p.add_argument("--batch", type=int, default=256, help="images per batch (default 256)")
     p.add_argument("--seed", type=int, default=None, help="engine seed (default: the YAML's seed)")
-    p.add_argument("--encoding", choices=("uniform", "burst", "bernoulli"), default="uniform")
-    p.add_argument("--reset", choices=("subtract", "zero"), default="subtract")
-    p.add_argument("--drain-cycles", type=int, default=0)
-    p.add_argument("--backend", choices=("numba", "reference"), default="numba")
+    p.add_argument("--encoding", choices=("uniform", "burst", "bernoulli"), default="uniform",
+                   help="how a count becomes a spike train (docs/engine.md; default uniform)")
+    p.add_argument("--reset", choices=("subtract", "zero"), default="subtract",
+                   help="IFC reset after a spike: subtract θ or set the membrane to zero "
+                   "(default subtract)")
+    p.add_argument("--drain-cycles", type=int, default=0,
+                   help="extra cycles with no input after each window (default 0)")
+    p.add_argument("--backend", choices=("numba", "reference"), default="numba",
+                   help="numba kernels or the plain-numpy reference engine (same counts; "
+                   "default numba)")
     p.add_argument("--weights", help="weights .npz overriding the YAML's weights:")
-    p.add_argument("--split", choices=("test", "train"), default="test")
+    p.add_argument("--split", choices=("test", "train"), default="test",
+                   help="data set split to run on (default test)")
     p.add_argument("--download", action="store_true",
                    help="when the data set is not found locally, download it from its canonical "
                    "source into the user cache (md5-verified)")

@@ -28,8 +28,9 @@ def register(sub) -> None:
                    "the cycle-level engine's counts (uniform encoding, ideal devices; default 0)")
     p.add_argument("--lr", type=float, default=None,
                    help="Adam learning rate (default 3e-3 from scratch, 1e-3 with --init)")
-    p.add_argument("--finetune-lr", type=float, default=3e-4)
-    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--finetune-lr", type=float, default=3e-4,
+                   help="learning rate of the fine-tuning epochs (default 3e-4)")
+    p.add_argument("--batch", type=int, default=128, help="training batch size (default 128)")
     p.add_argument("--lambda", dest="lam", type=float, default=1e-4,
                    help="λ_i of Eq. 2 for every layer (R_g summed per image; default 1e-4)")
     p.add_argument("--layer-lambda", action="append", default=[], metavar="NAME=VALUE",
@@ -42,7 +43,8 @@ def register(sub) -> None:
     p.add_argument("--shift", type=int, default=2, help="random-shift augmentation in pixels")
     p.add_argument("--init", metavar="FILE.npz",
                    help="start from a float-form file written by --method plain or nc")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of initialisation, shuffling and augmentation (default 0)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--train-limit", type=int, default=None, help="use the first N training images")
     p.add_argument("--test-limit", type=int, default=None, help="use the first N test images")
