@@ -42,11 +42,23 @@ class SweepSpec:
     file: str = field(default="", compare=False)
 
 
+def _network_path(sec):
+    """``network:`` a YAML path relative to the sweep file, or a shipped network's name."""
+    from ..io.shipped import resolve_shipped
+
+    raw = sec.raw("network")
+    if isinstance(raw, str) and raw and not (Path(sec.file).parent / raw).is_file():
+        shipped = resolve_shipped(raw, "networks")
+        if shipped.is_file() and not shipped == Path(raw):
+            return shipped.resolve()
+    return sec.path("network")
+
+
 def load_sweep_spec(path) -> SweepSpec:
     path = Path(path)
     sec = Section(load_yaml(path), str(path))
     sec.finish(allowed=TOP_KEYS)
-    network = sec.path("network")
+    network = _network_path(sec)
     from ..config.spec import load_network_spec
     device = load_network_spec(network).device
     samples = sec.int("samples", 2000, lo=1)
