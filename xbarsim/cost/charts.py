@@ -29,6 +29,7 @@ def _stacked(ax, names, series: dict, scale: float, ylabel: str, title: str):
         ax.bar(names, vals, bottom=bottom, label=comp)
         bottom += vals
     ax.set_ylabel(ylabel)
+    ax.set_xlabel("layer")
     ax.set_title(title, fontsize=9)
     ax.tick_params(axis="x", rotation=90, labelsize=7)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0,
@@ -92,6 +93,7 @@ def draw_cost_charts(cost: dict, out_dir, stem: str = "cost", fmt: str = "png") 
         if t == 0:  # no bar to see: say why instead of drawing a zero-height "critical" bar
             ax.text(i, top * 0.02, "0 ns", ha="center", va="bottom", fontsize=7, color="0.3")
     ax.set_ylabel("time per image (ns)")
+    ax.set_xlabel("layer")
     ax.set_title(f"latency {cost['latency_s'] * 1e9:.4g} ns (sum of the bars) = layers + "
                  f"overhead {overhead:.4g} ns\n{title}", fontsize=9)
     ax.tick_params(axis="x", rotation=90, labelsize=7)
