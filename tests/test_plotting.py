@@ -133,3 +133,33 @@ def test_cost_charts_keep_backend_and_return_figures(svg_backend, tmp_path):
                                          "cost-components.png"]
     assert all(isinstance(f, Figure) for f in written.figures) and len(written.figures) == 4
     assert all(p.read_bytes()[:8] == PNG for p in written)
+
+
+def test_cost_charts_account_for_every_component_and_the_overhead(svg_backend, tmp_path):
+    """Issue 14: cost-energy's bars (per-image component included) sum to the title's total,
+    cost-time's bars (overhead included) to the latency; legends sit outside the axes; the
+    charts can be written as svg or pdf."""
+    import json
+
+    from xbarsim.cli import main
+    from xbarsim.cost.charts import draw_cost_charts
+
+    net = ROOT / "networks" / "lenet-mnist-4b.yaml"
+    assert main(["report", str(net), "--out", str(tmp_path / "r"), "--no-charts", "--json"]) == 0
+    cost = json.loads((tmp_path / "r" / "cost.json").read_text())
+    written = draw_cost_charts(cost, tmp_path / "png")
+    energy, _, time, _ = written.figures
+    ax = energy.axes[0]
+    total = sum(p.get_height() for p in ax.patches)
+    assert total == pytest.approx(cost["energy_per_image_j"] * 1e6, rel=1e-9)
+    assert cost["energy_per_image_by_component_j"]["image"] > 0
+    legend = ax.get_legend().get_window_extent(energy.canvas.get_renderer())
+    assert legend.x0 >= ax.get_window_extent(energy.canvas.get_renderer()).x1  # beside, not on
+    ax = time.axes[0]
+    assert sum(p.get_height() for p in ax.patches) == pytest.approx(cost["latency_s"] * 1e9,
+                                                                     rel=1e-9)
+    assert [t.get_xlabel() for t in (energy.axes[0], time.axes[0])] == ["layer", "layer"]
+    for fmt, magic in (("svg", b"<?xml"), ("pdf", b"%PDF")):
+        paths = draw_cost_charts(cost, tmp_path / fmt, fmt=fmt)
+        assert [p.suffix for p in paths] == [f".{fmt}"] * 4
+        assert all(p.read_bytes()[:5].startswith(magic[:4]) for p in paths)
