@@ -5,7 +5,6 @@ exit 2, found before any compute starts; every case runs in seconds on a tiny ne
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path

@@ -90,7 +90,6 @@ def _from_network(args) -> tuple:
 def run(args) -> int:
     from ..cost import format_cost
     from ..engine.trace import atomic_write_text
-
     from ..io.paths import check_out_dir
 
     if args.out:

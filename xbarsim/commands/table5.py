@@ -38,7 +38,6 @@ def run(args) -> int:
     from ..cost import load_circuit
     from ..cost import table5 as t5
     from ..engine.trace import atomic_write_text
-
     from ..io.paths import check_out_file
 
     if args.out:

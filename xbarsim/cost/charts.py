@@ -7,9 +7,8 @@ from pathlib import Path
 from ..io.plotting import save_figure
 from .model import ENERGY_COMPONENTS
 
-
 #: What the per-image energy component is (not attributable to a layer).
-IMAGE_LABEL = "per image (input load)"
+IMAGE_LABEL = "per image (input pixels, control)"
 
 
 def _save(fig, path: Path, fmt: str = "png") -> None:
@@ -61,7 +60,7 @@ def draw_cost_charts(cost: dict, out_dir, stem: str = "cost", fmt: str = "png") 
     series = {c: [lay["energy_per_image_j"].get(c, 0.0) for lay in layers] + [0.0] * (
         len(bar_names) - len(names)) for c in comps}
     if image_j:
-        series["image (per image, no layer)"] = [0.0] * len(names) + [image_j]
+        series["image: input pixels, control (no layer)"] = [0.0] * len(names) + [image_j]
     fig = new_figure(figsize=(width, 4))
     ax = fig.subplots()
     _stacked(ax, bar_names, series, 1e6, "energy per image (µJ)",

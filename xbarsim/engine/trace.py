@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import XbarsimError
-from ..io.atomic import atomic_write_text  # noqa: F401  (re-exported; commands import it here)
+from ..io.atomic import atomic_write_text
 
 FORMAT = "xbarsim-trace-1"
 TRACE_DTYPE = np.dtype([("image", "<i4"), ("neuron", "<i4"), ("cycle", "<i4")])  # M = 16: 65,535 cycles
