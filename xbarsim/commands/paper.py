@@ -76,6 +76,9 @@ def _train(network, bits, method, out, extra, log):
 
 
 def run(args) -> int:
+    from ..config.section import check_seed
+
+    check_seed(args.seed, "--seed")
     try:
         import torch  # noqa: F401
     except ImportError:

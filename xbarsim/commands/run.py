@@ -68,14 +68,13 @@ def check_outputs(args) -> None:
 
 def load_inputs(args, spec):
     """Images (uint8, (N, C, H, W)), labels (or None) and a description of where they came from."""
+    if args.labels and not args.inputs:
+        raise DataError("--labels: given without --inputs (labels of a data set come with it)")
     if args.inputs:
+        from ..io.files import load_npy_file
+
         path = Path(args.inputs)
-        try:
-            images = np.load(path, allow_pickle=False)
-        except FileNotFoundError:
-            raise DataError(f"{path}: --inputs: file not found") from None
-        except (OSError, ValueError) as exc:
-            raise DataError(f"{path}: --inputs: not a readable .npy file ({exc})") from None
+        images = load_npy_file(path, lambda why: DataError(f"{path}: --inputs: {why}"))
         want = tuple(spec.input_shape)
         if images.ndim == 3 and want[0] == 1:
             images = images[:, None]
@@ -84,12 +83,11 @@ def load_inputs(args, spec):
         if images.shape[1:] != want:
             raise DataError(f"{path}: --inputs: shape must be (N, {', '.join(map(str, want))}) "
                             f"(got {images.shape})")
+        if len(images) == 0:
+            raise DataError(f"{path}: --inputs: holds no images (got shape {images.shape})")
         labels = None
         if args.labels:
-            labels = np.load(args.labels, allow_pickle=False).astype(np.int64).reshape(-1)
-            if len(labels) != len(images):
-                raise DataError(f"{args.labels}: --labels: {len(labels)} labels for "
-                                f"{len(images)} images")
+            labels = load_labels(Path(args.labels), len(images), spec.output.n_outputs)
         if args.samples is not None:
             images = images[:args.samples]
             labels = None if labels is None else labels[:args.samples]
@@ -107,6 +105,35 @@ def load_inputs(args, spec):
     images, labels, source = chosen
     args.data_note = chosen.note
     return images, labels, source
+
+
+def load_labels(path: Path, n_images: int, n_classes: int) -> np.ndarray:
+    """A ``--labels`` file: integers ``0 … n_classes−1``, one per image, 1-D (or ``(N, 1)``)."""
+    from ..io.files import load_npy_file
+
+    def fail(why):
+        return DataError(f"{path}: --labels: {why}")
+
+    labels = load_npy_file(path, fail)
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.ndim != 1:
+        raise fail(f"must be a 1-D array of class indices (got shape {labels.shape})")
+    if labels.dtype.kind == "f":
+        bad = ~np.isfinite(labels) | (labels != np.round(labels))
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise fail(f"label {i} is not a whole number (got {labels[i]!r})")
+    elif labels.dtype.kind not in "iub":
+        raise fail(f"must hold integer class indices (got dtype {labels.dtype})")
+    if len(labels) != n_images:
+        raise fail(f"{len(labels)} labels for {n_images} images")
+    out_of_range = (labels < 0) | (labels >= n_classes)
+    if out_of_range.any():
+        i = int(np.argmax(out_of_range))
+        raise fail(f"label {i} is outside 0..{n_classes - 1}, the network's {n_classes} classes "
+                   f"(got {labels[i].item()})")
+    return labels.astype(np.int64)
 
 
 def spec_summary(spec) -> dict:
@@ -137,25 +164,42 @@ def layer_rows(result, spec) -> list:
     return rows
 
 
-def run(args) -> int:
-    from ..engine import EngineOptions, Simulator
-    from ..engine.trace import TraceWriter, atomic_write_text, parse_selection
-    from ..network.mapping import format_table, map_network
-    from ..network.network import load_network
-    from ..network.weights import atomic_savez
+def check_flags(args):
+    """Flag values checked before anything is loaded; returns the ``--trace-images`` selection."""
+    from ..config.section import check_seed
+    from ..engine.simulator import MAX_DRAIN_CYCLES
+    from ..engine.trace import parse_selection
 
-    check_outputs(args)
-    network = load_network(args.network, weights=args.weights)
-    spec = network.spec
-    seed = spec.seed if args.seed is None else args.seed
+    if args.seed is not None:
+        check_seed(args.seed, "--seed")
     if args.samples is not None and args.samples < 1:
         raise XbarsimError(f"--samples: must be >= 1 (got {args.samples})")
     if args.batch < 1:
         raise XbarsimError(f"--batch: must be >= 1 (got {args.batch})")
     if args.sample and args.inputs:
         raise XbarsimError("--sample and --inputs: give one (both name the images to run)")
-    if args.drain_cycles < 0:
-        raise XbarsimError(f"--drain-cycles: must be >= 0 (got {args.drain_cycles})")
+    if not 0 <= args.drain_cycles <= MAX_DRAIN_CYCLES:
+        raise XbarsimError(f"--drain-cycles: must be in 0..{MAX_DRAIN_CYCLES} "
+                           f"(got {args.drain_cycles})")
+    for flag in ("trace_images", "trace_layers"):
+        if getattr(args, flag) is not None and not args.trace:
+            raise XbarsimError(f"--{flag.replace('_', '-')}: given without --trace DIR "
+                               f"(nothing would be traced)")
+    return parse_selection(args.trace_images)
+
+
+def run(args) -> int:
+    from ..engine import EngineOptions, Simulator
+    from ..engine.trace import TraceWriter, atomic_write_text
+    from ..network.mapping import format_table, map_network
+    from ..network.network import load_network
+    from ..network.weights import atomic_savez
+
+    check_outputs(args)
+    selection = check_flags(args)
+    network = load_network(args.network, weights=args.weights)
+    spec = network.spec
+    seed = spec.seed if args.seed is None else args.seed
     options = EngineOptions(encoding=args.encoding, reset=args.reset,
                             drain_cycles=args.drain_cycles, seed=seed, backend=args.backend)
     sim = Simulator(network, options=options)
@@ -163,7 +207,7 @@ def run(args) -> int:
     if args.trace:
         layers = None if not args.trace_layers else [s.strip() for s in args.trace_layers.split(",")]
         writer = TraceWriter(args.trace, spec, layers=layers,
-                             images=parse_selection(args.trace_images))
+                             images=selection)
     try:
         images, labels, source = load_inputs(args, spec)
         if getattr(args, "data_note", ""):  # the first line of output says what stands in

@@ -35,6 +35,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from ..config.section import check_seed
+
+    check_seed(args.seed, "--seed")
     from ..cost import load_circuit
     from ..cost import table5 as t5
     from ..engine.trace import atomic_write_text

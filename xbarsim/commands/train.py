@@ -66,8 +66,10 @@ def parse_bits(text: str) -> tuple:
 
 
 def run(args) -> int:
+    from ..config.section import check_seed
     from ..io.paths import check_out_file
 
+    check_seed(args.seed, "--seed")
     m, n = parse_bits(args.bits)
     check_out_file(args.out, "--out")
     if args.log:

@@ -18,6 +18,12 @@ from .section import Section
 from .yamlio import load_yaml
 
 PAIR_SCHEMES = ("differential",)
+#: Most conductance levels a card may name.
+MAX_LEVELS = 1 << 20
+#: Upper bounds a card file and a sweep point share (lower bounds: every field >= 0).
+UPPER = {"variation_rel": 10.0, "read_noise_rel": 10.0, "drift_nu": 1.0, "drift_nu_sigma": 1.0,
+         "iv_sinh_alpha": 20.0, "r_wire_row_ohm": 1e6, "r_wire_col_ohm": 1e6,
+         "r_off_ohm": 1e12, "drift_t_s": 1e12}
 VARIATION_DISTS = ("normal", "lognormal")
 
 
@@ -98,12 +104,19 @@ class DeviceCard:
         if not (0 < self.r_on_ohm < self.r_off_ohm):
             raise DeviceCardError(f"r_on_ohm: need 0 < r_on_ohm < r_off_ohm "
                                   f"(got {self.r_on_ohm}, {self.r_off_ohm})")
+        if isinstance(self.levels, bool) or not isinstance(self.levels, int):
+            bad("levels", "must be an integer", self.levels)
         if self.levels < 0 or self.levels == 1:
             bad("levels", "must be 0 or >= 2", self.levels)
-        if self.v_read_v <= 0:
-            bad("v_read_v", "must be > 0", self.v_read_v)
-        if self.t_pulse_s <= 0:
-            bad("t_pulse_s", "must be > 0", self.t_pulse_s)
+        if self.levels > MAX_LEVELS:
+            bad("levels", f"must be <= {MAX_LEVELS}", self.levels)
+        if not 0 < self.v_read_v <= 10:
+            bad("v_read_v", "must be > 0 and <= 10", self.v_read_v)
+        if not 0 < self.t_pulse_s <= 1:
+            bad("t_pulse_s", "must be > 0 and <= 1", self.t_pulse_s)
+        for key, hi in UPPER.items():
+            if getattr(self, key) > hi:
+                bad(key, f"must be <= {hi:g}", getattr(self, key))
         if self.pair not in PAIR_SCHEMES:
             bad("pair", f"must be one of {', '.join(PAIR_SCHEMES)}", self.pair)
         if self.variation_dist not in VARIATION_DISTS:
@@ -124,8 +137,6 @@ class DeviceCard:
         if self.drift_t_s and self.drift_t_s < self.drift_t0_s:
             bad("drift_t_s", f"must be 0 (no drift) or >= drift_t0_s = {self.drift_t0_s:g}",
                 self.drift_t_s)
-        if self.iv_sinh_alpha > 20:
-            bad("iv_sinh_alpha", "must be <= 20", self.iv_sinh_alpha)
 
     @property
     def g_min_s(self) -> float:
@@ -161,10 +172,10 @@ DEVICE_KEYS = ("name", "source", "r_on_ohm", "r_off_ohm", "levels", "v_read_v", 
 def parse_device(sec: Section, default_name: str = "device") -> DeviceCard:
     sec.finish(allowed=DEVICE_KEYS)
     r_on = sec.float("r_on_ohm", 50e3, lo=0, lo_open=True)
-    r_off = sec.float("r_off_ohm", 1e6, lo=0, lo_open=True)
+    r_off = sec.float("r_off_ohm", 1e6, lo=0, lo_open=True, hi=UPPER["r_off_ohm"])
     if r_on >= r_off:
         raise sec.error("r_on_ohm", f"must be smaller than r_off_ohm = {r_off:g}", r_on)
-    levels = sec.int("levels", 0, lo=0, hi=1 << 20)
+    levels = sec.int("levels", 0, lo=0, hi=MAX_LEVELS)
     if levels == 1:
         raise sec.error("levels", "must be 0 (as many as the weights need) or >= 2", levels)
     stuck_on = sec.float("stuck_on_rate", 0.0, lo=0, hi=1)
@@ -173,7 +184,7 @@ def parse_device(sec: Section, default_name: str = "device") -> DeviceCard:
         raise sec.error("stuck_off_rate", f"stuck_on_rate + stuck_off_rate must be <= 1 "
                         f"(stuck_on_rate = {stuck_on:g})", stuck_off)
     t0 = sec.float("drift_t0_s", 1.0, lo=0, lo_open=True)
-    t = sec.float("drift_t_s", 0.0, lo=0)
+    t = sec.float("drift_t_s", 0.0, lo=0, hi=UPPER["drift_t_s"])
     if t and t < t0:
         raise sec.error("drift_t_s", f"must be 0 (no drift) or >= drift_t0_s = {t0:g}", t)
     return DeviceCard(

@@ -10,10 +10,29 @@ import difflib
 import math
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..errors import ConfigError, XbarsimError
 from .yamlio import Node, Seq
 
 _MISSING = object()
+
+#: Largest seed: seeds are ``0 … 2^63−1`` everywhere (YAML ``seed:``, ``--seed``, sweep seeds,
+#: :class:`~xbarsim.engine.EngineOptions`), so two different seeds never give the same draws.
+SEED_MAX = 2**63 - 1
+
+
+def check_seed(seed, what: str = "seed") -> int:
+    """``seed`` as an int in ``0 … 2^63−1``, else one-line :class:`XbarsimError` naming ``what``."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np_integer())):
+        raise XbarsimError(f"{what}: must be an integer in 0..{SEED_MAX} (got {seed!r})")
+    if not 0 <= int(seed) <= SEED_MAX:
+        raise XbarsimError(f"{what}: must be in 0..{SEED_MAX} (got {int(seed)})")
+    return int(seed)
+
+
+def np_integer():
+    import numpy
+
+    return numpy.integer
 
 
 class _Null:

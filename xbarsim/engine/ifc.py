@@ -18,6 +18,10 @@ from ..hardware.program import FRAC_BITS
 from .encoding import mix64
 
 
+#: Largest comparator offset (or its σ), weight LSBs: far inside the 2^43 LSB membrane range.
+MAX_OFFSET_LSB = float(1 << 30)
+
+
 class IFCParamsError(XbarsimError, ValueError):
     """An invalid IFC parameter (one line)."""
 
@@ -56,6 +60,10 @@ class IFCParams:
         if not 0 <= self.leak_per_cycle < 1:
             raise IFCParamsError(f"ifc.leak_per_cycle: must be in [0, 1) "
                                  f"(got {self.leak_per_cycle!r})")
+        for name in ("comparator_offset_lsb", "comparator_sigma_lsb"):
+            if abs(getattr(self, name)) > MAX_OFFSET_LSB:
+                raise IFCParamsError(f"ifc.{name}: must be within ±2^30 weight LSB, the engine's "
+                                     f"fixed-point range (got {getattr(self, name)!r})")
         if self.comparator_sigma_lsb < 0:
             raise IFCParamsError(f"ifc.comparator_sigma_lsb: must be >= 0 "
                                  f"(got {self.comparator_sigma_lsb!r})")

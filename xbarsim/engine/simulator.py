@@ -13,6 +13,7 @@ import numba
 import numpy as np
 
 from ..config.layers import INPUT
+from ..config.section import check_seed
 from ..errors import XbarsimError
 from ..hardware.program import FRAC_BITS, SQ_FRAC_BITS, Hardware, build_hardware
 from ..network.reference import im2col, pool, preactivation
@@ -24,6 +25,8 @@ from .stats import LayerStats
 RESETS = ("subtract", "zero")
 INITS = ("half", "zero")
 BACKENDS = ("numba", "reference")
+#: Most drain cycles (the longest window, 2^16 − 1).
+MAX_DRAIN_CYCLES = (1 << 16) - 1
 
 
 @dataclass(frozen=True)
@@ -55,8 +58,11 @@ class EngineOptions:
                                      ("backend", self.backend, BACKENDS)):
             if value not in choices:
                 raise XbarsimError(f"{name}: must be one of {', '.join(choices)} (got {value})")
-        if self.drain_cycles < 0:
-            raise XbarsimError(f"drain_cycles: must be >= 0 (got {self.drain_cycles})")
+        if isinstance(self.drain_cycles, bool) or not isinstance(self.drain_cycles, int) \
+                or not 0 <= self.drain_cycles <= MAX_DRAIN_CYCLES:
+            raise XbarsimError(f"drain_cycles: must be an integer in 0..{MAX_DRAIN_CYCLES} "
+                               f"(got {self.drain_cycles!r})")
+        check_seed(self.seed)
         if self.counter_bits is not None and not 1 <= self.counter_bits <= 16:
             raise XbarsimError(f"counter_bits: must be in 1..16 (got {self.counter_bits})")
         if not isinstance(self.ifc, IFCParams):

@@ -26,24 +26,46 @@ FORMAT = "xbarsim-trace-1"
 TRACE_DTYPE = np.dtype([("image", "<i4"), ("neuron", "<i4"), ("cycle", "<i4")])  # M = 16: 65,535 cycles
 
 
+#: Most images one ``--trace-images`` selection may name (the work is bounded before it starts).
+MAX_SELECTED = 1_000_000
+#: Largest image index (trace records hold it as int32).
+MAX_INDEX = 2**31 - 1
+
+
 def parse_selection(text: str | None, limit: int | None = None):
-    """``"0-9,15"`` → sorted array of indices (None for 'all')."""
+    """``"0-9,15"`` → sorted array of indices (None for 'all'). At most :data:`MAX_SELECTED`
+    indices (``limit``, when given, instead), each in ``0 … 2^31−1``; the count is worked out from
+    the ranges before any index is listed."""
     if text is None or text in ("", "all"):
         return None
-    out = set()
+    ranges = []
     for part in text.split(","):
         part = part.strip()
         try:
             if "-" in part:
                 lo, hi = (int(v) for v in part.split("-", 1))
-                if hi < lo:
-                    raise ValueError
-                out.update(range(lo, hi + 1))
             else:
-                out.add(int(part))
+                lo = hi = int(part)
+            if hi < lo or lo < 0:
+                raise ValueError
         except ValueError:
             raise XbarsimError(f"--trace-images: expected indices like 0-9,15 (got {text})") from None
-    return np.array(sorted(out), np.int64)
+        if hi > MAX_INDEX:
+            raise XbarsimError(f"--trace-images: image indices must be <= {MAX_INDEX} (got {hi})")
+        ranges.append((lo, hi))
+    ranges.sort()
+    merged = []
+    for lo, hi in ranges:
+        if merged and lo <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], hi)
+        else:
+            merged.append([lo, hi])
+    total = sum(hi - lo + 1 for lo, hi in merged)
+    most = MAX_SELECTED if limit is None else limit
+    if total > most:
+        raise XbarsimError(f"--trace-images: selects {total:,} images, more than the {most:,} "
+                           f"one trace may hold; name fewer (got {text})")
+    return np.concatenate([np.arange(lo, hi + 1, dtype=np.int64) for lo, hi in merged])
 
 
 class TraceWriter:

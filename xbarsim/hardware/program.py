@@ -109,9 +109,11 @@ def build_hardware(network, device: DeviceCard | None = None, seed: int = 0) -> 
     resistance, each ``t×t`` tile of ``G+`` and of ``G−`` is solved by nodal analysis
     (:func:`xbarsim.hardware.irdrop.layer_transfer`). An ideal card gives exactly ``(G+ − G−)/ΔG = D``.
     """
+    from ..config.section import check_seed
     from .irdrop import layer_transfer
     from .nonideal import program_devices
 
+    check_seed(seed)
     device = device or network.spec.device
     bits = network.spec.weight_bits
     static = device.static_nonideal(bits)

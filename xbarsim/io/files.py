@@ -185,20 +185,21 @@ def load_npy_file(path, fail):
         return read_npy(fh, fail, available=os.fstat(fh.fileno()).st_size)
 
 
-def load_npz_file(path, fail_file, fail_member):
+def load_npz_file(path, fail_file, fail_member, fail_zip=None):
     """``{name: array}`` of an ``.npz`` archive: each member's header checked before reading;
     ``fail_member(name, message)`` names a bad member. A corrupt deflate stream is an error, not a
-    ``zlib.error``."""
+    ``zlib.error``. ``fail_zip`` (default ``fail_file``) names a file that is no zip archive."""
+    fail_zip = fail_zip or fail_file
     with open_regular(path, fail_file) as fh:
         try:
             archive = zipfile.ZipFile(fh)
         except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-            raise fail_file(f"not a readable .npz file ({_short(exc)})") from None
+            raise fail_zip(f"not a readable .npz file ({_short(exc)})") from None
         out = {}
         with archive:
             for info in archive.infolist():
                 name = info.filename
-                key = name[:-4] if name.endswith(".npy") else name
+                key = name.removesuffix(".npy")
                 if not name.endswith(".npy"):
                     raise fail_member(key, "not a .npy array inside the .npz")
                 limit = info.file_size

@@ -21,7 +21,6 @@ Optional ``meta.format`` (``"xbarsim-weights-1"``), ``meta.signal_bits``, ``meta
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +29,7 @@ import numpy as np
 from ..config.layers import NetworkSpec
 from ..config.section import did_you_mean
 from ..errors import ConfigError
+from ..io.files import load_npz_file, open_regular
 
 FORMAT = "xbarsim-weights-1"
 INT_KEYS = ("levels", "bias", "theta", "step")
@@ -62,27 +62,19 @@ def load_weights(path, spec: NetworkSpec) -> dict:
     """Load and validate a weights file against ``spec``; returns ``{layer name: LayerWeights}``."""
     path = Path(path)
     name = str(path)
-    try:
-        with open(path, "rb") as fh:
-            magic = fh.read(4)
-    except FileNotFoundError:
-        raise ConfigError(name, None, None, "weights file not found") from None
-    except OSError as exc:
-        raise ConfigError(name, None, None, f"cannot read weights file ({exc.strerror})") from None
+
+    def fail_file(why):
+        if why == "file not found":
+            return ConfigError(name, None, None, "weights file not found")
+        return ConfigError(name, None, None, f"cannot read weights file ({why})")
+
+    with open_regular(path, fail_file) as fh:
+        magic = fh.read(4)
     if magic[:2] != b"PK":
         raise ConfigError(name, None, None, "not a .npz file (no zip archive header)",
                           got="empty file", has_got=not magic)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {}
-            for k in z.files:
-                value = z[k]
-                if not isinstance(value, np.ndarray):
-                    raise ConfigError(name, None, k, "not a .npy array inside the .npz",
-                                      has_got=False)
-                arrays[k] = value
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise ConfigError(name, None, None, f"not a readable .npz file ({exc})") from None
+    arrays = load_npz_file(path, fail_file, lambda key, why: ConfigError(name, None, key, why),
+                           lambda why: ConfigError(name, None, None, why))
     return weights_from_arrays(arrays, spec, name)
 
 

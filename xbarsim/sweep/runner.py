@@ -368,7 +368,7 @@ def sweep(network, grid, seeds=range(5), samples=2000, data=None, *, out=None, w
         store = Store(out)
         store.open(manifest)
         done = store.done()
-        records = {r["key"]: store.read(r["key"]) for r in runs if r["key"] in done}
+        records = {r["key"]: store.read(r["key"], r) for r in runs if r["key"] in done}
     todo = [r for r in runs if r["key"] not in records]
     records.update(execute(ctx, todo, store=store, workers=workers, scheduler=scheduler,
                            progress=progress))

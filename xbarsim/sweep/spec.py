@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config.section import Section, item_section
+from ..config.section import SEED_MAX, Section, item_section
 from ..config.yamlio import Node, Seq, load_yaml
 from ..errors import ConfigError
 from . import params as P
@@ -128,6 +128,10 @@ def _seeds(sec: Section) -> list:
         if not value or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
                                 for v in value):
             raise sec.error("seeds", "must be a count or a list of integers >= 0", list(value))
+        for i, v in enumerate(value):
+            if v > SEED_MAX:
+                raise ConfigError(sec.file, value.line_of(i), f"seeds[{i}]",
+                                  f"must be <= {SEED_MAX}", got=v)
         if len(set(value)) != len(value):
             raise sec.error("seeds", "lists a seed twice", list(value))
         return [int(v) for v in value]

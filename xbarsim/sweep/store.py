@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 
 from ..errors import XbarsimError
@@ -73,8 +74,12 @@ class Store:
                 from None
         except (OSError, ValueError) as exc:
             raise XbarsimError(f"{path}: unreadable sweep manifest ({exc})") from None
-        if data.get("format") != FORMAT:
-            raise XbarsimError(f"{path}: format must be {FORMAT} (got {data.get('format')})")
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            got = data.get("format") if isinstance(data, dict) else f"a JSON {type(data).__name__}"
+            raise XbarsimError(f"{path}: format must be {FORMAT} (got {str(got)[:40]})")
+        problem = manifest_problem(data)
+        if problem:
+            raise XbarsimError(f"{path}: damaged sweep manifest ({problem})")
         return data
 
     def done(self) -> set:
@@ -86,25 +91,92 @@ class Store:
     def write(self, record: dict) -> None:
         atomic_write(self.point_path(record["key"]), dumps(record))
 
-    def read(self, key: str) -> dict:
+    def read(self, key: str, run: dict | None = None) -> dict:
+        """The record of run ``key``, checked (``run``: the planned run it must belong to)."""
         path = self.point_path(key)
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
+            record = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise XbarsimError(f"{path}: unreadable point file ({exc}); delete it and rerun "
                                f"the sweep") from None
+        problem = record_problem(record, key, run)
+        if problem:
+            raise XbarsimError(f"{path}: not a finished point of this sweep ({problem}); delete "
+                               f"it and rerun the sweep")
+        return record
 
     def records(self) -> tuple:
         """``(records in plan order, number of planned runs)``; missing runs are left out."""
         manifest = self.manifest()
         done = self.done()
         plan = manifest["runs"]
-        return [self.read(r["key"]) for r in plan if r["key"] in done], len(plan)
+        return [self.read(r["key"], r) for r in plan if r["key"] in done], len(plan)
 
     def write_csv(self, rows: list) -> Path:
         path = self.root / "results.csv"
         atomic_write(path, to_csv(rows))
         return path
+
+
+_KEY_RE = re.compile(r"[0-9a-f]{20}")
+
+
+def manifest_problem(data: dict) -> str | None:
+    """What is wrong with a ``sweep.json`` the runner would not have written (None if nothing)."""
+    for field, kind in (("network", str), ("samples", int), ("seeds", list),
+                        ("parameters", list), ("runs", list)):
+        if not isinstance(data.get(field), kind) or isinstance(data.get(field), bool):
+            return f"'{field}' must be a JSON {kind.__name__.replace('str', 'string')}"
+    for i, run in enumerate(data["runs"]):
+        if not isinstance(run, dict) or not isinstance(run.get("key"), str) \
+                or not _KEY_RE.fullmatch(run["key"]):
+            return f"runs[{i}] has no valid key (20 hex digits)"
+        if not isinstance(run.get("params"), dict):
+            return f"runs[{i}].params must be a JSON object"
+    return None
+
+
+_METRICS = ("accuracy", "ideal_accuracy", "agreement", "spikes_per_image")
+
+
+def _number(v) -> bool:
+    import math
+
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def record_problem(record, key: str, run: dict | None = None) -> str | None:
+    """What is wrong with a stored point record (None when it is one the runner wrote)."""
+    if not isinstance(record, dict):
+        return f"a JSON {type(record).__name__}, not an object"
+    for field in ("key", "params", "seed", "samples", "layers", *_METRICS):
+        if field not in record:
+            return f"no '{field}'"
+    if record["key"] != key:
+        return f"its key is {str(record['key'])[:40]!r}, its file name says {key!r}"
+    if not isinstance(record["params"], dict):
+        return "'params' is not an object"
+    if run is not None and (record["params"] != run.get("params")
+                            or record["seed"] != run.get("seed")):
+        return "its parameters or seed differ from the plan's"
+    for field in ("seed", "samples"):
+        v = record[field]
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            return f"'{field}' must be an integer >= 0 (got {str(v)[:40]})"
+    for field in _METRICS:
+        v = record[field]
+        if v is not None and not _number(v):
+            return f"'{field}' must be a number or null (got {str(v)[:40]})"
+    layers = record["layers"]
+    if not isinstance(layers, dict):
+        return "'layers' is not an object"
+    for name, st in layers.items():
+        if not isinstance(st, dict):
+            return f"layers.{name} is not an object"
+        for field in ("mismatch", "spikes_out"):
+            if not _number(st.get(field)):
+                return f"layers.{name}.{field} must be a number (got {str(st.get(field))[:40]})"
+    return None
 
 
 def to_csv(rows: list) -> str:
