@@ -12,6 +12,12 @@ from .section import Section, did_you_mean, item_section
 from .yamlio import Node, load_yaml
 
 DATASETS = ("mnist", "cifar10", "synthetic")
+#: Largest input height, width or channel count.
+MAX_DIM = 1 << 16
+#: Most values in one feature map (trace records number neurons with int32).
+MAX_ELEMENTS = 2**31 - 1
+#: Most weights in one conv/fc layer.
+MAX_LAYER_WEIGHTS = 1 << 32
 BIAS_MODES = ("membrane", "current", "row")
 TOP_KEYS = ("name", "description", "dataset", "input", "bits", "crossbar", "device", "weights",
             "seed", "layers")
@@ -53,6 +59,13 @@ def parse_network(sec: Section, default_name: str = "network") -> NetworkSpec:
         raise inp.error("shape", "must be [channels, height, width], positive integers",
                         list(shape_seq))
     input_shape = tuple(int(v) for v in shape_seq)
+    for i, v in enumerate(input_shape):
+        if v > MAX_DIM:
+            raise ConfigError(sec.file, shape_seq.line_of(i), f"input.shape[{i}]",
+                              f"must be <= {MAX_DIM}", got=v)
+    if _numel(input_shape) > MAX_ELEMENTS:
+        raise inp.error("shape", f"holds {_numel(input_shape):,} values per image, more than "
+                        f"{MAX_ELEMENTS:,}", list(shape_seq))
     input_bits = inp.int("bits", m, lo=1, hi=16)
 
     xbar = sec.section("crossbar", None)
@@ -118,6 +131,12 @@ def _parse_layers(sec: Section, input_shape: tuple) -> list:
             _check_ref(lsec, "input", ref, shapes)
             inputs = (ref,)
         layer = _infer(lsec, kind, name, inputs, shapes)
+        if layer.n_outputs > MAX_ELEMENTS:
+            raise lsec.error("type", f"outputs {_fmt(layer.out_shape)} = {layer.n_outputs:,} "
+                             f"values, more than {MAX_ELEMENTS:,}", kind)
+        if layer.n_weights > MAX_LAYER_WEIGHTS:
+            raise lsec.error("type", f"needs {layer.rows:,} x {layer.cols:,} = "
+                             f"{layer.n_weights:,} weights, more than {MAX_LAYER_WEIGHTS:,}", kind)
         shapes[name] = layer.out_shape
         lines[name] = lsec.line()
         layers.append(layer)

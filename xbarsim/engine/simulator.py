@@ -190,6 +190,10 @@ class Simulator:
         sq = (hw.read_noise_squares() if rel > 0 else np.zeros((0, hw.cols), np.int64))
         leak = float(self.options.ifc.leak_per_cycle)
         key = layer_key(self.options.seed, index)
+        spikes = cycles if self.options.encoding == "bernoulli" else window
+        _check_fixed_point(layer, hw.fixed_point_weights(), start.astype(np.int64) * one, thr, cmp,
+                           bsched, spikes, cycles,
+                           rel * 2.0 ** (FRAC_BITS - SQ_FRAC_BITS / 2), sq)
         return _LayerPlan(
             index=index,
             w=np.ascontiguousarray(hw.fixed_point_weights()),
@@ -367,6 +371,27 @@ class Simulator:
         if layer.kind == "flatten":
             return x.reshape(x.shape[0], -1), None
         return np.clip(x + values[layer.inputs[1]], 0, top_sig).astype(np.int32), None
+
+
+def _check_fixed_point(layer, w, v0, thr, cmp, bsched, spikes, cycles, noise_scale, sq):
+    """Refuse a layer whose int64 fixed-point membrane could overflow: per column, the most the
+    inputs can add over the window (``spikes`` per input row, each adding ``|w|``), the preset,
+    the threshold, the comparator offset, the bias current and a read-noise bound (the normal
+    table's largest draw every cycle) must stay below ``2^63`` (docs/engine.md)."""
+    reach = spikes * np.abs(w).astype(np.float64).sum(axis=0)
+    reach += np.abs(v0).astype(np.float64) + np.abs(thr).astype(np.float64)
+    reach += np.abs(cmp.astype(np.float64) - thr.astype(np.float64))
+    if bsched.shape[0]:
+        reach += np.abs(bsched).astype(np.float64).sum(axis=0)
+    if noise_scale > 0 and sq.shape[0]:
+        zmax = float(np.abs(normal_table(kernels.ZTAB_BITS)).max())
+        reach += cycles * noise_scale * zmax * np.sqrt(sq.astype(np.float64).sum(axis=0))
+    if reach.size and reach.max() >= 2.0 ** 63:
+        j = int(np.argmax(reach))
+        raise XbarsimError(f"{layer.name}: a membrane of column {j} can reach "
+                           f"{reach[j] / 2.0 ** FRAC_BITS:.4g} weight LSB with this device card "
+                           f"and engine options, past the engine's fixed-point range of 2^"
+                           f"{63 - FRAC_BITS} LSB (docs/engine.md)")
 
 
 def _as_map(layer, x):

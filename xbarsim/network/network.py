@@ -9,7 +9,7 @@ import numpy as np
 
 from ..config.layers import NetworkSpec
 from ..config.spec import load_network_spec
-from .weights import LayerWeights, load_weights, random_weights
+from .weights import LayerWeights, check_membrane_range, load_weights, random_weights
 
 
 @dataclass(frozen=True)
@@ -66,8 +66,11 @@ def build_network(spec: NetworkSpec, weights: dict | None = None) -> Network:
     if weights is None:
         if spec.weights == "random":
             weights = random_weights(spec, spec.seed)
+            check_membrane_range(spec, weights)
         else:
-            weights = load_weights(spec.weights, spec)
+            weights = load_weights(spec.weights, spec)  # checks the range itself
+    else:
+        check_membrane_range(spec, weights)
     return Network(spec, weights)
 
 

@@ -32,6 +32,14 @@ from ..errors import ConfigError
 from ..io.files import load_npz_file, open_regular
 
 FORMAT = "xbarsim-weights-1"
+
+#: The engine keeps membranes in int64 fixed point with ``FRAC_BITS = 20`` fractional bits
+#: (:mod:`xbarsim.hardware.program`), so it holds ``|v| < 2^43`` weight LSB. Weights are refused
+#: when a membrane could reach ``2^43`` LSB with ideal devices; a non-ideal card's conductances,
+#: read noise and IFC offsets are checked exactly when the engine builds a layer. docs/engine.md.
+MEMBRANE_BITS = 43
+MEMBRANE_MAX = (1 << MEMBRANE_BITS) - 1
+BIAS_RANGE = f"bias outside the engine's fixed-point range, |bias| < 2^{MEMBRANE_BITS} weight LSB,"
 INT_KEYS = ("levels", "bias", "theta", "step")
 FLOAT_KEYS = ("weight", "bias_float", "act_scale")
 
@@ -128,7 +136,45 @@ def weights_from_arrays(arrays: dict, spec: NetworkSpec, name: str = "<arrays>")
         else:
             raise err(f"{layer.name}.levels", f"missing: {where} needs integer levels "
                       f"({layer.name}.levels) or float weights ({layer.name}.weight)", has_got=False)
+    check_membrane_range(spec, out, name)
     return out
+
+
+def layer_input_bits(spec: NetworkSpec, layer) -> int:
+    """Bit width of the signal a layer reads: the input's when only pooling/flatten layers lie
+    between it and the network input, else the signal width M."""
+    src = layer.inputs[0]
+    while src != "input":
+        prev = spec.layer(src)
+        if prev.is_compute or prev.kind == "add":
+            return spec.signal_bits
+        src = prev.inputs[0]
+    return spec.input_bits
+
+
+def check_membrane_range(spec: NetworkSpec, weights: dict, source: str | None = None) -> None:
+    """Refuse weights whose membranes could leave the engine's fixed-point range: for each
+    column ``j`` of each conv/fc layer, ``(2^b − 1)·Σ_i |D_ij| + |bias_j| + θ < 2^43`` weight LSB
+    (``b`` the bit width of the layer's input signal). ``source``: the weights file (messages
+    name its keys), or None for weights made in memory (messages name the layer's YAML line)."""
+    for index, layer in enumerate(spec.layers):
+        if not layer.is_compute or layer.name not in weights:
+            continue
+        lw = weights[layer.name]
+        window = (1 << layer_input_bits(spec, layer)) - 1
+        col = np.abs(np.asarray(lw.levels, np.int64).reshape(layer.cols, -1)).sum(axis=1)
+        reach = (window * col.astype(np.float64) + np.abs(np.asarray(lw.bias, np.float64))
+                 + float(lw.theta))
+        if reach.size and reach.max() >= 2.0 ** MEMBRANE_BITS:
+            j = int(np.argmax(reach))
+            msg = (f"a membrane of column {j} can reach {reach[j]:.4g} weight LSB "
+                   f"((2^{window.bit_length()}−1)·Σ|levels| + |bias| + θ), past the engine's "
+                   f"fixed-point range of 2^{MEMBRANE_BITS} LSB; use fewer input rows, bits or "
+                   f"smaller levels")
+            if source is not None:
+                raise ConfigError(source, None, f"{layer.name}.levels", msg)
+            raise ConfigError(spec.source or "<network>", layer.line or None,
+                              f"layers[{index}]", msg)
 
 
 def _meta(arrays, key, err):
@@ -166,25 +212,33 @@ def _check_array(arrays, key, shape, err, where):
     return a
 
 
-def _as_int(a, key, err):
+def _as_int(a, key, err, lo, hi, what):
+    """``a`` as int64 after checking, in its own dtype (no wrap-around: a uint64 of 2^64−1, the
+    int64 minimum and a float 1e20 are all refused), that every value is a whole number in
+    ``lo … hi``; ``what`` names the range in the message."""
     if a.dtype.kind == "f":
         if not np.all(a == np.round(a)):
             bad = np.argwhere(a != np.round(a))[0]
             raise err(key, f"must hold integers, but index {tuple(int(i) for i in bad)} does not",
                       float(a[tuple(bad)]))
+    if a.size:
+        outside = (a < lo) | (a > hi)
+        if outside.any():
+            idx = np.unravel_index(int(np.argmax(outside)), a.shape)
+            v = a[idx].item()
+            raise err(key, f"{what} at index {tuple(int(i) for i in idx)}",
+                      int(v) if isinstance(v, (bool, int)) or float(v).is_integer() else v)
     return a.astype(np.int64)
 
 
 def _integer_layer(arrays, layer, spec, where, err) -> LayerWeights:
     lv_key, b_key, t_key = (f"{layer.name}.{f}" for f in ("levels", "bias", "theta"))
-    levels = _as_int(_check_array(arrays, lv_key, layer.weight_shape, err, where), lv_key, err)
     lim = max_level(spec.weight_bits)
-    if levels.size and np.abs(levels).max() > lim:
-        idx = np.unravel_index(np.argmax(np.abs(levels)), levels.shape)
-        raise err(lv_key, f"level out of the {spec.weight_bits}-bit range [-{lim}, {lim}] at index "
-                  f"{tuple(int(i) for i in idx)}", int(levels[idx]))
+    levels = _as_int(_check_array(arrays, lv_key, layer.weight_shape, err, where), lv_key, err,
+                     -lim, lim, f"level out of the {spec.weight_bits}-bit range [-{lim}, {lim}]")
     if b_key in arrays:
-        bias = _as_int(_check_array(arrays, b_key, (layer.cols,), err, where), b_key, err)
+        bias = _as_int(_check_array(arrays, b_key, (layer.cols,), err, where), b_key, err,
+                       -MEMBRANE_MAX, MEMBRANE_MAX, BIAS_RANGE)
     else:
         bias = np.zeros(layer.cols, np.int64)
     if t_key not in arrays:
@@ -194,12 +248,17 @@ def _integer_layer(arrays, layer, spec, where, err) -> LayerWeights:
         raise err(t_key, "must be a scalar", f"shape {tuple(theta_a.shape)}")
     if theta_a.dtype.kind not in "biuf":
         raise err(t_key, "must be a number", f"dtype {theta_a.dtype}")
-    theta_v = float(theta_a.reshape(()))
+    theta_x = theta_a.reshape(()).item()  # a Python int or float: no dtype wrap-around
+    theta_v = float(theta_x)
     if not np.isfinite(theta_v) or theta_v != round(theta_v) or theta_v < 1:
         raise err(t_key, "must be an integer >= 1",
                   int(theta_v) if np.isfinite(theta_v) and theta_v == round(theta_v) else theta_v)
+    theta = int(theta_x)
+    if theta > MEMBRANE_MAX:
+        raise err(t_key, f"must be < 2^{MEMBRANE_BITS} weight LSB, the engine's fixed-point "
+                  f"range", theta)
     step = _scalar(arrays, f"{layer.name}.step", 1.0, err)
-    return LayerWeights(levels.astype(np.int32), bias, int(theta_v), step)
+    return LayerWeights(levels.astype(np.int32), bias, theta, step)
 
 
 def quantize_layer(weight, bias, weight_bits, in_scale, out_scale):
@@ -216,7 +275,10 @@ def quantize_layer(weight, bias, weight_bits, in_scale, out_scale):
     levels = np.clip(np.rint(weight / step), -lim, lim).astype(np.int32)
     unit = in_scale * step
     theta = max(1, int(np.rint(out_scale / unit)))
-    b = np.rint(np.asarray(bias, np.float64) / unit).astype(np.int64)
+    b = np.rint(np.asarray(bias, np.float64) / unit)
+    if b.size and not np.abs(b).max() <= MEMBRANE_MAX:
+        raise OverflowError(f"bias of {float(np.abs(b).max()):.3g} weight LSB")
+    b = b.astype(np.int64)
     return LayerWeights(levels, b, theta, step), theta * unit
 
 
@@ -226,7 +288,15 @@ def _float_layer(arrays, layer, spec, in_scale, where, err):
     bias = (_check_array(arrays, b_key, (layer.cols,), err, where).astype(np.float64)
             if b_key in arrays else np.zeros(layer.cols))
     out_scale = _scalar(arrays, f"{layer.name}.act_scale", 1.0, err)
-    return quantize_layer(weight, bias, spec.weight_bits, in_scale, out_scale)
+    try:
+        lw, scale = quantize_layer(weight, bias, spec.weight_bits, in_scale, out_scale)
+    except OverflowError as exc:
+        raise err(b_key, f"quantizes to a {exc}, past the engine's fixed-point range of "
+                  f"2^{MEMBRANE_BITS} LSB", has_got=False) from None
+    if lw.theta > MEMBRANE_MAX:
+        raise err(f"{layer.name}.act_scale", f"gives θ = {lw.theta} weight LSB, past the engine's "
+                  f"fixed-point range of 2^{MEMBRANE_BITS} LSB", has_got=False)
+    return lw, scale
 
 
 def random_weights(spec: NetworkSpec, seed: int) -> dict:
@@ -236,6 +306,17 @@ def random_weights(spec: NetworkSpec, seed: int) -> dict:
     at half scale on every row gives a pre-activation spread of about a quarter of the output
     range: ``θ = max(1, round(lim·sqrt(rows)·(2^M_in−1) / (2·(2^M−1))))``.
     """
+    from ..io.files import memory_budget
+
+    budget = memory_budget()
+    for layer in spec.compute_layers:
+        need = layer.n_weights * 12  # int64 draws, then int32 levels
+        if need > budget:
+            raise ConfigError(spec.source or "<network>", layer.line or None,
+                              f"layers[{spec.layers.index(layer)}]",
+                              f"weights: random needs {need:,} bytes for this layer's "
+                              f"{layer.n_weights:,} weights, more than the {budget:,} bytes of "
+                              f"memory available")
     rng = np.random.default_rng(seed)
     lim = max_level(spec.weight_bits)
     top_out = (1 << spec.signal_bits) - 1
