@@ -20,6 +20,9 @@ from .yamlio import load_yaml
 PAIR_SCHEMES = ("differential",)
 #: Most conductance levels a card may name.
 MAX_LEVELS = 1 << 20
+#: Smallest non-zero wire resistance per cell segment, ohms (smaller values make the nodal
+#: system numerically singular; real segments are 0.1 – 10 ohms).
+MIN_WIRE_OHM = 1e-6
 #: Upper bounds a card file and a sweep point share (lower bounds: every field >= 0).
 UPPER = {"variation_rel": 10.0, "read_noise_rel": 10.0, "drift_nu": 1.0, "drift_nu_sigma": 1.0,
          "iv_sinh_alpha": 20.0, "r_wire_row_ohm": 1e6, "r_wire_col_ohm": 1e6,
@@ -114,6 +117,9 @@ class DeviceCard:
             bad("v_read_v", "must be > 0 and <= 10", self.v_read_v)
         if not 0 < self.t_pulse_s <= 1:
             bad("t_pulse_s", "must be > 0 and <= 1", self.t_pulse_s)
+        for key in ("r_wire_row_ohm", "r_wire_col_ohm"):
+            if 0 < getattr(self, key) < MIN_WIRE_OHM:
+                bad(key, f"must be 0 (ideal wires) or >= {MIN_WIRE_OHM:g}", getattr(self, key))
         for key, hi in UPPER.items():
             if getattr(self, key) > hi:
                 bad(key, f"must be <= {hi:g}", getattr(self, key))
@@ -207,9 +213,16 @@ def parse_device(sec: Section, default_name: str = "device") -> DeviceCard:
         drift_nu=sec.float("drift_nu", 0.0, lo=0, hi=1),
         drift_nu_sigma=sec.float("drift_nu_sigma", 0.0, lo=0, hi=1),
         iv_sinh_alpha=sec.float("iv_sinh_alpha", 0.0, lo=0, hi=20),
-        r_wire_row_ohm=sec.float("r_wire_row_ohm", 0.0, lo=0, hi=1e6),
-        r_wire_col_ohm=sec.float("r_wire_col_ohm", 0.0, lo=0, hi=1e6),
+        r_wire_row_ohm=_wire(sec, "r_wire_row_ohm"),
+        r_wire_col_ohm=_wire(sec, "r_wire_col_ohm"),
     )
+
+
+def _wire(sec: Section, key: str) -> float:
+    value = sec.float(key, 0.0, lo=0, hi=UPPER[key])
+    if 0 < value < MIN_WIRE_OHM:
+        raise sec.error(key, f"must be 0 (ideal wires) or >= {MIN_WIRE_OHM:g}", value)
+    return value
 
 
 def load_device(path) -> DeviceCard:

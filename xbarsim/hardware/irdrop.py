@@ -9,6 +9,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
+from ..errors import XbarsimError
+
 
 # ------------------------------------------------------------------------------------------------
 # Wires (IR drop) and I-V nonlinearity: nodal analysis of one tile
@@ -206,6 +208,20 @@ def layer_transfer(g, device, tile: int) -> np.ndarray:
         for c0 in range(0, cols, tile):
             blk = g[r0:r0 + tile, c0:c0 + tile]
             circ = TileCircuit(blk, device.r_wire_row_ohm, device.r_wire_col_ohm)
-            out[r0:r0 + tile, c0:c0 + tile] = circ.effective_transfer(device.v_read_v,
-                                                                      device.iv_sinh_alpha)
+            try:
+                with np.errstate(all="ignore"):
+                    t = circ.effective_transfer(device.v_read_v, device.iv_sinh_alpha)
+            except RuntimeError as exc:  # splu: "Factor is exactly singular"
+                raise _unsolvable(device, r0, c0, str(exc).lower()) from None
+            if not np.all(np.isfinite(t)):
+                raise _unsolvable(device, r0, c0, "its solution is not finite")
+            out[r0:r0 + tile, c0:c0 + tile] = t
     return out
+
+
+def _unsolvable(device, r0, c0, why) -> XbarsimError:
+    return XbarsimError(
+        f"device {device.name}: the IR-drop nodal system of the tile at row {r0}, column {c0} "
+        f"cannot be solved ({why}) with r_wire_row_ohm = {device.r_wire_row_ohm:g}, "
+        f"r_wire_col_ohm = {device.r_wire_col_ohm:g}, iv_sinh_alpha = {device.iv_sinh_alpha:g}, "
+        f"r_on_ohm = {device.r_on_ohm:g}, r_off_ohm = {device.r_off_ohm:g}")
