@@ -52,7 +52,14 @@ def _dispatch(args) -> int:
     except XbarsimError as exc:
         if args.traceback:
             raise
-        print(f"xbarsim: error: {exc}" if not _located(exc) else str(exc), file=sys.stderr)
+        text = one_line(str(exc))
+        print(f"xbarsim: error: {text}" if not _located(exc) else text, file=sys.stderr)
+        return 2
+    except MemoryError:
+        if args.traceback:
+            raise
+        print("xbarsim: error: out of memory (try fewer --samples or a smaller --batch)",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("xbarsim: interrupted", file=sys.stderr)
@@ -96,6 +103,14 @@ def _terminate_as_interrupt() -> None:
 def _version() -> str:
     from .version import __version__
     return __version__
+
+
+def one_line(text: str) -> str:
+    """The message on one line: a newline or control character read from a file (a YAML key,
+    a file name) is shown escaped, as Python writes it in a string."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _located(exc) -> bool:

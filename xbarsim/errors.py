@@ -58,3 +58,14 @@ def _needs_quotes(text: str) -> bool:
 
 class DataError(XbarsimError):
     """A data set or input array that is missing or malformed."""
+
+
+class InputFileError(DataError):
+    """A file named on the command line that is missing or malformed: ``file: --flag: what``
+    (located by its file, so the CLI prints it without the ``xbarsim: error:`` prefix)."""
+
+    def __init__(self, file, flag: str, message: str):
+        self.file = str(file)
+        self.flag = flag
+        self.message = message
+        super().__init__(f"{self.file}: {flag}: {message}")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError, XbarsimError
+from ..errors import DataError, InputFileError, XbarsimError
 
 
 def register(sub) -> None:
@@ -74,17 +74,17 @@ def load_inputs(args, spec):
         from ..io.files import load_npy_file
 
         path = Path(args.inputs)
-        images = load_npy_file(path, lambda why: DataError(f"{path}: --inputs: {why}"))
+        images = load_npy_file(path, lambda why: InputFileError(path, "--inputs", why))
         want = tuple(spec.input_shape)
         if images.ndim == 3 and want[0] == 1:
             images = images[:, None]
         if images.dtype != np.uint8:
-            raise DataError(f"{path}: --inputs: images must be uint8 (got {images.dtype})")
+            raise InputFileError(path, "--inputs", f"images must be uint8 (got {images.dtype})")
         if images.shape[1:] != want:
-            raise DataError(f"{path}: --inputs: shape must be (N, {', '.join(map(str, want))}) "
-                            f"(got {images.shape})")
+            raise InputFileError(path, "--inputs", f"shape must be (N, {', '.join(map(str, want))}) "
+                                 f"(got {images.shape})")
         if len(images) == 0:
-            raise DataError(f"{path}: --inputs: holds no images (got shape {images.shape})")
+            raise InputFileError(path, "--inputs", f"holds no images (got shape {images.shape})")
         labels = None
         if args.labels:
             labels = load_labels(Path(args.labels), len(images), spec.output.n_outputs)
@@ -112,7 +112,7 @@ def load_labels(path: Path, n_images: int, n_classes: int) -> np.ndarray:
     from ..io.files import load_npy_file
 
     def fail(why):
-        return DataError(f"{path}: --labels: {why}")
+        return InputFileError(path, "--labels", why)
 
     labels = load_npy_file(path, fail)
     if labels.ndim == 2 and labels.shape[1] == 1:
