@@ -123,7 +123,7 @@ def load_labels(path: Path, n_images: int, n_classes: int) -> np.ndarray:
         bad = ~np.isfinite(labels) | (labels != np.round(labels))
         if bad.any():
             i = int(np.argmax(bad))
-            raise fail(f"label {i} is not a whole number (got {labels[i]!r})")
+            raise fail(f"label {i} is not a whole number (got {float(labels[i])})")
     elif labels.dtype.kind not in "iub":
         raise fail(f"must hold integer class indices (got dtype {labels.dtype})")
     if len(labels) != n_images:

@@ -156,6 +156,8 @@ class Section:
             raise self.error(key, "must be a file path", value)
         resolved = (Path(self.file).parent / value).resolve()
         if must_exist and not resolved.is_file():
+            if resolved.exists():
+                raise self.error(key, f"not a regular file: {resolved}", value)
             raise self.error(key, f"file not found: {resolved}", value)
         return resolved
 
