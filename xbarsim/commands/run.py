@@ -41,7 +41,8 @@ def register(sub) -> None:
                    help="run on the 200 MNIST test images shipped with xbarsim (no data set "
                    "needed; MNIST networks only)")
     p.add_argument("--inputs", help="uint8 images .npy shaped like the network input (N, C, H, W)")
-    p.add_argument("--labels", help="labels .npy for --inputs (optional)")
+    p.add_argument("--labels", help="labels .npy for --inputs: one class index 0..classes-1 per "
+                   "image, 1-D (optional)")
     p.add_argument("--save-counts", metavar="FILE.npz",
                    help="write every layer's output counts (arrays keyed by layer name)")
     p.add_argument("--trace", metavar="DIR", help="write spike-event traces to DIR")
