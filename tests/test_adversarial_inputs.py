@@ -789,3 +789,34 @@ def test_traceback_flag_shows_the_stack_for_these_errors(tmp_path):
         main(["--traceback", "map", str(path)])
     assert (info.value.line, str(info.value)) == (
         6, f"{path}:6: invalid YAML: !!int cannot hold this value (got abc)")
+
+
+# =================================================================================================
+# More files other commands read
+# =================================================================================================
+
+def test_report_on_a_fifo_results_file(tmp_path):
+    os.mkfifo(tmp_path / "results.json")
+    assert sub(tmp_path, "report", "results.json") == (
+        "xbarsim: error: results.json: not a readable results file (not a regular file: a FIFO "
+        "(named pipe))")
+
+
+def test_training_init_file_that_is_a_fifo(tmp_path):
+    from xbarsim.errors import DataError
+    from xbarsim.network.network import load_network
+    from xbarsim.train.loop import read_float_form
+
+    os.mkfifo(tmp_path / "init.npz")
+    spec = load_network(tiny(tmp_path)).spec
+    with pytest.raises(DataError) as info:
+        read_float_form(tmp_path / "init.npz", spec)
+    assert str(info.value) == (f"{tmp_path / 'init.npz'}: --init: not a regular file: a FIFO "
+                               f"(named pipe)")
+
+
+def test_synthetic_samples_checked_against_memory(tmp_path, capsys):
+    line = one_line(capsys, "run", tiny(tmp_path), "--samples", str(10**11), "--no-progress")
+    assert line.startswith("xbarsim: error: synthetic: 100,000,000,000 images of 1x4x4 need about "
+                           "25,600,000,000,000 bytes, more than the ")
+    assert line.endswith(" bytes of memory available (use fewer --samples)")

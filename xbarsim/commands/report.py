@@ -39,11 +39,16 @@ def register(sub) -> None:
 
 def _from_results(path: Path) -> tuple:
     file = path / "results.json" if path.is_dir() else path
+    from ..io.files import read_limited
+
+    def fail(why):
+        if why == "file not found":
+            return DataError(f"{file}: not found (run `xbarsim run NETWORK --out "
+                             f"{path}` first, or give a network YAML)")
+        return DataError(f"{file}: not a readable results file ({why})")
+
     try:
-        data = json.loads(file.read_text())
-    except FileNotFoundError:
-        raise DataError(f"{file}: not found (run `xbarsim run NETWORK --out "
-                        f"{path}` first, or give a network YAML)") from None
+        data = json.loads(read_limited(file, 256 << 20, fail, "results file"))
     except (OSError, ValueError) as exc:
         raise DataError(f"{file}: not a readable results file ({exc})") from None
     cost = data.get("cost") if isinstance(data, dict) else None

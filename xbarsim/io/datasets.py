@@ -552,6 +552,13 @@ def synthetic(shape, n: int, seed: int = 0, classes: int = 10, split: str = "tes
         raise DataError(f"synthetic: split must be 'train' or 'test' (got {split!r})")
     n, classes = int(n), int(classes)
     c, h, w = shape
+    from .files import memory_budget
+
+    need = n * c * h * w * 16  # uint8 images plus the float64 noise of one block
+    if need > memory_budget():
+        raise DataError(f"synthetic: {n:,} images of {c}x{h}x{w} need about {need:,} bytes, more "
+                        f"than the {memory_budget():,} bytes of memory available (use fewer "
+                        f"--samples)")
     proto_seq, data_seq = np.random.SeedSequence(int(seed)).spawn(2)
     split_seq = data_seq.spawn(len(SPLITS))[SPLITS.index(split)]
     label_seq, noise_seq = split_seq.spawn(2)

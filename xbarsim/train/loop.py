@@ -196,33 +196,35 @@ def save_float_form(path, model: QNet, act_scale: dict, in_scale: float, meta: d
 
 def read_float_form(path, spec) -> tuple:
     """``(state in count units, state as stored, act_scale, in_scale)`` from a float-form file."""
-    try:
-        z = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: --init: not a readable .npz file ({exc})") from None
-    with z:
-        state, scales = {}, {}
-        for layer in spec.compute_layers:
-            if f"{layer.name}.weight" not in z.files:
-                raise DataError(f"{path}: --init: no float weights {layer.name}.weight (only files "
-                                f"written by 'xbarsim train --method plain|nc' can seed training)")
-            w = z[f"{layer.name}.weight"].astype(np.float64)
-            if w.shape != tuple(layer.weight_shape):
-                raise DataError(f"{path}: --init: {layer.name}.weight has shape {w.shape}, the "
-                                f"network needs {tuple(layer.weight_shape)}")
-            b = (z[f"{layer.name}.bias_float"].astype(np.float64)
-                 if f"{layer.name}.bias_float" in z.files else np.zeros(layer.cols))
-            state[layer.name] = (w, b)
-            scales[layer.name] = float(z[f"{layer.name}.act_scale"]) \
-                if f"{layer.name}.act_scale" in z.files else 1.0
-        in_scale = float(z["input.act_scale"]) if "input.act_scale" in z.files \
-            else 1.0 / ((1 << spec.input_bits) - 1)
+    from ..io.files import load_npz_file
+
+    z = load_npz_file(path, lambda why: DataError(f"{path}: --init: {why}"),
+                      lambda key, why: DataError(f"{path}: --init: {key}: {why}"))
+    state, scales = {}, {}
+    for layer in spec.compute_layers:
+        if f"{layer.name}.weight" not in z:
+            raise DataError(f"{path}: --init: no float weights {layer.name}.weight (only files "
+                            f"written by 'xbarsim train --method plain|nc' can seed training)")
+        w = z[f"{layer.name}.weight"].astype(np.float64)
+        if w.shape != tuple(layer.weight_shape):
+            raise DataError(f"{path}: --init: {layer.name}.weight has shape {w.shape}, the "
+                            f"network needs {tuple(layer.weight_shape)}")
+        b = (z[f"{layer.name}.bias_float"].astype(np.float64)
+             if f"{layer.name}.bias_float" in z else np.zeros(layer.cols))
+        state[layer.name] = (w, b)
+        scales[layer.name] = float(z[f"{layer.name}.act_scale"]) \
+            if f"{layer.name}.act_scale" in z else 1.0
+    in_scale = float(z["input.act_scale"]) if "input.act_scale" in z \
+        else 1.0 / ((1 << spec.input_bits) - 1)
     return state, scales, in_scale
 
 
 def _file_method(path) -> str:
-    with np.load(path, allow_pickle=False) as z:
-        return str(z["meta.method"]) if "meta.method" in z.files else ""
+    from ..io.files import load_npz_file
+
+    z = load_npz_file(path, lambda why: DataError(f"{path}: {why}"),
+                      lambda key, why: DataError(f"{path}: {key}: {why}"))
+    return str(z["meta.method"]) if "meta.method" in z else ""
 
 
 # -- recipes ------------------------------------------------------------------------------------------------
