@@ -820,3 +820,15 @@ def test_synthetic_samples_checked_against_memory(tmp_path, capsys):
     assert line.startswith("xbarsim: error: synthetic: 100,000,000,000 images of 1x4x4 need about "
                            "25,600,000,000,000 bytes, more than the ")
     assert line.endswith(" bytes of memory available (use fewer --samples)")
+
+
+@pytest.mark.parametrize("key,target", [("weights", "w.npz"), ("device", "card.yaml")])
+def test_symlink_loop_named_inside_the_yaml(key, target, tmp_path, capsys):
+    os.symlink("other", tmp_path / target)
+    os.symlink(target, tmp_path / "other")
+    text = TINY if key == "weights" else TINY.replace("seed: 0", f"seed: 0\ndevice: {target}")
+    net = tiny(tmp_path, target if key == "weights" else "random", text)
+    line_no = 5 if key == "weights" else 7
+    assert one_line(capsys, "map", net) == (
+        f"{net}:{line_no}: {key}: too many levels of symbolic links (a symlink loop): "
+        f"{tmp_path / target} (got {target})")

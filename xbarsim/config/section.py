@@ -154,7 +154,12 @@ class Section:
             return value
         if not isinstance(value, str) or not value:
             raise self.error(key, "must be a file path", value)
-        resolved = (Path(self.file).parent / value).resolve()
+        joined = Path(self.file).parent / value
+        try:
+            resolved = joined.resolve()
+        except (RuntimeError, OSError):  # Python < 3.13 raises RuntimeError on a symlink loop
+            raise self.error(key, f"too many levels of symbolic links (a symlink loop): "
+                             f"{joined.absolute()}", value) from None
         if must_exist and not resolved.is_file():
             if resolved.exists():
                 raise self.error(key, f"not a regular file: {resolved}", value)
