@@ -191,12 +191,13 @@ class Simulator:
         leak = float(self.options.ifc.leak_per_cycle)
         key = layer_key(self.options.seed, index)
         spikes = cycles if self.options.encoding == "bernoulli" else window
-        _check_fixed_point(layer, hw.fixed_point_weights(), start.astype(np.int64) * one, thr, cmp,
+        w = np.ascontiguousarray(hw.fixed_point_weights())
+        _check_fixed_point(layer, w, start.astype(np.int64) * one, thr, cmp,
                            bsched, spikes, cycles,
                            rel * 2.0 ** (FRAC_BITS - SQ_FRAC_BITS / 2), sq)
         return _LayerPlan(
             index=index,
-            w=np.ascontiguousarray(hw.fixed_point_weights()),
+            w=w,
             v0=np.ascontiguousarray(start.astype(np.int64) * one),
             thr=thr, window=window, cycles=cycles,
             spk=(np.zeros((1, cycles), np.uint8) if self.options.encoding == "bernoulli"
