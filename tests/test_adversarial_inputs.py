@@ -9,7 +9,6 @@ The subprocess timeout only guards against a hang; no test asserts a duration.
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import os
@@ -535,9 +534,8 @@ def test_membrane_bound_of_random_weights_names_the_layer_line(tmp_path, capsys)
 def test_engine_checks_the_fixed_point_with_a_non_ideal_card():
     """Weights inside the bound with ideal devices; programming variation makes the effective
     conductances larger and the engine refuses the layer instead of wrapping."""
-    from xbarsim.config.layers import NetworkSpec  # noqa: F401  (documentation of the type)
-    from xbarsim.config.spec import parse_network
     from xbarsim.config.section import Section
+    from xbarsim.config.spec import parse_network
     from xbarsim.config.yamlio import loads_yaml
     from xbarsim.engine import Simulator
     from xbarsim.errors import XbarsimError
@@ -718,7 +716,7 @@ def _copy(src: Path, dst: Path) -> Path:
 ])
 def test_sweep_plot_on_a_damaged_point(content, problem, finished_sweep, tmp_path, capsys):
     d = _copy(finished_sweep, tmp_path / "S")
-    point = sorted((d / "points").glob("*.json"))[0]
+    point = min((d / "points").glob("*.json"))
     record = json.loads(point.read_text())
     if content == "ACCURACY":
         record["accuracy"] = "high"
@@ -774,7 +772,6 @@ def test_unsolvable_tile_system_is_one_line():
         layer_transfer(np.full((4, 4), 1e-5), card, 4)
     assert str(info.value).startswith("device forced: the IR-drop nodal system of the tile at "
                                       "row 0, column 0 cannot be solved (")
-    assert dataclasses.is_dataclass(card)
 
 
 # =================================================================================================
