@@ -410,19 +410,34 @@ def test_inputs_shape_past_int64(capsys, tmp_path):
                            f"4) of uint8 needs ")
 
 
-def test_weights_member_with_corrupt_deflate_data(tmp_path, capsys):
-    data = bytearray(npz_bytes(good_weights(fc1__levels=np.arange(48, dtype=np.int32)
-                                            .reshape(3, 16))))
+def _corrupt_member(arrays, member, compress, lo, hi) -> bytes:
+    """The .npz of ``arrays`` with bytes ``lo … hi`` of ``member``'s stored data flipped."""
+    data = bytearray(npz_bytes(arrays, compress))
     with zipfile.ZipFile(io.BytesIO(bytes(data))) as z:
-        info = z.getinfo("fc1.levels.npy")
+        info = z.getinfo(member)
     start = info.header_offset + 30 + len(info.filename) + len(info.extra)
-    for i in range(start + 5, start + info.compress_size - 5):
+    end = start + info.compress_size
+    for i in range(start + lo if lo >= 0 else end + lo, start + hi if hi > 0 else end + hi):
         data[i] ^= 0x5A
+    return bytes(data)
+
+
+def test_weights_member_with_corrupt_deflate_data(tmp_path, capsys):
+    """A corrupt deflate stream used to escape as ``zlib.error``."""
     w = tmp_path / "w.npz"
-    w.write_bytes(bytes(data))
-    line = one_line(capsys, "map", tiny(tmp_path, "w.npz"))
-    assert line.startswith(f"{w}: fc1.levels: ")
-    assert "corrupt data" in line or "not a readable .npy array" in line
+    w.write_bytes(_corrupt_member(good_weights(fc1__levels=np.arange(48, dtype=np.int32)
+                                               .reshape(3, 16) % 15 - 7),
+                                  "fc1.levels.npy", True, 5, -5))
+    assert one_line(capsys, "map", tiny(tmp_path, "w.npz")) == (
+        f"{w}: fc1.levels: not a readable .npy array (Error -3 while decompressing data: "
+        f"invalid stored block lengths)")
+
+
+def test_weights_member_with_a_bad_crc(tmp_path, capsys):
+    w = tmp_path / "w.npz"
+    w.write_bytes(_corrupt_member(good_weights(), "fc1.levels.npy", False, -8, -4))
+    assert one_line(capsys, "map", tiny(tmp_path, "w.npz")) == (
+        f"{w}: fc1.levels: not a readable .npy array (Bad CRC-32 for file 'fc1.levels.npy')")
 
 
 def test_weights_member_declaring_a_huge_shape(tmp_path):
