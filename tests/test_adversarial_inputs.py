@@ -125,7 +125,8 @@ def test_deep_block_nesting(tmp_path, capsys):
     text = "".join("  " * i + f"k{i}:\n" for i in range(80)) + "  " * 80 + "v\n"
     path = tmp_path / "deep.yaml"
     path.write_text(text)
-    assert one_line(capsys, "map", path) == f"{path}:64: invalid YAML: nested more than 64 levels deep"
+    assert one_line(capsys, "map", path) == (
+        f"{path}:64: invalid YAML: nested more than 64 levels deep")
 
 
 def test_50_mb_junk_list_is_refused_unread(tmp_path):
@@ -229,7 +230,8 @@ def test_control_character_in_a_key_stays_on_one_line(tmp_path, capsys):
 def test_yaml_that_is_not_utf8(tmp_path, capsys):
     path = tmp_path / "net.yaml"
     path.write_bytes(TINY.encode() + b"# \xff\xfe\n")
-    assert one_line(capsys, "map", path) == f"{path}:9: not UTF-8 text (a binary file?) (got byte 0xff)"
+    assert one_line(capsys, "map", path) == (
+        f"{path}:9: not UTF-8 text (a binary file?) (got byte 0xff)")
 
 
 # =================================================================================================
@@ -265,7 +267,7 @@ def test_fifo_as_inputs(tmp_path):
     os.mkfifo(tmp_path / "x.npy")
     tiny(tmp_path)
     assert sub(tmp_path, "run", "net.yaml", "--inputs", "x.npy") == (
-        "x.npy: --inputs: not a regular file: a FIFO (named pipe)")
+        "xbarsim: error: x.npy: --inputs: not a regular file: a FIFO (named pipe)")
 
 
 def test_fifo_as_labels(tmp_path):
@@ -273,7 +275,7 @@ def test_fifo_as_labels(tmp_path):
     np.save(tmp_path / "x.npy", np.zeros((2, 1, 4, 4), np.uint8))
     tiny(tmp_path)
     assert sub(tmp_path, "run", "net.yaml", "--inputs", "x.npy", "--labels", "y.npy") == (
-        "y.npy: --labels: not a regular file: a FIFO (named pipe)")
+        "xbarsim: error: y.npy: --labels: not a regular file: a FIFO (named pipe)")
 
 
 def test_symlink_loop_as_network(tmp_path, capsys):
@@ -309,7 +311,7 @@ def test_labels_missing(inputs, capsys, tmp_path):
     net, x = inputs
     y = tmp_path / "nope.npy"
     assert one_line(capsys, "run", net, "--inputs", x, "--labels", y) == (
-        f"{y}: --labels: file not found")
+        f"xbarsim: error: {y}: --labels: file not found")
 
 
 def test_labels_pickled(inputs, capsys, tmp_path):
@@ -317,7 +319,8 @@ def test_labels_pickled(inputs, capsys, tmp_path):
     y = tmp_path / "y.npy"
     np.save(y, np.array([1, "two"], dtype=object), allow_pickle=True)
     assert one_line(capsys, "run", net, "--inputs", x, "--labels", y) == (
-        f"{y}: --labels: holds Python objects (a pickle), which xbarsim does not load")
+        f"xbarsim: error: {y}: --labels: holds Python objects (a pickle), which xbarsim does "
+        f"not load")
 
 
 def test_labels_strings(inputs, capsys, tmp_path):
@@ -325,7 +328,7 @@ def test_labels_strings(inputs, capsys, tmp_path):
     y = tmp_path / "y.npy"
     np.save(y, np.array(["cat", "dog"]))
     assert one_line(capsys, "run", net, "--inputs", x, "--labels", y) == (
-        f"{y}: --labels: must hold integer class indices (got dtype <U3)")
+        f"xbarsim: error: {y}: --labels: must hold integer class indices (got dtype <U3)")
 
 
 def test_labels_out_of_range(inputs, capsys, tmp_path):
@@ -333,7 +336,7 @@ def test_labels_out_of_range(inputs, capsys, tmp_path):
     y = tmp_path / "y.npy"
     np.save(y, np.array([0, 3]))
     assert one_line(capsys, "run", net, "--inputs", x, "--labels", y) == (
-        f"{y}: --labels: label 1 is outside 0..2, the network's 3 classes (got 3)")
+        f"xbarsim: error: {y}: --labels: label 1 is outside 0..2, the network's 3 classes (got 3)")
 
 
 def test_labels_negative_after_uint_wrap(inputs, capsys, tmp_path):
@@ -341,7 +344,7 @@ def test_labels_negative_after_uint_wrap(inputs, capsys, tmp_path):
     y = tmp_path / "y.npy"
     np.save(y, np.array([2**64 - 1, 0], np.uint64))
     assert one_line(capsys, "run", net, "--inputs", x, "--labels", y) == (
-        f"{y}: --labels: label 0 is outside 0..2, the network's 3 classes "
+        f"xbarsim: error: {y}: --labels: label 0 is outside 0..2, the network's 3 classes "
         f"(got 18446744073709551615)")
 
 
@@ -350,7 +353,7 @@ def test_labels_nan(inputs, capsys, tmp_path):
     y = tmp_path / "y.npy"
     np.save(y, np.array([0.0, np.nan]))
     assert one_line(capsys, "run", net, "--inputs", x, "--labels", y) == (
-        f"{y}: --labels: label 1 is not a whole number (got nan)")
+        f"xbarsim: error: {y}: --labels: label 1 is not a whole number (got nan)")
 
 
 def test_labels_two_dimensional(inputs, capsys, tmp_path):
@@ -358,7 +361,7 @@ def test_labels_two_dimensional(inputs, capsys, tmp_path):
     y = tmp_path / "y.npy"
     np.save(y, np.zeros((2, 3), np.int64))
     assert one_line(capsys, "run", net, "--inputs", x, "--labels", y) == (
-        f"{y}: --labels: must be a 1-D array of class indices (got shape (2, 3))")
+        f"xbarsim: error: {y}: --labels: must be a 1-D array of class indices (got shape (2, 3))")
 
 
 def test_labels_without_inputs(inputs, capsys, tmp_path):
@@ -371,21 +374,22 @@ def test_inputs_with_zero_images(capsys, tmp_path):
     x = tmp_path / "x.npy"
     np.save(x, np.zeros((0, 1, 4, 4), np.uint8))
     assert one_line(capsys, "run", tiny(tmp_path), "--inputs", x) == (
-        f"{x}: --inputs: holds no images (got shape (0, 1, 4, 4))")
+        f"xbarsim: error: {x}: --inputs: holds no images (got shape (0, 1, 4, 4))")
 
 
 def test_inputs_npz(capsys, tmp_path):
     x = tmp_path / "x.npz"
     np.savez(x, images=np.zeros((2, 1, 4, 4), np.uint8))
     assert one_line(capsys, "run", tiny(tmp_path), "--inputs", x) == (
-        f"{x}: --inputs: is an .npz archive; give a single .npy array")
+        f"xbarsim: error: {x}: --inputs: is an .npz archive; give a single .npy array")
 
 
 def test_inputs_pickled(capsys, tmp_path):
     x = tmp_path / "x.npy"
     np.save(x, np.array([{"a": 1}], dtype=object), allow_pickle=True)
     assert one_line(capsys, "run", tiny(tmp_path), "--inputs", x) == (
-        f"{x}: --inputs: holds Python objects (a pickle), which xbarsim does not load")
+        f"xbarsim: error: {x}: --inputs: holds Python objects (a pickle), which xbarsim does "
+        f"not load")
 
 
 def test_inputs_truncated(capsys, tmp_path):
@@ -393,14 +397,16 @@ def test_inputs_truncated(capsys, tmp_path):
     np.save(x, np.zeros((2, 1, 4, 4), np.uint8))
     x.write_bytes(x.read_bytes()[:-5])
     assert one_line(capsys, "run", tiny(tmp_path), "--inputs", x) == (
-        f"{x}: --inputs: truncated: the header declares 32 bytes of data, the file has 27")
+        f"xbarsim: error: {x}: --inputs: truncated: the header declares 32 bytes of data, the "
+        f"file has 27")
 
 
 def test_inputs_declaring_a_huge_shape_is_not_allocated(tmp_path):
     (tmp_path / "x.npy").write_bytes(npy_header((1 << 36, 1, 4, 4)))
     tiny(tmp_path)
     assert sub(tmp_path, "run", "net.yaml", "--inputs", "x.npy") == (
-        f"x.npy: --inputs: declared array shape (68719476736, 1, 4, 4) of uint8 needs "
+        f"xbarsim: error: x.npy: --inputs: declared array shape (68719476736, 1, 4, 4) of "
+        f"uint8 needs "
         f"1,099,511,627,776 bytes, more than the {LIMITED_BUDGET:,} bytes of memory available")
 
 
@@ -409,7 +415,8 @@ def test_inputs_shape_past_int64(capsys, tmp_path, monkeypatch):
     x = tmp_path / "x.npy"
     x.write_bytes(npy_header((1 << 70, 1, 4, 4)))
     assert one_line(capsys, "run", tiny(tmp_path), "--inputs", x) == (
-        f"{x}: --inputs: declared array shape (1180591620717411303424, 1, 4, 4) of uint8 needs "
+        f"xbarsim: error: {x}: --inputs: declared array shape (1180591620717411303424, 1, 4, "
+        f"4) of uint8 needs "
         f"18,889,465,931,478,580,854,784 bytes, more than the 536,870,912 bytes of memory "
         f"available")
 

@@ -61,11 +61,11 @@ class DataError(XbarsimError):
 
 
 class InputFileError(DataError):
-    """A file named on the command line that is missing or malformed: ``file: --flag: what``
-    (located by its file, so the CLI prints it without the ``xbarsim: error:`` prefix)."""
+    """A file named by a command-line flag that is missing or malformed: ``file: --flag: what``.
+    Printed after ``xbarsim: error:`` like other :class:`DataError` s (``path`` names the file)."""
 
     def __init__(self, file, flag: str, message: str):
-        self.file = str(file)
+        self.path = str(file)
         self.flag = flag
         self.message = message
-        super().__init__(f"{self.file}: {flag}: {message}")
+        super().__init__(f"{self.path}: {flag}: {message}")
