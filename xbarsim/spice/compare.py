@@ -129,8 +129,16 @@ def fidelity_network(rows, cols, bits, weight_bits, seed):
 
 
 def transient_agreement(device: DeviceCard, cases=200, rows=32, bits=5, weight_bits=5, seed=0,
-                        encoding="uniform", tie_rel=1e-4, chunk=1):
-    """Engine vs ngspice spike counts on ``cases`` random (image, column) pairs."""
+                        encoding="uniform", tie_rel=1e-4, chunk=1, engine_device=None,
+                        spice_counts=None):
+    """Engine vs ngspice spike counts on ``cases`` random (image, column) pairs.
+
+    ``engine_device``: the card the engine runs with (default ``device``, the circuit SPICE
+    simulates; e.g. the ideal card, to see what ignoring an effect costs). ``spice_counts``:
+    reuse counts of an earlier call with the same ``device`` and draws instead of running SPICE.
+    """
+    sdev = device
+    device = engine_device or device
     cols = 4
     images = -(-cases // cols)
     spec, levels, theta = fidelity_network(rows, cols, bits, weight_bits, seed)
@@ -168,14 +176,16 @@ def transient_agreement(device: DeviceCard, cases=200, rows=32, bits=5, weight_b
                 q -= theta
     spice = np.zeros(len(pairs), np.int64)
     unclean = np.zeros(len(pairs), bool)
-    for lo in range(0, len(pairs), chunk):
+    for lo in range(0, len(pairs) if spice_counts is None else 0, chunk):
         part = pairs[lo:lo + chunk]
         cs = [dict(g_pos=lh.g_pos_s[:, j], g_neg=lh.g_neg_s[:, j], x=x[b], q0=q0[j],
                    theta=theta, g_unit=lh.g_unit_s) for b, j in part]
-        out = run_ngspice(column_netlist(cs, spk, device, top))
+        out = run_ngspice(column_netlist(cs, spk, sdev, top))
         for k in range(len(part)):
             h = np.array([out[f"h{k}_{t}"] for t in range(top)])
             spice[lo + k] = int(np.sum(h > 0.5))
             unclean[lo + k] = bool(np.any(np.minimum(np.abs(h), np.abs(h - 1)) > 0.01))
+    if spice_counts is not None:
+        spice = np.asarray(spice_counts, np.int64)
     xb = np.array([fired[b, j] for b, j in pairs], np.int64)
     return TransientResult(xb, spice, margin < tie_rel, margin, unclean)
