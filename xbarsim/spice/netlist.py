@@ -72,7 +72,8 @@ def column_netlist(cases, spk, device, cycles: int, title="columns", rise_frac=0
 
     ``cases``: a list of dicts with ``g_pos``, ``g_neg`` (R,) siemens, ``x`` (R,) input counts,
     ``q0`` the initial membrane and ``theta`` the threshold, both in weight LSBs (charge
-    ``V_read·ΔG·t_pulse``), and ``g_unit`` (ΔG, siemens). ``spk[x, t]`` is the encoding's
+    ``V_read·ΔG·t_pulse``), ``g_unit`` (ΔG, siemens) and optionally ``bias`` (cycles,): a bias
+    current delivering ``bias[t]`` LSBs during the read pulse of cycle ``t``. ``spk[x, t]`` is the encoding's
     schedule (row with count ``x`` spikes in cycle ``t``). ``device`` gives ``v_read_v``,
     ``t_pulse_s``, ``t_cycle_s``, ``r_driver_ohm``, ``ifc_front_end``, ``opamp_gain``,
     ``c_ifc_f``. Prints ``h<k>_<t>`` (the comparator decision of cycle ``t``, 0 or 1) and ``q<k>`` (the comparator's input at the end:
@@ -137,6 +138,14 @@ def column_netlist(cases, spk, device, cycles: int, title="columns", rise_frac=0
             integ, mem = xn, f"V({xn})"
         # initial membrane, the threshold charge removal, the comparator and the counter
         lines.append(f"Bq{k} 0 {integ} I = {_num(c['q0'] * q_unit / (dl - e))} * V(pre)")
+        bias = np.asarray(c.get("bias", ()), np.float64)
+        if bias.size and np.any(bias):  # a bias current: bias[t] LSBs in the pulse of cycle t
+            pts = [(0.0, 0.0)]
+            for t in np.flatnonzero(bias[:cycles]):
+                a, amp = t0 + t * tc, bias[t] * q_unit / tp
+                pts += [(a, 0.0), (a + tr, amp), (a + tp, amp), (a + tp + tr, 0.0)]
+            body = " ".join(f"{_num(t)} {_num(y)}" for t, y in pts)
+            lines.append(f"Ib{k} 0 {integ} PWL({body})")
         lines.append(f"Br{k} {integ} 0 I = {_num(qth / dl)} * V(h{k}) * V(rst)")
         # track and hold: h follows the comparator (time constant dl/50) while trk is high
         # (the comparator: a ramp 1e-7·V_th wide, continuous so that Newton converges)
