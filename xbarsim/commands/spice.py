@@ -63,6 +63,7 @@ def run(args) -> int:
     from ..network.network import load_network
     from ..network.reference import im2col
     from ..spice import column_netlist, run_ngspice, tile_netlist
+    from ..spice.compare import row_load
     from .run import load_inputs
 
     net = load_network(args.network)
@@ -133,7 +134,8 @@ def run(args) -> int:
                 else np.zeros(0))
         case = dict(g_pos=lh.g_pos_s[:, j], g_neg=lh.g_neg_s[:, j], x=x,
                     q0=plan.v0[j] / float(1 << FRAC_BITS), theta=lh.theta, g_unit=lh.g_unit_s,
-                    bias=bias[:, j] if bias.size else bias)
+                    bias=bias[:, j] if bias.size else bias,
+                    load_pos=row_load(lh.g_pos_s, j, tile), load_neg=row_load(lh.g_neg_s, j, tile))
         text = column_netlist([case], spk, dev, plan.cycles,
                               title=f"{spec.name} {layer.name} column {j} image {args.image} "
                               f"position {args.position}")

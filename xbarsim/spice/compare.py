@@ -115,6 +115,13 @@ layers:
 """
 
 
+def row_load(g, j, tile):
+    """Per row, the conductance of the other columns of column ``j``'s tile (siemens, (rows,)):
+    what else a row's driver feeds (the column netlist holds their sense nodes at 0 V)."""
+    c0 = (j // tile) * tile
+    return np.asarray(g)[:, c0:c0 + tile].sum(axis=1) - np.asarray(g)[:, j]
+
+
 def fidelity_network(rows, cols, bits, weight_bits, seed):
     """A one-layer fc network with positive-leaning random levels, and its inputs' θ scale."""
     spec = parse_network(Section(loads_yaml(_NET.format(rows=rows, cols=cols, bits=bits,
@@ -179,7 +186,8 @@ def transient_agreement(device: DeviceCard, cases=200, rows=32, bits=5, weight_b
     for lo in range(0, len(pairs) if spice_counts is None else 0, chunk):
         part = pairs[lo:lo + chunk]
         cs = [dict(g_pos=lh.g_pos_s[:, j], g_neg=lh.g_neg_s[:, j], x=x[b], q0=q0[j],
-                   theta=theta, g_unit=lh.g_unit_s) for b, j in part]
+                   theta=theta, g_unit=lh.g_unit_s, load_pos=row_load(lh.g_pos_s, j, rows),
+                   load_neg=row_load(lh.g_neg_s, j, rows)) for b, j in part]
         out = run_ngspice(column_netlist(cs, spk, sdev, top))
         for k in range(len(part)):
             h = np.array([out[f"h{k}_{t}"] for t in range(top)])

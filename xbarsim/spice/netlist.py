@@ -73,7 +73,9 @@ def column_netlist(cases, spk, device, cycles: int, title="columns", rise_frac=0
     ``cases``: a list of dicts with ``g_pos``, ``g_neg`` (R,) siemens, ``x`` (R,) input counts,
     ``q0`` the initial membrane and ``theta`` the threshold, both in weight LSBs (charge
     ``V_read·ΔG·t_pulse``), ``g_unit`` (ΔG, siemens) and optionally ``bias`` (cycles,): a bias
-    current delivering ``bias[t]`` LSBs during the read pulse of cycle ``t``. ``spk[x, t]`` is the encoding's
+    current delivering ``bias[t]`` LSBs during the read pulse of cycle ``t``; ``load_pos``,
+    ``load_neg`` (R,), siemens: the conductance of the row's other columns in its tile, which load
+    its driver (to a sense node at 0 V) when ``r_driver_ohm > 0``. ``spk[x, t]`` is the encoding's
     schedule (row with count ``x`` spikes in cycle ``t``). ``device`` gives ``v_read_v``,
     ``t_pulse_s``, ``t_cycle_s``, ``r_driver_ohm``, ``ifc_front_end``, ``opamp_gain``,
     ``c_ifc_f``. Prints ``h<k>_<t>`` (the comparator decision of cycle ``t``, 0 or 1) and ``q<k>`` (the comparator's input at the end:
@@ -91,7 +93,7 @@ def column_netlist(cases, spk, device, cycles: int, title="columns", rise_frac=0
     tend = t0 + cycles * tc + 2 * dl
     lines = [f"* xbarsim {title}: {len(cases)} column(s), front end {fe}, r_driver={rd:g} ohm, "
              f"{cycles} cycles of {tc:g} s, read pulse {v:g} V x {tp:g} s",
-             f".options reltol={reltol:g} abstol=1e-18 vntol=1e-12 chgtol=1e-22",
+             f".options method=gear reltol={reltol:g} abstol=1e-18 vntol=1e-12 chgtol=1e-22",
              ]
     values = sorted({int(x) for c in cases for x in np.asarray(c["x"]) if x > 0})
     for val in values:
@@ -122,6 +124,9 @@ def column_netlist(cases, spk, device, cycles: int, title="columns", rise_frac=0
                 if rd > 0:
                     lines.append(f"Rd{sgn}{k}_{i} {src} w{sgn}{k}_{i} {_num(rd)}")
                     lines.append(f"R{sgn}{k}_{i} w{sgn}{k}_{i} {xn} {_num(1.0 / gg)}")
+                    load = c.get(f"load_{'pos' if sgn == 'p' else 'neg'}")
+                    if load is not None and load[i] > 0:  # the row's other columns (at 0 V)
+                        lines.append(f"Rl{sgn}{k}_{i} w{sgn}{k}_{i} 0 {_num(1.0 / load[i])}")
                 else:
                     lines.append(f"R{sgn}{k}_{i} {src} {xn} {_num(1.0 / gg)}")
         if fe == "ideal":  # virtual ground: a 0 V source whose current charges the membrane
