@@ -244,3 +244,49 @@ def test_transient_spike_counts_match_ngspice(kw):
     r = transient_agreement(DeviceCard(**kw), cases=12, bits=4, seed=5)
     assert (~r.tie).sum() >= 8
     assert r.non_tie_agreement == 1.0
+
+
+# ------------------------------------------------------------------------------------------------
+# the command
+# ------------------------------------------------------------------------------------------------
+LENET = str(Path(__file__).resolve().parents[1] / "networks" / "lenet-mnist-4b.yaml")
+
+
+def test_spice_command_writes_tile_and_column_netlists(tmp_path, capsys):
+    from xbarsim.cli import main
+
+    assert main(["spice", LENET, "--layer", "conv2", "--tile", "1,0", "--cycle", "3",
+                 "--position", "30", "--out", str(tmp_path / "t.cir")]) == 0
+    text = (tmp_path / "t.cir").read_text()
+    assert text.count("\nRx") == 32 * 16 and "\nop\n" in text
+    assert main(["spice", LENET, "--layer", "conv1", "--column", "0", "--position", "278"]) == 0
+    out = capsys.readouterr().out
+    assert ".tran" in out and "meas tran h0_14 " in out and out.rstrip().endswith(".end")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--layer", "pool1"], "xbarsim: error: --layer: no conv/fc layer 'pool1'"),
+    (["--layer", "conv1", "--tile", "5,0"], "xbarsim: error: --tile: conv1 has 1x1 tiles"),
+    (["--layer", "fc1", "--column", "99"], "xbarsim: error: --column: must be in 0..13"),
+    (["--layer", "conv1", "--tile", "a"], "xbarsim: error: --tile: must be two integers"),
+])
+def test_spice_command_errors_are_one_line(argv, message, capsys):
+    from xbarsim.cli import main
+
+    assert main(["spice", LENET] + argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1
+
+
+@pytest.mark.spice
+@needs_ngspice
+def test_spice_command_run_prints_equal_counts(capsys, tmp_path):
+    from xbarsim.cli import main
+
+    card = tmp_path / "card.yaml"
+    card.write_text("name: rd1k-cap\nr_driver_ohm: 1000\nifc_front_end: capacitor\n"
+                    "c_ifc_f: 2.0e-11\n")
+    assert main(["spice", LENET, "--layer", "conv1", "--column", "0", "--position", "278",
+                 "--device", str(card), "--run"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1].split()
+    assert last[0] == last[1] and int(last[0]) > 0
