@@ -16,9 +16,6 @@ import argparse
 import os
 import sys
 import time
-from dataclasses import replace
-
-import numpy as np
 
 from xbarsim.config.device import DeviceCard
 from xbarsim.spice.compare import dc_agreement, transient_agreement

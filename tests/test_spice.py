@@ -20,8 +20,12 @@ from xbarsim import DeviceCard, Simulator, build_hardware
 from xbarsim.config.device import load_device
 from xbarsim.errors import ConfigError, XbarsimError
 from xbarsim.hardware.frontend import front_end_terms
-from xbarsim.hardware.irdrop import (TileCircuit, column_admittance, solve_tile,
-                                     transfer_general)
+from xbarsim.hardware.irdrop import (
+    TileCircuit,
+    column_admittance,
+    solve_tile,
+    transfer_general,
+)
 from xbarsim.spice import column_netlist, tile_netlist
 from xbarsim.sweep.params import parameter_names
 

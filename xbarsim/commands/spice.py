@@ -158,11 +158,12 @@ def run(args) -> int:
               f"currents (A) of the {args.array} array's tile {args.tile}:")
         print(f"{'column':>6}  {'xbarsim engine':>15}  {'xbarsim nodal':>15}  {'ngspice':>15}  "
               f"{'rel. error engine':>17}  {'rel. error nodal':>16}")
+        def rel(a, ref):
+            return abs(a / ref - 1) if ref else abs(a)
+
         for c in range(len(sp)):
-            def rel(a):
-                return abs(a / sp[c] - 1) if sp[c] else abs(a)
             print(f"{c0 + c:>6}  {eng[c]:>15.6e}  {nodal[c]:>15.6e}  {sp[c]:>15.6e}  "
-                  f"{rel(eng[c]):>17.2e}  {rel(nodal[c]):>16.2e}")
+                  f"{rel(eng[c], sp[c]):>17.2e}  {rel(nodal[c], sp[c]):>16.2e}")
         return 0
     out = run_ngspice(text)
     h = np.array([out[f"h0_{t}"] for t in range(plan.cycles)])

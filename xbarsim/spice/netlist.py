@@ -163,7 +163,7 @@ def column_netlist(cases, spk, device, cycles: int, title="columns", rise_frac=0
     lines.append(".control")
     lines.append("set numdgt=15")
     lines.append("run")
-    for k, c in enumerate(cases):
+    for k in range(len(cases)):
         mem = {"ideal": f"v(i{k})", "opamp": f"v(o{k})", "capacitor": f"v(x{k})"}[fe]
         for t in range(cycles):  # the comparator's held decision of cycle t
             lines.append(f"meas tran h{k}_{t} FIND v(h{k}) AT={_num(t0 + (t + 1) * tc + dl / 2)}")
