@@ -32,7 +32,8 @@ def register(sub) -> None:
                    "(e.g. one with r_driver_ohm, idle_rows or ifc_front_end)")
     p.add_argument("--seed", type=int, default=None, help="engine seed (default: the YAML's)")
     p.add_argument("--inputs", help="uint8 images .npy shaped like the network input")
-    p.add_argument("--split", choices=("test", "train"), default="test")
+    p.add_argument("--split", choices=("test", "train"), default="test",
+                   help="data set split the image comes from (default test)")
     p.add_argument("--out", metavar="FILE.cir", help="write the netlist here (default: stdout "
                    "unless --run)")
     p.add_argument("--run", action="store_true", help="run ngspice and compare with xbarsim")
