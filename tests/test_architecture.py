@@ -13,7 +13,7 @@ PKG = Path(__file__).resolve().parents[1] / "xbarsim"
 #: from its own folder. ``errors`` (imports nothing) and ``io`` (only errors) are shared by all;
 #: cost, sweep and train are peers that never import each other.
 STAGE = {"errors": -1, "version": -1, "io": 0, "config": 1, "network": 2, "hardware": 3, "engine": 4,
-         "cost": 5, "sweep": 5, "train": 5, "commands": 6,
+         "cost": 5, "sweep": 5, "train": 5, "spice": 5, "commands": 6,
          "__init__": 7, "cli": 7, "__main__": 8}
 
 

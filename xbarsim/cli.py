@@ -12,7 +12,8 @@ import sys
 
 from .errors import XbarsimError
 
-COMMANDS = ("networks", "map", "run", "trace", "report", "table5", "train", "paper", "sweep")
+COMMANDS = ("networks", "map", "run", "trace", "report", "table5", "train", "paper", "sweep",
+            "spice")
 
 
 def build_parser() -> argparse.ArgumentParser:

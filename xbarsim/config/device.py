@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 from pathlib import Path
+from types import SimpleNamespace
 
 from ..errors import XbarsimError
 from .section import Section
@@ -26,8 +27,11 @@ MIN_WIRE_OHM = 1e-6
 #: Upper bounds a card file and a sweep point share (lower bounds: every field >= 0).
 UPPER = {"variation_rel": 10.0, "read_noise_rel": 10.0, "drift_nu": 1.0, "drift_nu_sigma": 1.0,
          "iv_sinh_alpha": 20.0, "r_wire_row_ohm": 1e6, "r_wire_col_ohm": 1e6,
-         "r_off_ohm": 1e12, "drift_t_s": 1e12}
+         "r_off_ohm": 1e12, "drift_t_s": 1e12, "r_driver_ohm": 1e9, "opamp_gain": 1e12,
+         "c_ifc_f": 1.0, "t_cycle_s": 1.0}
 VARIATION_DISTS = ("normal", "lognormal")
+IDLE_ROWS = ("driven", "floating")
+FRONT_ENDS = ("ideal", "opamp", "capacitor")
 
 
 class DeviceCardError(XbarsimError, ValueError):
@@ -72,6 +76,24 @@ class DeviceCard:
         differs from ``V_read``, i.e. with wire resistance.
     r_wire_row_ohm: word-line wire resistance per cell segment, ohms; 0 = ideal wires.
     r_wire_col_ohm: bit-line wire resistance per cell segment, ohms.
+
+    Circuit effects (docs/nonidealities.md, "Drivers and the IFC front end"; defaults = today's
+    ideal circuit, bit for bit):
+
+    r_driver_ohm: output resistance of each word-line driver, ohms (in series between the
+        driver's source and the row's first cell); 0 = ideal voltage source.
+    idle_rows: what a row does when it does not spike: ``driven`` (held at 0 V by its driver)
+        or ``floating`` (driver in high impedance, the row wire left floating).
+    ifc_front_end: how a column's current is integrated: ``ideal`` (a virtual ground at exactly
+        0 V), ``opamp`` (an op-amp integrator of finite open-loop gain ``opamp_gain``: the sense
+        node sits at ``Q/((A+1)·C)``) or ``capacitor`` (a passive capacitor on the column: the
+        column voltage is the membrane ``Q/C`` itself and feeds back on every device's current).
+        The paired ``G−`` array's rows are driven with ``−V_read`` into the same sense node.
+    opamp_gain: open-loop gain ``A`` of the integrator's op-amp (dimensionless, ``ifc_front_end:
+        opamp`` only). The leak ``G_tot·t/((A+1)·C)`` and the comparator offset ``θ/A`` follow.
+    c_ifc_f: integration capacitance of an IFC, farads (``opamp``/``capacitor`` front ends).
+    t_cycle_s: cycle period, seconds (the read pulse opens each cycle; ``opamp``/``capacitor``
+        front ends leak over the whole cycle). The cost model's period is the circuit card's.
     """
 
     name: str = "ideal"
@@ -95,6 +117,12 @@ class DeviceCard:
     iv_sinh_alpha: float = 0.0
     r_wire_row_ohm: float = 0.0
     r_wire_col_ohm: float = 0.0
+    r_driver_ohm: float = 0.0
+    idle_rows: str = "driven"
+    ifc_front_end: str = "ideal"
+    opamp_gain: float = 1000.0
+    c_ifc_f: float = 1e-12
+    t_cycle_s: float = 2e-9
 
     def __post_init__(self):
         def bad(key, message, got):
@@ -129,7 +157,8 @@ class DeviceCard:
             bad("variation_dist", f"must be one of {', '.join(VARIATION_DISTS)}",
                 self.variation_dist)
         for key in ("variation_rel", "read_noise_rel", "drift_t_s", "drift_nu",
-                    "drift_nu_sigma", "iv_sinh_alpha", "r_wire_row_ohm", "r_wire_col_ohm"):
+                    "drift_nu_sigma", "iv_sinh_alpha", "r_wire_row_ohm", "r_wire_col_ohm",
+                    "r_driver_ohm"):
             if getattr(self, key) < 0:
                 bad(key, "must be >= 0", getattr(self, key))
         for key in ("stuck_on_rate", "stuck_off_rate"):
@@ -143,6 +172,17 @@ class DeviceCard:
         if self.drift_t_s and self.drift_t_s < self.drift_t0_s:
             bad("drift_t_s", f"must be 0 (no drift) or >= drift_t0_s = {self.drift_t0_s:g}",
                 self.drift_t_s)
+        if self.idle_rows not in IDLE_ROWS:
+            bad("idle_rows", f"must be one of {', '.join(IDLE_ROWS)}", self.idle_rows)
+        if self.ifc_front_end not in FRONT_ENDS:
+            bad("ifc_front_end", f"must be one of {', '.join(FRONT_ENDS)}", self.ifc_front_end)
+        if self.opamp_gain < 1:
+            bad("opamp_gain", "must be >= 1", self.opamp_gain)
+        if self.c_ifc_f <= 0:
+            bad("c_ifc_f", "must be > 0", self.c_ifc_f)
+        if self.t_cycle_s < self.t_pulse_s:
+            bad("t_cycle_s", f"must be >= t_pulse_s = {self.t_pulse_s:g}", self.t_cycle_s)
+        check_circuit_combination(self, bad)
 
     @property
     def g_min_s(self) -> float:
@@ -161,18 +201,41 @@ class DeviceCard:
     def has_wires(self) -> bool:
         return self.r_wire_row_ohm > 0 or self.r_wire_col_ohm > 0
 
+    @property
+    def has_circuit(self) -> bool:
+        """True when the tile needs a nodal solve: wire or driver resistance."""
+        return self.has_wires or self.r_driver_ohm > 0
+
+    @property
+    def has_front_end(self) -> bool:
+        """True when the IFC input is not an ideal virtual ground."""
+        return self.ifc_front_end != "ideal"
+
     def static_nonideal(self, weight_bits: int) -> bool:
         """True when the programmed conductances differ from the ideal pair (anything but read
         noise, which is dynamic)."""
         few_levels = 0 < self.levels < (1 << (weight_bits - 1))
         return (few_levels or self.variation_rel > 0 or self.stuck_on_rate > 0
-                or self.stuck_off_rate > 0 or self.has_drift or self.has_wires)
+                or self.stuck_off_rate > 0 or self.has_drift or self.has_circuit
+                or self.has_front_end)
+
+
+def check_circuit_combination(card, bad):
+    """Combinations of circuit effects xbarsim does not model (one line each)."""
+    if card.iv_sinh_alpha > 0 and (card.r_driver_ohm > 0 or card.idle_rows == "floating"
+                                   or card.has_front_end):
+        bad("iv_sinh_alpha", "I-V nonlinearity is modelled only with driven idle rows, "
+            "r_driver_ohm = 0 and the ideal front end", card.iv_sinh_alpha)
+    if card.idle_rows == "floating" and card.has_front_end:
+        bad("idle_rows", f"floating idle rows are not modelled with ifc_front_end "
+            f"{card.ifc_front_end} (use driven)", card.idle_rows)
 
 
 DEVICE_KEYS = ("name", "source", "r_on_ohm", "r_off_ohm", "levels", "v_read_v", "t_pulse_s", "pair",
                "variation_rel", "variation_dist", "read_noise_rel", "stuck_on_rate",
                "stuck_off_rate", "drift_t_s", "drift_t0_s", "drift_nu", "drift_nu_sigma",
-               "iv_sinh_alpha", "r_wire_row_ohm", "r_wire_col_ohm")
+               "iv_sinh_alpha", "r_wire_row_ohm", "r_wire_col_ohm", "r_driver_ohm", "idle_rows",
+               "ifc_front_end", "opamp_gain", "c_ifc_f", "t_cycle_s")
 
 
 def parse_device(sec: Section, default_name: str = "device") -> DeviceCard:
@@ -215,6 +278,8 @@ def parse_device(sec: Section, default_name: str = "device") -> DeviceCard:
         iv_sinh_alpha=sec.float("iv_sinh_alpha", 0.0, lo=0, hi=20),
         r_wire_row_ohm=_wire(sec, "r_wire_row_ohm"),
         r_wire_col_ohm=_wire(sec, "r_wire_col_ohm"),
+        **_parse_circuit(sec, t_pulse=sec.float("t_pulse_s", 1e-9, lo=0, lo_open=True, hi=1.0),
+                         alpha=sec.float("iv_sinh_alpha", 0.0, lo=0, hi=20)),
     )
 
 
@@ -223,6 +288,25 @@ def _wire(sec: Section, key: str) -> float:
     if 0 < value < MIN_WIRE_OHM:
         raise sec.error(key, f"must be 0 (ideal wires) or >= {MIN_WIRE_OHM:g}", value)
     return value
+
+
+def _parse_circuit(sec: Section, t_pulse: float, alpha: float) -> dict:
+    """The driver / idle-row / IFC front-end keys, each checked where it is written."""
+    out = dict(
+        r_driver_ohm=sec.float("r_driver_ohm", 0.0, lo=0, hi=1e9),
+        idle_rows=sec.str("idle_rows", "driven", choices=IDLE_ROWS),
+        ifc_front_end=sec.str("ifc_front_end", "ideal", choices=FRONT_ENDS),
+        opamp_gain=sec.float("opamp_gain", 1000.0, lo=1, hi=1e12),
+        c_ifc_f=sec.float("c_ifc_f", 1e-12, lo=0, lo_open=True, hi=1.0),
+        t_cycle_s=sec.float("t_cycle_s", 2e-9, lo=t_pulse, hi=1.0),
+    )
+    def bad(key, message, got):
+        raise sec.error(key, message, got)
+
+    probe = SimpleNamespace(**out, iv_sinh_alpha=alpha,
+                            has_front_end=out["ifc_front_end"] != "ideal")
+    check_circuit_combination(probe, bad)  # the combination rules, reported at their key
+    return out
 
 
 def load_device(path) -> DeviceCard:

@@ -223,7 +223,7 @@ def _hash_normal(h, ztab):
 @njit(parallel=True, cache=True)
 def layer_nonideal(x, w, sq, kernel, stride, pad, out_h, out_w, spk, bern, window, key, image0,
                    v0, thr, cmp, leak, noise_scale, nkey, ztab, reset_zero, fired, resid, trace,
-                   n_chunks, bsched):
+                   n_chunks, bsched, leak_col=None):
     """The cycle loop with dynamic non-idealities (read noise, leak, comparator offsets).
 
     Like :func:`layer_grouped` (deterministic encodings, ``bern = False``: rows grouped by count)
@@ -231,7 +231,8 @@ def layer_nonideal(x, w, sq, kernel, stride, pad, out_h, out_w, spk, bern, windo
     column, in this order: leak ``v −= trunc(leak·v)``; input ``Σ w`` over spiking rows plus read
     noise ``floor(noise_scale·sqrt(Σ sq)·z + ½)`` with ``z`` a normal from the hash of
     ``(nkey, image, position, column, cycle)`` (``noise_scale = 0``: none); fire when
-    ``v ≥ cmp[j]``, then subtract ``thr[j]`` (or reset to 0).
+    ``v ≥ cmp[j]``, then subtract ``thr[j]`` (or reset to 0). ``leak_col`` (float64 (cols,),
+    optional) replaces the scalar ``leak`` by one leak per column (an IFC front end's).
     """
     batch, chans, height, width = x.shape
     rows, cols = w.shape
@@ -330,7 +331,9 @@ def layer_nonideal(x, w, sq, kernel, stride, pad, out_h, out_w, spk, bern, windo
                         acc[j] += bsched[t, j]
                 for j in range(cols):
                     vj = v[j]
-                    if do_leak:
+                    if leak_col is not None:
+                        vj = vj - np.int64(leak_col[j] * np.float64(vj))
+                    elif do_leak:
                         vj = vj - np.int64(leak * np.float64(vj))
                     vj = vj + acc[j]
                     if do_noise and var[j] > 0:

@@ -15,6 +15,7 @@ import numpy as np
 from ..config.layers import INPUT
 from ..config.section import check_seed
 from ..errors import XbarsimError
+from ..hardware.frontend import front_end_terms
 from ..hardware.program import FRAC_BITS, SQ_FRAC_BITS, Hardware, build_hardware
 from ..network.reference import im2col, pool, preactivation
 from . import kernels, twin
@@ -126,6 +127,7 @@ class _LayerPlan:
     cmp: np.ndarray      # int64 (cols,) comparator trip level, fixed point (thr + offset)
     sq: np.ndarray       # int64 (rows, cols) read-noise variance per spike (or (0, cols))
     leak: float          # membrane fraction lost per cycle
+    leak_col: np.ndarray | None  # float64 (cols,) per-column leak (IFC front end), else None
     noise_scale: float   # read_noise_rel · 2^(FRAC_BITS − SQ_FRAC_BITS/2); 0 = no read noise
     nkey: int            # read-noise key for this layer
     dynamic: bool        # needs kernels.layer_nonideal (read noise, leak, comparator offsets)
@@ -190,8 +192,15 @@ class Simulator:
         sq = (hw.read_noise_squares() if rel > 0 else np.zeros((0, hw.cols), np.int64))
         leak = float(self.options.ifc.leak_per_cycle)
         key = layer_key(self.options.seed, index)
+        device = self.hardware.device
+        leak_col, gain = None, None
+        if getattr(device, "has_front_end", False) and hw.g_ifc_s is not None:
+            decay, gain, offset = front_end_terms(device, hw.g_ifc_s, theta)
+            leak_col = np.ascontiguousarray(1.0 - (1.0 - leak) * decay)
+            cmp = cmp + np.int64(np.rint(offset * one))
+            bsched = np.rint(bsched * gain[None, :]).astype(np.int64)
         spikes = cycles if self.options.encoding == "bernoulli" else window
-        w = np.ascontiguousarray(hw.fixed_point_weights())
+        w = np.ascontiguousarray(hw.fixed_point_weights(gain))
         _check_fixed_point(layer, w, start.astype(np.int64) * one, thr, cmp,
                            bsched, spikes, cycles,
                            rel * 2.0 ** (FRAC_BITS - SQ_FRAC_BITS / 2), sq)
@@ -203,10 +212,10 @@ class Simulator:
             spk=(np.zeros((1, cycles), np.uint8) if self.options.encoding == "bernoulli"
                  else schedule(self.options.encoding, window, cycles)
                  if full_table_fits(window, cycles) else None),
-            key=key, cmp=cmp, sq=np.ascontiguousarray(sq), leak=leak,
+            key=key, cmp=cmp, sq=np.ascontiguousarray(sq), leak=leak, leak_col=leak_col,
             noise_scale=float(rel * 2.0 ** (FRAC_BITS - SQ_FRAC_BITS / 2)),
             nkey=noise_key(key),
-            dynamic=bool(rel > 0 or leak > 0 or np.any(cmp != thr)),
+            dynamic=bool(rel > 0 or leak > 0 or np.any(cmp != thr) or leak_col is not None),
             bsched=np.ascontiguousarray(bsched, dtype=np.int64),
         )
 
@@ -238,7 +247,7 @@ class Simulator:
                                                sq=plan.sq, cmp=plan.cmp, leak=plan.leak,
                                                noise_scale=plan.noise_scale, nkey=plan.nkey,
                                                ztab=normal_table(kernels.ZTAB_BITS),
-                                               bsched=plan.bsched)
+                                               bsched=plan.bsched, leak_col=plan.leak_col)
             if not trace:
                 tr = None
         else:
@@ -252,7 +261,7 @@ class Simulator:
                                        plan.thr, plan.cmp, plan.leak, plan.noise_scale,
                                        np.uint64(plan.nkey), normal_table(kernels.ZTAB_BITS),
                                        reset_zero, fired, resid, tr, 64 * numba.get_num_threads(),
-                                       plan.bsched)
+                                       plan.bsched, plan.leak_col)
             elif bern:
                 kernels.layer_bernoulli(x4, plan.w, k, s, p, ho, wo, plan.window, plan.cycles,
                                         np.uint64(plan.key), image0, plan.v0, plan.thr, reset_zero,

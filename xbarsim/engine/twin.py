@@ -30,7 +30,7 @@ def _unroll(x, kernel, stride, pad):
 
 def layer_twin(x, w, kernel, stride, pad, spk, v0, thr, reset_zero, window=None, key=None,
                image0=0, bernoulli=False, cycles=None, sq=None, cmp=None, leak=0.0,
-               noise_scale=0.0, nkey=0, ztab=None, bsched=None):
+               noise_scale=0.0, nkey=0, ztab=None, bsched=None, leak_col=None):
     """Returns ``(fired, resid, trace)`` with ``trace`` of shape ``(items, cols, cycles)``.
 
     Non-idealities (kernel: ``layer_nonideal``): ``cmp`` the comparator levels (default ``thr``);
@@ -38,7 +38,8 @@ def layer_twin(x, w, kernel, stride, pad, spk, v0, thr, reset_zero, window=None,
     when ``noise_scale > 0``: each cycle, column ``j`` of item (image ``b``, position ``p``) gets
     ``floor(noise_scale·sqrt(s @ sq)·z + ½)`` with ``z = ztab[top bits of the hash of
     (nkey, image0+b, p, j, t)]``. ``bsched[t]`` (if given) is added to every item's column
-    inputs in cycle ``t`` (a bias current).
+    inputs in cycle ``t`` (a bias current). ``leak_col`` (cols,) replaces ``leak`` by one leak
+    per column.
     """
     xin, neurons, images = _unroll(np.asarray(x, np.int64), kernel, stride, pad)
     n_items, rows = xin.shape
@@ -71,7 +72,9 @@ def layer_twin(x, w, kernel, stride, pad, spk, v0, thr, reset_zero, window=None,
                 s = np.zeros_like(xin, bool)
         else:
             s = spk[xin, t].astype(bool)
-        if leak > 0:
+        if leak_col is not None:
+            v = v - (np.asarray(leak_col, np.float64)[None, :] * v.astype(np.float64)).astype(np.int64)
+        elif leak > 0:
             v = v - (leak * v.astype(np.float64)).astype(np.int64)
         v = v + s.astype(np.int64) @ w
         if bsched is not None and t < len(bsched):

@@ -195,18 +195,133 @@ class TileCircuit:
         return self.transfer()
 
 
+# ------------------------------------------------------------------------------------------------
+# Drivers, idle rows and the sense node: the general nodal solve
+# ------------------------------------------------------------------------------------------------
+def solve_tile(g, r_row, r_col, r_driver, vdrive, driven=None, v_end=None):
+    """IFC input currents ``(C, K)`` of one tile of linear devices ``g`` (R, C), siemens → amperes.
+
+    The circuit of :class:`TileCircuit` with, in addition: a driver output resistance
+    ``r_driver`` between each driven row's source (``vdrive[i, k]`` volts) and its first wire
+    segment;
+    rows with ``driven[i] = False`` left floating (no driver connection at all); and the end of
+    each column held at ``v_end[j, k]`` volts instead of 0 V (a sense node that is not a virtual
+    ground). Zero resistances join nodes ideally (a row with ``r_row = 0`` is one node; a column
+    with ``r_col = 0`` is its sense node). ``K`` right-hand sides share one LU factorization.
+    """
+    g = np.asarray(g, np.float64)
+    R, C = g.shape
+    vdrive = np.asarray(vdrive, np.float64)
+    K = vdrive.shape[1]
+    driven = np.ones(R, bool) if driven is None else np.asarray(driven, bool)
+    v_end = np.zeros((C, K)) if v_end is None else np.broadcast_to(np.asarray(v_end, np.float64),
+                                                                   (C, K))
+    ii, jj = np.meshgrid(np.arange(R), np.arange(C), indexing="ij")
+    # node numbering: row nodes, then column nodes; fixed nodes are marked with their voltage
+    row_id = (ii * C + jj) if r_row > 0 else np.broadcast_to(np.arange(R)[:, None], (R, C))
+    n_row = R * C if r_row > 0 else R
+    col_id = n_row + ((ii * C + jj) if r_col > 0 else np.broadcast_to(np.arange(C)[None, :], (R, C)))
+    n_col = R * C if r_col > 0 else C
+    n = n_row + n_col
+    fixed = np.zeros((n, K))  # voltage of fixed nodes
+    is_fixed = np.zeros(n, bool)
+    a, b, gv = [], [], []  # conductances between nodes (b = -1 - s: to fixed source s)
+    sources = []           # fixed source voltages (K,) for conductances to sources
+
+    def link(na, nb, gw):
+        a.append(np.ravel(na)); b.append(np.ravel(nb)); gv.append(np.ravel(gw) * np.ones(np.size(na)))
+
+    if r_row > 0:
+        link(row_id[:, :-1], row_id[:, 1:], 1.0 / r_row)
+    if r_col > 0:
+        link(col_id[:-1, :], col_id[1:, :], 1.0 / r_col)
+        end = col_id[-1, :]  # last cell node → its sense node (a source at v_end)
+        link(end, -1 - (len(sources) + np.arange(C)), 1.0 / r_col)
+        sources.extend(v_end[j] for j in range(C))
+    else:
+        is_fixed[col_id[0, :]] = True
+        fixed[col_id[0, :]] = v_end
+    first = row_id[:, 0]
+    r_in = r_driver + r_row  # driver output resistance + the row's first wire segment
+    for i in range(R):
+        if not driven[i]:
+            continue
+        if r_in > 0:
+            link(first[i], -1 - len(sources), 1.0 / r_in)
+            sources.append(vdrive[i])
+        else:
+            is_fixed[first[i]] = True
+            fixed[first[i]] = vdrive[i]
+    link(row_id, col_id, g)
+    a, b, gv = np.concatenate(a), np.concatenate(b), np.concatenate(gv)
+    src = np.array(sources).reshape(-1, K) if sources else np.zeros((0, K))
+    # nodal matrix over all n nodes (sources eliminated into the right-hand side)
+    to_src = b < 0
+    na, nb, gn = a[~to_src], b[~to_src], gv[~to_src]
+    rr = np.concatenate([na, nb, na, nb, a[to_src]])
+    cc = np.concatenate([na, nb, nb, na, a[to_src]])
+    vv = np.concatenate([gn, gn, -gn, -gn, gv[to_src]])
+    full = sp.csr_matrix((vv, (rr, cc)), shape=(n, n))
+    rhs = np.zeros((n, K))
+    np.add.at(rhs, a[to_src], gv[to_src][:, None] * src[-1 - b[to_src]])
+    free = np.flatnonzero(~is_fixed)
+    fix = np.flatnonzero(is_fixed)
+    volt = fixed.copy()
+    if free.size:
+        m = full[free][:, free].tocsc()
+        r = rhs[free] - full[free][:, fix] @ fixed[fix]
+        volt[free] = splu(m).solve(r)
+    if r_col > 0:
+        return (volt[col_id[-1, :]] - v_end) / r_col
+    return np.einsum("rc,rck->ck", g, volt[row_id] - volt[col_id])
+
+
+def transfer_general(g, r_row, r_col, r_driver, idle_rows="driven"):
+    """Transfer matrix ``(R, C)`` (siemens) with driver resistance and idle rows: row ``i``
+    driven at 1 V and every other row driven at 0 V (``driven``, exact by superposition) or
+    floating (``floating``: exact whenever one row spikes per cycle)."""
+    g = np.asarray(g, np.float64)
+    R, C = g.shape
+    if idle_rows == "driven":
+        return solve_tile(g, r_row, r_col, r_driver, np.eye(R)).T
+    out = np.empty((R, C))
+    for i in range(R):
+        only = np.zeros(R, bool)
+        only[i] = True
+        vd = np.zeros((R, 1))
+        vd[i] = 1.0
+        out[i] = solve_tile(g, r_row, r_col, r_driver, vd, driven=only)[:, 0]
+    return out
+
+
+def column_admittance(g, r_row, r_col, r_driver):
+    """Self-admittance ``Y_j`` (C,) of each column seen from its sense node, siemens: the current
+    drawn per volt on sense node ``j`` with every row driven at 0 V and every other sense node at
+    0 V (without wires, ``Σ_i G_ij`` when ``r_driver = 0``)."""
+    g = np.asarray(g, np.float64)
+    R, C = g.shape
+    cur = solve_tile(g, r_row, r_col, r_driver, np.zeros((R, C)), v_end=np.eye(C))
+    return -np.diag(cur).copy()
+
+
 def layer_transfer(g, device, tile: int) -> np.ndarray:
     """Effective conductances ``(rows, cols)`` of one layer's array (``G+`` or ``G−``): each
     ``tile×tile`` block solved as its own :class:`TileCircuit` (row tiles' column currents sum in
     the IFC, which holds every tile output at virtual ground, so tiles do not interact)."""
     g = np.asarray(g, np.float64)
     rows, cols = g.shape
-    if not device.has_wires:
+    if not device.has_circuit:
         return g.copy()  # every device sees exactly V_read: I = G·V_read, nonlinearity is invisible
+    general = device.r_driver_ohm > 0 or device.idle_rows == "floating"
     out = np.empty_like(g)
     for r0 in range(0, rows, tile):
         for c0 in range(0, cols, tile):
             blk = g[r0:r0 + tile, c0:c0 + tile]
+            if general:
+                out[r0:r0 + tile, c0:c0 + tile] = transfer_general(
+                    blk, device.r_wire_row_ohm, device.r_wire_col_ohm, device.r_driver_ohm,
+                    device.idle_rows)
+                continue
             circ = TileCircuit(blk, device.r_wire_row_ohm, device.r_wire_col_ohm)
             try:
                 with np.errstate(all="ignore"):
@@ -225,3 +340,19 @@ def _unsolvable(device, r0, c0, why) -> XbarsimError:
         f"cannot be solved ({why}) with r_wire_row_ohm = {device.r_wire_row_ohm:g}, "
         f"r_wire_col_ohm = {device.r_wire_col_ohm:g}, iv_sinh_alpha = {device.iv_sinh_alpha:g}, "
         f"r_on_ohm = {device.r_on_ohm:g}, r_off_ohm = {device.r_off_ohm:g}")
+
+
+def layer_admittance(g, device, tile: int) -> np.ndarray:
+    """``Σ`` over a layer's row tiles of each column's self-admittance (cols,), siemens: the
+    conductance an IFC's sense node sees (one array, ``G+`` or ``G−``)."""
+    g = np.asarray(g, np.float64)
+    rows, cols = g.shape
+    if not device.has_circuit:
+        return g.sum(axis=0)
+    out = np.zeros(cols)
+    for r0 in range(0, rows, tile):
+        for c0 in range(0, cols, tile):
+            blk = g[r0:r0 + tile, c0:c0 + tile]
+            out[c0:c0 + tile] += column_admittance(blk, device.r_wire_row_ohm,
+                                                   device.r_wire_col_ohm, device.r_driver_ohm)
+    return out

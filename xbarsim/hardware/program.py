@@ -43,6 +43,9 @@ class LayerHardware:
     # IFC current per volt on a row driver, siemens (xbarsim.hardware.irdrop.TileCircuit).
     g_eff_pos_s: np.ndarray | None = None
     g_eff_neg_s: np.ndarray | None = None
+    # Self-admittance of each column's sense node, both arrays and all row tiles summed
+    # (siemens, (cols,)); set when the IFC front end is not ideal (xbarsim.hardware.frontend).
+    g_ifc_s: np.ndarray | None = None
 
     @property
     def rows(self) -> int:
@@ -65,8 +68,12 @@ class LayerHardware:
         sq = (self.g_pos_s ** 2 + self.g_neg_s ** 2) / self.g_unit_s ** 2
         return np.rint(sq * (1 << SQ_FRAC_BITS)).astype(np.int64)
 
-    def fixed_point_weights(self) -> np.ndarray:
-        """Effective weights in units of 2^-FRAC_BITS LSB (int64), what the engine adds up."""
+    def fixed_point_weights(self, column_gain=None) -> np.ndarray:
+        """Effective weights in units of 2^-FRAC_BITS LSB (int64), what the engine adds up;
+        ``column_gain`` (cols,) scales each column first (an IFC front end's charge gain)."""
+        if column_gain is not None:
+            return np.rint(self.effective_levels() * np.asarray(column_gain)[None, :]
+                           * (1 << FRAC_BITS)).astype(np.int64)
         if self.ideal:
             return self.levels.astype(np.int64) << FRAC_BITS
         return np.rint(self.effective_levels() * (1 << FRAC_BITS)).astype(np.int64)
@@ -106,11 +113,12 @@ def build_hardware(network, device: DeviceCard | None = None, seed: int = 0) -> 
     ``seed`` (the run seed, :attr:`EngineOptions.seed`) keys the static draws of a non-ideal card
     (programming variation, stuck-at faults, drift spread), per layer: layer ``k`` (its index in
     the network's layer list) draws from ``(seed, k, purpose)`` whatever else is on. With wire
-    resistance, each ``t×t`` tile of ``G+`` and of ``G−`` is solved by nodal analysis
-    (:func:`xbarsim.hardware.irdrop.layer_transfer`). An ideal card gives exactly ``(G+ − G−)/ΔG = D``.
+    resistance or driver resistance, each ``t×t`` tile of ``G+`` and of ``G−`` is solved by nodal
+    analysis (:func:`xbarsim.hardware.irdrop.layer_transfer`); with a non-ideal IFC front end the
+    columns' sense-node admittances are kept too (:mod:`xbarsim.hardware.frontend`). An ideal card gives exactly ``(G+ − G−)/ΔG = D``.
     """
     from ..config.section import check_seed
-    from .irdrop import layer_transfer
+    from .irdrop import layer_admittance, layer_transfer
     from .nonideal import program_devices
 
     check_seed(seed)
@@ -123,16 +131,19 @@ def build_hardware(network, device: DeviceCard | None = None, seed: int = 0) -> 
             continue
         lw = network.weights[layer.name]
         mat = np.ascontiguousarray(lw.matrix, dtype=np.int32)
-        eff_pos = eff_neg = None
+        eff_pos = eff_neg = g_ifc = None
         if static:
             g_pos, g_neg, dg = program_devices(mat, device, bits, seed, index)
-            if device.has_wires:
-                tile = network.spec.crossbar_size
+            tile = network.spec.crossbar_size
+            if device.has_circuit:
                 eff_pos = layer_transfer(g_pos, device, tile)
                 eff_neg = layer_transfer(g_neg, device, tile)
+            if device.has_front_end:
+                g_ifc = layer_admittance(g_pos, device, tile) + layer_admittance(g_neg, device, tile)
         else:
             g_pos, g_neg, dg = program_pair(mat, device, bits)
         layers[layer.name] = LayerHardware(layer.name, mat, g_pos, g_neg, dg, int(lw.theta),
                                            np.asarray(lw.bias, np.int64), ideal=not static,
-                                           g_eff_pos_s=eff_pos, g_eff_neg_s=eff_neg)
+                                           g_eff_pos_s=eff_pos, g_eff_neg_s=eff_neg,
+                                           g_ifc_s=g_ifc)
     return Hardware(device=device, weight_bits=bits, layers=layers, seed=int(seed))
