@@ -48,166 +48,204 @@ def _ifc_step(v, inp, thr, reset_zero):
     return v, 0
 
 
+# -- pieces the three kernels share (inlined into each, so sharing costs no speed) ------------
+@njit(cache=True, inline="always")
+def _item_position(item, positions, out_w):
+    """Work item → (image b, position p, output row oy, output column ox)."""
+    b = item // positions
+    p = item - b * positions
+    oy = p // out_w
+    return b, p, oy, p - oy * out_w
+
+
+@njit(cache=True, inline="always")
+def _gather_patch(x, b, oy, ox, kernel, stride, pad, rvals, ridx, rneu):
+    """The non-zero inputs of one item's patch, in row order: count ``rvals[q]``, crossbar row
+    ``ridx[q]`` and input neuron ``rneu[q]`` (flat (C, H, W) index) for ``q < `` the returned
+    number. Padding and zero inputs are skipped."""
+    chans, height, width = x.shape[1], x.shape[2], x.shape[3]
+    nact = 0
+    r = 0
+    for c in range(chans):
+        for ky in range(kernel):
+            iy = oy * stride + ky - pad
+            for kx in range(kernel):
+                ix = ox * stride + kx - pad
+                if iy >= 0 and iy < height and ix >= 0 and ix < width:
+                    val = x[b, c, iy, ix]
+                    if val > 0:
+                        rvals[nact] = val
+                        ridx[nact] = r
+                        rneu[nact] = (c * height + iy) * width + ix
+                        nact += 1
+                r += 1
+    return nact
+
+
+@njit(cache=True, inline="always")
+def _new_group(val, present, plist, npres):
+    """Registers count ``val``; returns (first row of this count?, number of counts present)."""
+    if present[val] == 0:
+        present[val] = 1
+        plist[npres] = val
+        return True, npres + 1
+    return False, npres
+
+
+@njit(cache=True, inline="always")
+def _add_row(dst, val, src, r, first):
+    """``dst[val] = src[r]`` for a count's first row, ``dst[val] += src[r]`` after."""
+    if first:
+        for j in range(src.shape[1]):
+            dst[val, j] = src[r, j]
+    else:
+        for j in range(src.shape[1]):
+            dst[val, j] += src[r, j]
+
+
+@njit(cache=True, inline="always")
+def _add_spiking_groups(acc, sums, plist, npres, spk, t):
+    """``acc += Σ sums[x]`` over the counts ``x`` present whose schedule spikes in cycle ``t``."""
+    for q in range(npres):
+        val = plist[q]
+        if spk[val, t]:
+            for j in range(acc.shape[0]):
+                acc[j] += sums[val, j]
+
+
+@njit(cache=True, inline="always")
+def _row_base(kimg, neuron):
+    """Per-(image, input neuron) hash the Bernoulli draws of that neuron start from."""
+    return _mix64(kimg ^ np.uint64(neuron))
+
+
+@njit(cache=True, inline="always")
+def _bernoulli_spike(base, t, val, uwin):
+    """Whether an input neuron holding count ``val`` (hash ``base``) spikes in cycle ``t``."""
+    h = _mix64(base ^ np.uint64(t))
+    return np.int64(h >> np.uint64(40)) * uwin < val * np.int64(1 << 24)
+
+
+@njit(cache=True, inline="always")
+def _zero_add_bias(acc, bsched, t):
+    """``acc = bsched[t]`` while the bias current flows (``t < len(bsched)``), else 0."""
+    if t < bsched.shape[0]:
+        for j in range(acc.shape[0]):
+            acc[j] = bsched[t, j]
+    else:
+        for j in range(acc.shape[0]):
+            acc[j] = 0
+
+
+@njit(cache=True, inline="always")
+def _ifc_cycle(v, acc, thr, reset_zero, nf, trace, item, t, do_trace):
+    """One cycle of every IFC of an item: integrate ``acc``, fire, count, trace."""
+    for j in range(v.shape[0]):
+        nv, f = _ifc_step(v[j], acc[j], thr[j], reset_zero)
+        v[j] = nv
+        if f:
+            nf[j] += 1
+            if do_trace:
+                trace[item, j, t] = 1
+
+
+@njit(cache=True, inline="always")
+def _store(fired, resid, item, nf, v):
+    for j in range(v.shape[0]):
+        fired[item, j] = nf[j]
+        resid[item, j] = v[j]
+
+
 @njit(parallel=True, cache=True)
 def layer_grouped(x, w, kernel, stride, pad, out_h, out_w, spk, v0, thr, reset_zero,
                   fired, resid, trace, n_chunks, bsched):
-    batch, chans, height, width = x.shape
     rows, cols = w.shape
     window = spk.shape[0] - 1
     cycles = spk.shape[1]
-    n_bias = bsched.shape[0]
     do_trace = trace.shape[2] > 0
     positions = out_h * out_w
-    n_items = batch * positions
+    n_items = x.shape[0] * positions
     n_chunks = max(1, min(n_items, n_chunks))
     # An item whose inputs are all zero (a blank patch) sees only v0 and the bias current, the
     # same for every such item: its IFCs are stepped once here and copied.
     f0 = np.zeros(cols, np.int32)
     r0 = v0.copy()
-    t0 = np.zeros((cols, trace.shape[2]), np.uint8)
+    t0 = np.zeros((1, cols, trace.shape[2]), np.uint8)
+    acc0 = np.zeros(cols, np.int64)
     for t in range(cycles):
-        for j in range(cols):
-            inp = bsched[t, j] if t < n_bias else np.int64(0)
-            nv, f = _ifc_step(r0[j], inp, thr[j], reset_zero)
-            r0[j] = nv
-            if f:
-                f0[j] += 1
-                if do_trace:
-                    t0[j, t] = 1
+        _zero_add_bias(acc0, bsched, t)
+        _ifc_cycle(r0, acc0, thr, reset_zero, f0, t0, 0, t, do_trace)
     for chunk in prange(n_chunks):
         lo = chunk * n_items // n_chunks
         hi = (chunk + 1) * n_items // n_chunks
         sums = np.zeros((window + 1, cols), np.int64)
         present = np.zeros(window + 1, np.uint8)
         plist = np.zeros(window + 1, np.int64)
+        rvals = np.zeros(rows, np.int64)
+        ridx = np.zeros(rows, np.int64)
+        rneu = np.zeros(rows, np.int64)
         acc = np.zeros(cols, np.int64)
         v = np.zeros(cols, np.int64)
         nf = np.zeros(cols, np.int32)
         for item in range(lo, hi):
-            b = item // positions
-            p = item - b * positions
-            oy = p // out_w
-            ox = p - oy * out_w
-            npres = 0
-            r = 0
-            for c in range(chans):
-                for ky in range(kernel):
-                    iy = oy * stride + ky - pad
-                    for kx in range(kernel):
-                        ix = ox * stride + kx - pad
-                        if iy >= 0 and iy < height and ix >= 0 and ix < width:
-                            val = x[b, c, iy, ix]
-                            if val > 0:
-                                if present[val] == 0:
-                                    present[val] = 1
-                                    plist[npres] = val
-                                    npres += 1
-                                    for j in range(cols):
-                                        sums[val, j] = w[r, j]
-                                else:
-                                    for j in range(cols):
-                                        sums[val, j] += w[r, j]
-                        r += 1
-            if npres == 0:
-                for j in range(cols):
-                    fired[item, j] = f0[j]
-                    resid[item, j] = r0[j]
-                    if do_trace:
+            b, p, oy, ox = _item_position(item, positions, out_w)
+            nact = _gather_patch(x, b, oy, ox, kernel, stride, pad, rvals, ridx, rneu)
+            if nact == 0:
+                _store(fired, resid, item, f0, r0)
+                if do_trace:
+                    for j in range(cols):
                         for t in range(cycles):
-                            trace[item, j, t] = t0[j, t]
+                            trace[item, j, t] = t0[0, j, t]
                 continue
+            npres = 0
+            for q in range(nact):
+                first, npres = _new_group(rvals[q], present, plist, npres)
+                _add_row(sums, rvals[q], w, ridx[q], first)
             for j in range(cols):
                 v[j] = v0[j]
                 nf[j] = 0
             for t in range(cycles):
-                for j in range(cols):
-                    acc[j] = 0
-                for q in range(npres):
-                    val = plist[q]
-                    if spk[val, t]:
-                        for j in range(cols):
-                            acc[j] += sums[val, j]
-                if t < n_bias:
-                    for j in range(cols):
-                        acc[j] += bsched[t, j]
-                for j in range(cols):
-                    nv, f = _ifc_step(v[j], acc[j], thr[j], reset_zero)
-                    v[j] = nv
-                    if f:
-                        nf[j] += 1
-                        if do_trace:
-                            trace[item, j, t] = 1
+                _zero_add_bias(acc, bsched, t)
+                _add_spiking_groups(acc, sums, plist, npres, spk, t)
+                _ifc_cycle(v, acc, thr, reset_zero, nf, trace, item, t, do_trace)
             for q in range(npres):
                 present[plist[q]] = 0
-            for j in range(cols):
-                fired[item, j] = nf[j]
-                resid[item, j] = v[j]
+            _store(fired, resid, item, nf, v)
 
 
 @njit(parallel=True, cache=True)
 def layer_bernoulli(x, w, kernel, stride, pad, out_h, out_w, window, cycles, key, image0,
                     v0, thr, reset_zero, fired, resid, trace, bsched):
     """Like :func:`layer_grouped` with Bernoulli spikes drawn per input neuron and cycle."""
-    batch, chans, height, width = x.shape
     rows, cols = w.shape
-    n_bias = bsched.shape[0]
     do_trace = trace.shape[2] > 0
     positions = out_h * out_w
-    n_items = batch * positions
+    n_items = x.shape[0] * positions
     ukey = np.uint64(key)
     uwin = np.int64(window)
     for item in prange(n_items):
-        b = item // positions
-        p = item - b * positions
-        oy = p // out_w
-        ox = p - oy * out_w
+        b, p, oy, ox = _item_position(item, positions, out_w)
         rvals = np.zeros(rows, np.int64)
         rbase = np.zeros(rows, np.uint64)
         ridx = np.zeros(rows, np.int64)
-        nact = 0
-        r = 0
+        rneu = np.zeros(rows, np.int64)
+        nact = _gather_patch(x, b, oy, ox, kernel, stride, pad, rvals, ridx, rneu)
         kimg = _mix64(ukey ^ np.uint64(image0 + b))
-        for c in range(chans):
-            for ky in range(kernel):
-                iy = oy * stride + ky - pad
-                for kx in range(kernel):
-                    ix = ox * stride + kx - pad
-                    if iy >= 0 and iy < height and ix >= 0 and ix < width:
-                        val = x[b, c, iy, ix]
-                        if val > 0:
-                            neuron = (c * height + iy) * width + ix
-                            rvals[nact] = val
-                            rbase[nact] = _mix64(kimg ^ np.uint64(neuron))
-                            ridx[nact] = r
-                            nact += 1
-                    r += 1
+        for q in range(nact):
+            rbase[q] = _row_base(kimg, rneu[q])
         v = v0.copy()
         nf = np.zeros(cols, np.int32)
         acc = np.zeros(cols, np.int64)
         for t in range(cycles):
-            for j in range(cols):
-                acc[j] = 0
+            _zero_add_bias(acc, bsched, t)
             if t < window:
                 for q in range(nact):
-                    h = _mix64(rbase[q] ^ np.uint64(t))
-                    u = np.int64(h >> np.uint64(40))
-                    if u * uwin < rvals[q] * np.int64(1 << 24):
+                    if _bernoulli_spike(rbase[q], t, rvals[q], uwin):
                         rr = ridx[q]
                         for j in range(cols):
                             acc[j] += w[rr, j]
-            if t < n_bias:
-                for j in range(cols):
-                    acc[j] += bsched[t, j]
-            for j in range(cols):
-                nv, f = _ifc_step(v[j], acc[j], thr[j], reset_zero)
-                v[j] = nv
-                if f:
-                    nf[j] += 1
-                    if do_trace:
-                        trace[item, j, t] = 1
-        for j in range(cols):
-            fired[item, j] = nf[j]
-            resid[item, j] = v[j]
+            _ifc_cycle(v, acc, thr, reset_zero, nf, trace, item, t, do_trace)
+        _store(fired, resid, item, nf, v)
 
 
 #: log2 of the read-noise inverse-CDF table size (:func:`xbarsim.engine.ifc.normal_table`).
@@ -234,16 +272,14 @@ def layer_nonideal(x, w, sq, kernel, stride, pad, out_h, out_w, spk, bern, windo
     ``v ≥ cmp[j]``, then subtract ``thr[j]`` (or reset to 0). ``leak_col`` (float64 (cols,),
     optional) replaces the scalar ``leak`` by one leak per column (an IFC front end's).
     """
-    batch, chans, height, width = x.shape
     rows, cols = w.shape
     cycles = spk.shape[1]
     n_vals = spk.shape[0]  # rows of the schedule table: input values 0 … n_vals−1 (1 for bern)
-    n_bias = bsched.shape[0]
     do_trace = trace.shape[2] > 0
     do_noise = noise_scale > 0.0
     do_leak = leak > 0.0
     positions = out_h * out_w
-    n_items = batch * positions
+    n_items = x.shape[0] * positions
     n_chunks = max(1, min(n_items, n_chunks))
     ukey = np.uint64(key)
     unkey = np.uint64(nkey)
@@ -258,46 +294,25 @@ def layer_nonideal(x, w, sq, kernel, stride, pad, out_h, out_w, spk, bern, windo
         rvals = np.zeros(rows, np.int64)
         rbase = np.zeros(rows, np.uint64)
         ridx = np.zeros(rows, np.int64)
+        rneu = np.zeros(rows, np.int64)
         acc = np.zeros(cols, np.int64)
         var = np.zeros(cols, np.int64)
         cbase = np.zeros(cols, np.uint64)
         v = np.zeros(cols, np.int64)
         nf = np.zeros(cols, np.int32)
         for item in range(lo, hi):
-            b = item // positions
-            p = item - b * positions
-            oy = p // out_w
-            ox = p - oy * out_w
+            b, p, oy, ox = _item_position(item, positions, out_w)
+            nact = _gather_patch(x, b, oy, ox, kernel, stride, pad, rvals, ridx, rneu)
             npres = 0
-            nact = 0
-            r = 0
-            kimg = _mix64(ukey ^ np.uint64(image0 + b))
-            for c in range(chans):
-                for ky in range(kernel):
-                    iy = oy * stride + ky - pad
-                    for kx in range(kernel):
-                        ix = ox * stride + kx - pad
-                        if iy >= 0 and iy < height and ix >= 0 and ix < width:
-                            val = x[b, c, iy, ix]
-                            if val > 0:
-                                if bern:
-                                    neuron = (c * height + iy) * width + ix
-                                    rvals[nact] = val
-                                    rbase[nact] = _mix64(kimg ^ np.uint64(neuron))
-                                    ridx[nact] = r
-                                    nact += 1
-                                elif present[val] == 0:
-                                    present[val] = 1
-                                    plist[npres] = val
-                                    npres += 1
-                                    for j in range(cols):
-                                        sums[val, j] = w[r, j]
-                                        sqs[val, j] = sq[r, j]
-                                else:
-                                    for j in range(cols):
-                                        sums[val, j] += w[r, j]
-                                        sqs[val, j] += sq[r, j]
-                        r += 1
+            if bern:
+                kimg = _mix64(ukey ^ np.uint64(image0 + b))
+                for q in range(nact):
+                    rbase[q] = _row_base(kimg, rneu[q])
+            else:
+                for q in range(nact):
+                    first, npres = _new_group(rvals[q], present, plist, npres)
+                    _add_row(sums, rvals[q], w, ridx[q], first)
+                    _add_row(sqs, rvals[q], sq, ridx[q], first)
             if do_noise:
                 kpos = _mix64(_mix64(unkey ^ np.uint64(image0 + b)) ^ np.uint64(p))
                 for j in range(cols):
@@ -306,29 +321,20 @@ def layer_nonideal(x, w, sq, kernel, stride, pad, out_h, out_w, spk, bern, windo
                 v[j] = v0[j]
                 nf[j] = 0
             for t in range(cycles):
+                _zero_add_bias(acc, bsched, t)
                 for j in range(cols):
-                    acc[j] = 0
                     var[j] = 0
                 if bern:
                     if t < window:
                         for q in range(nact):
-                            h = _mix64(rbase[q] ^ np.uint64(t))
-                            u = np.int64(h >> np.uint64(40))
-                            if u * uwin < rvals[q] * np.int64(1 << 24):
+                            if _bernoulli_spike(rbase[q], t, rvals[q], uwin):
                                 rr = ridx[q]
                                 for j in range(cols):
                                     acc[j] += w[rr, j]
                                     var[j] += sq[rr, j]
                 else:
-                    for q in range(npres):
-                        val = plist[q]
-                        if spk[val, t]:
-                            for j in range(cols):
-                                acc[j] += sums[val, j]
-                                var[j] += sqs[val, j]
-                if t < n_bias:
-                    for j in range(cols):
-                        acc[j] += bsched[t, j]
+                    _add_spiking_groups(acc, sums, plist, npres, spk, t)
+                    _add_spiking_groups(var, sqs, plist, npres, spk, t)
                 for j in range(cols):
                     vj = v[j]
                     if leak_col is not None:
@@ -348,6 +354,4 @@ def layer_nonideal(x, w, sq, kernel, stride, pad, out_h, out_w, spk, bern, windo
                     v[j] = vj
             for q in range(npres):
                 present[plist[q]] = 0
-            for j in range(cols):
-                fired[item, j] = nf[j]
-                resid[item, j] = v[j]
+            _store(fired, resid, item, nf, v)
