@@ -36,11 +36,18 @@ def im2col(x: np.ndarray, kernel: int, stride: int, padding: int) -> np.ndarray:
 
 
 def exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Integer matrix product through float64 BLAS; exact while every partial sum is < 2^53."""
+    """Integer matrix product ``a @ b`` (``a`` of any rank ≥ 1, ``b`` 2-D) through float64 BLAS;
+    exact while every partial sum is < 2^53. ``a`` is flattened to one 2-D operand first, so a
+    batch of im2col patches is one GEMM (numpy's matmul on a 4-D ``a`` runs one small product per
+    leading index instead)."""
     bound = float(np.abs(a).max(initial=0)) * float(np.abs(b).max(initial=0)) * a.shape[-1]
+    lead = a.shape[:-1]
+    a2 = a.reshape(-1, a.shape[-1])
     if bound < 2.0 ** 53:
-        return np.rint(a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
-    return a.astype(np.int64) @ b.astype(np.int64)
+        out = np.rint(a2.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
+    else:
+        out = a2.astype(np.int64) @ b.astype(np.int64)
+    return out.reshape(*lead, b.shape[-1])
 
 
 def preactivation(layer, weights, x: np.ndarray) -> np.ndarray:
