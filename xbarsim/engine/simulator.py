@@ -18,14 +18,14 @@ from ..errors import XbarsimError
 from ..hardware.frontend import front_end_terms
 from ..hardware.program import FRAC_BITS, SQ_FRAC_BITS, Hardware, build_hardware
 from ..network.reference import im2col, pool, preactivation
-from . import kernels, twin
+from . import fast, kernels, twin
 from .encoding import ENCODINGS, full_table_fits, layer_key, schedule
 from .ifc import IFCParams, ifc_levels, noise_key, normal_table
 from .stats import LayerStats
 
 RESETS = ("subtract", "zero")
 INITS = ("half", "zero")
-BACKENDS = ("numba", "reference")
+BACKENDS = ("numba", "kernels", "reference")
 #: Most drain cycles (the longest window, 2^16 − 1).
 MAX_DRAIN_CYCLES = (1 << 16) - 1
 
@@ -40,7 +40,9 @@ class EngineOptions:
     drain_cycles: extra cycles with no input after the window.
     counter_bits: counter width (default: the network's M); counts saturate at ``2^bits − 1``.
     seed: seed of every random draw (Bernoulli spikes, device non-idealities, IFC mismatch).
-    backend: ``numba`` kernels or the ``reference`` numpy twins.
+    backend: ``numba`` (the fast exact path of :mod:`xbarsim.engine.fast` where it applies, the
+        numba cycle-loop kernels elsewhere), ``kernels`` (the cycle-loop kernels everywhere) or
+        the ``reference`` numpy twins. All three give the same counts, bit for bit.
     ifc: IFC non-idealities (:class:`~xbarsim.engine.ifc.IFCParams`; all off by default).
     """
 
@@ -132,6 +134,7 @@ class _LayerPlan:
     nkey: int            # read-noise key for this layer
     dynamic: bool        # needs kernels.layer_nonideal (read noise, leak, comparator offsets)
     bsched: np.ndarray   # int64 (T, cols) bias current per cycle, fixed point (or (0, cols))
+    scale: int = 1       # power of two dividing w, v0, thr and bsched (fast.scale_of)
 
 
 #: Bias modes whose bias arrives as a current spread over the window (not a membrane preset).
@@ -169,6 +172,9 @@ class Simulator:
         self.hardware = hardware or build_hardware(network, seed=options.seed)
         self.counter_top = (1 << (options.counter_bits or self.spec.signal_bits)) - 1
         self._plans = {}
+        #: ``{layer: [work items, items the fast path left to the cycle loop]}`` summed over runs
+        #: (backend ``numba``; a layer the fast path does not cover counts all its items as left).
+        self.fast_fallback = {}
         top_sig = (1 << self.spec.signal_bits) - 1
         top_in = (1 << self.spec.input_bits) - 1
         for i, layer in enumerate(self.spec.layers):
@@ -204,10 +210,12 @@ class Simulator:
         _check_fixed_point(layer, w, start.astype(np.int64) * one, thr, cmp,
                            bsched, spikes, cycles,
                            rel * 2.0 ** (FRAC_BITS - SQ_FRAC_BITS / 2), sq)
+        v0 = np.ascontiguousarray(start.astype(np.int64) * one)
+        bsched = np.ascontiguousarray(bsched, dtype=np.int64)
         return _LayerPlan(
             index=index,
             w=w,
-            v0=np.ascontiguousarray(start.astype(np.int64) * one),
+            v0=v0,
             thr=thr, window=window, cycles=cycles,
             spk=(np.zeros((1, cycles), np.uint8) if self.options.encoding == "bernoulli"
                  else schedule(self.options.encoding, window, cycles)
@@ -216,7 +224,8 @@ class Simulator:
             noise_scale=float(rel * 2.0 ** (FRAC_BITS - SQ_FRAC_BITS / 2)),
             nkey=noise_key(key),
             dynamic=bool(rel > 0 or leak > 0 or np.any(cmp != thr) or leak_col is not None),
-            bsched=np.ascontiguousarray(bsched, dtype=np.int64),
+            bsched=bsched,
+            scale=fast.scale_of(w, v0, thr, bsched),
         )
 
     # -- one layer ------------------------------------------------------------------------------
@@ -262,6 +271,8 @@ class Simulator:
                                        np.uint64(plan.nkey), normal_table(kernels.ZTAB_BITS),
                                        reset_zero, fired, resid, tr, 64 * numba.get_num_threads(),
                                        plan.bsched, plan.leak_col)
+            elif self._fast(name, x4, plan, trace, k, s, p, ho, wo, fired, resid):
+                pass  # the fast exact path (engine/fast.py) filled fired and resid
             elif bern:
                 kernels.layer_bernoulli(x4, plan.w, k, s, p, ho, wo, plan.window, plan.cycles,
                                         np.uint64(plan.key), image0, plan.v0, plan.thr, reset_zero,
@@ -278,6 +289,23 @@ class Simulator:
             tr = tr.reshape(b, ho * wo, cols, -1).transpose(0, 2, 1, 3).reshape(b, cols * ho * wo, -1)
         counts = np.minimum(fired, self.counter_top).astype(np.int32)
         return counts, fired, resid, tr
+
+    def _fast(self, name, x4, plan, trace, k, s, p, ho, wo, fired, resid) -> bool:
+        """Runs :func:`fast.layer_fast` into ``fired``/``resid`` where backend ``numba`` and
+        :func:`fast.applies` allow it; False where it does not (the caller runs the kernels)."""
+        tally = self.fast_fallback.setdefault(name, [0, 0])
+        # a layer where the bound settled almost nothing on the first batches goes straight to
+        # the kernels (the GEMMs would only add time; counts are the same either way)
+        hopeless = tally[0] >= fast.TRIAL_ITEMS and tally[1] > fast.GIVE_UP * tally[0]
+        tally[0] += fired.shape[0]
+        if (self.options.backend != "numba" or hopeless
+                or not fast.applies(self.options, plan, trace)):
+            tally[1] += fired.shape[0]
+            return False
+        left = fast.layer_fast(x4, plan, k, s, p, ho, wo, 64 * numba.get_num_threads(), fired,
+                               resid)
+        tally[1] += fired.shape[0] if left is None else left
+        return left is not None
 
     # -- whole network --------------------------------------------------------------------------
     def run(self, inputs, batch: int = 256, keep=(), compare_ideal: bool = True,
