@@ -51,6 +51,14 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print results as JSON")
     p.add_argument("--out", metavar="DIR", help="write DIR/results.json (+ resolved config)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--workers", type=int, default=1,
+                   help="local processes to shard the images over (default 1: this process)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="shard the images over an existing Dask cluster (tcp://host:port; needs "
+                   "the dist extra)")
+    p.add_argument("--shard-size", type=int, default=None,
+                   help="images per shard with --workers/--scheduler (default: 1/16 of the "
+                   "images in whole batches)")
     p.set_defaults(func=run)
 
 
@@ -214,8 +222,14 @@ def run(args) -> int:
         if getattr(args, "data_note", ""):  # the first line of output says what stands in
             print(args.data_note, file=sys.stderr if args.json else sys.stdout, flush=True)
         keep = "all" if args.save_counts else ()
-        result = sim.run(images, batch=args.batch, keep=keep, trace=writer,
-                         progress=not args.no_progress and sys.stderr.isatty())
+        progress = not args.no_progress and sys.stderr.isatty()
+        if args.workers != 1 or args.scheduler:
+            from .run_shards import run_in_shards
+            result = run_in_shards(args, network, images, labels, options, keep, writer,
+                                   progress)
+        else:
+            result = sim.run(images, batch=args.batch, keep=keep, trace=writer,
+                             progress=progress)
     except BaseException:
         if writer is not None:
             writer.abort()  # a failed run leaves the folder as it was

@@ -177,21 +177,25 @@ def plan(points, seeds, base: str) -> list:
 
 
 def execute(ctx, runs, *, store: Store | None = None, workers: int = 1, scheduler=None,
-            progress: bool = False, on_done=None) -> dict:
+            progress: bool = False, on_done=None, unit: str = "point",
+            keep_results: bool = True) -> dict:
     """Evaluate ``runs`` (those not already in ``store``); returns ``{key: record}`` of the runs
-    computed now. Each record is stored as soon as it is finished."""
+    computed now (empty with ``keep_results=False``, for records too large to hold: ``on_done``
+    receives each). Each record is stored as soon as it is finished. ``unit``: the progress
+    bar's unit."""
     results = {}
     todo = list(runs)
     bar = None
     if progress and todo:
         from tqdm import tqdm
-        bar = tqdm(total=len(todo), unit="point", leave=False)
+        bar = tqdm(total=len(todo), unit=unit, leave=False)
 
     def finish(run, record):
         record = {"key": run["key"], **record}
         if store is not None:
             store.write(record)
-        results[run["key"]] = record
+        if keep_results:
+            results[run["key"]] = record
         if bar is not None:
             bar.update(1)
         if on_done is not None:

@@ -1,0 +1,31 @@
+"""``xbarsim run --workers N`` / ``--scheduler ADDRESS``: the run cut into shards
+(:mod:`xbarsim.sweep.shards`), kept in ``--out DIR/shards`` (or a temporary folder without
+``--out``) so that a killed run resumes where it stopped."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+
+from ..errors import XbarsimError
+
+
+def run_in_shards(args, network, images, labels, options, keep, writer, progress):
+    """The merged result of the sharded run (identical to a single-process run)."""
+    from ..sweep.shards import run_sharded
+
+    if args.workers < 1:
+        raise XbarsimError(f"--workers: must be >= 1 (got {args.workers})")
+    if args.shard_size is not None and args.shard_size < 1:
+        raise XbarsimError(f"--shard-size: must be >= 1 (got {args.shard_size})")
+
+    def log(msg):
+        print(msg, file=sys.stderr)
+
+    common = {"batch": args.batch, "keep": keep, "workers": args.workers,
+              "scheduler": args.scheduler, "shard_size": args.shard_size, "trace": writer,
+              "progress": progress, "log": log}
+    if args.out:
+        return run_sharded(network, images, labels, options, out=args.out, **common)
+    with tempfile.TemporaryDirectory(prefix="xbarsim-run-") as tmp:
+        return run_sharded(network, images, labels, options, out=tmp, **common)
