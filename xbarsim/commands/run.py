@@ -28,9 +28,10 @@ def register(sub) -> None:
                    "(default subtract)")
     p.add_argument("--drain-cycles", type=int, default=0,
                    help="extra cycles with no input after each window (default 0)")
-    p.add_argument("--backend", choices=("numba", "reference"), default="numba",
-                   help="numba kernels or the plain-numpy reference engine (same counts; "
-                   "default numba)")
+    p.add_argument("--backend", choices=("numba", "kernels", "reference"), default="numba",
+                   help="numba: the fast exact path where it applies, cycle-loop kernels "
+                   "elsewhere; kernels: cycle-loop kernels everywhere; reference: the plain-numpy "
+                   "twins (all give the same counts; default numba)")
     p.add_argument("--weights", help="weights .npz overriding the YAML's weights:")
     p.add_argument("--split", choices=("test", "train"), default="test",
                    help="data set split to run on (default test)")
