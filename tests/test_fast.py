@@ -90,6 +90,14 @@ def assert_same(a, b):
        st.sampled_from(sorted(IFCS)), st.integers(0, 2), st.integers(0, 99))
 def test_fast_path_equals_reference_kernels(case, encoding, reset, device, ifc, drain, seed):
     net, x = case
+    saved, fast.MIN_WINDOW = fast.MIN_WINDOW, 1  # every window takes the fast path here
+    try:
+        check_network(net, x, encoding, reset, device, ifc, drain, seed)
+    finally:
+        fast.MIN_WINDOW = saved
+
+
+def check_network(net, x, encoding, reset, device, ifc, drain, seed):
     card = replace(DeviceCard(), **DEVICES[device])
     net = build_network(replace(net.spec, device=card), net.weights)
     opts = dict(encoding=encoding, reset=reset, ifc=IFCS[ifc], drain_cycles=drain, seed=seed)
@@ -183,6 +191,15 @@ def test_fast_path_applies_only_where_documented():
                                     4, 1.0) for l in spec.compute_layers}
     net = build_network(spec, weights)
     plan = Simulator(net)._plans["c1"]
+    assert not fast.applies(Simulator(net).options, plan, trace=False)  # T = 15 < MIN_WINDOW
+    saved, fast.MIN_WINDOW = fast.MIN_WINDOW, 15
+    try:
+        check_applies(net, plan)
+    finally:
+        fast.MIN_WINDOW = saved
+
+
+def check_applies(net, plan):
     assert fast.applies(Simulator(net).options, plan, trace=False)
     assert not fast.applies(Simulator(net).options, plan, trace=True)
     for opts in ({"encoding": "burst"}, {"encoding": "bernoulli"}, {"reset": "zero"},

@@ -32,6 +32,12 @@ from numba import njit, prange
 from ..network.reference import im2col
 from . import kernels
 
+#: Shortest window (``T`` cycles) the engine uses the fast path for. Below it the cycle-loop kernels
+#: were as fast or faster on LeNet (benchmarks/bench_fast.py, 2026-12-02: engine/kernels 0.66-0.88×
+#: at M = 3-5, 1.4-1.6× at M = 8): the band of the bound is too wide for most IFCs of layers with
+#: many inputs, and where it is narrow (input layers) the loop is cheap too. Tests set it to 1.
+MIN_WINDOW = 255
+
 #: After this many work items of a layer, the engine stops trying the fast path on it when more
 #: than the fraction GIVE_UP of them needed the cycle loop anyway.
 TRIAL_ITEMS = 4096
@@ -41,11 +47,12 @@ GIVE_UP = 0.8
 def applies(options, plan, trace: bool) -> bool:
     """Whether :func:`layer_fast` computes this layer: ``uniform`` encoding, reset by
     subtraction, no dynamic non-idealities (read noise, leak, comparator offsets), a full
-    schedule table (M ≤ 14), an odd window and no spike trace asked for this layer. Static device
+    schedule table (M ≤ 14), an odd window of at least :data:`MIN_WINDOW` cycles and no spike
+    trace asked for this layer. Static device
     effects and threshold mismatch are covered (they only change ``w`` and ``θ``)."""
     return (options.encoding == "uniform" and options.reset == "subtract" and not plan.dynamic
             and plan.spk is not None and plan.window % 2 == 1 and not trace
-            )
+            and plan.window >= MIN_WINDOW)
 
 
 def scale_of(w, v0, thr, bsched) -> int:
