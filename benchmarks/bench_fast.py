@@ -201,7 +201,7 @@ def main():
     for (name, m, batch), tally in tallies.items():
         print(f"  {name} M={m} batch {batch}: "
               + ", ".join(f"{k} {v:.2f}" for k, v in tally.items()))
-    resnet = [r for r in rows if r[0] == "resnet18"][0][4]
+    resnet = next(r for r in rows if r[0] == "resnet18")[4]
     print(f"\nResNet-18, all 10,000 CIFAR-10 test images at M = 4 (extrapolated from the rate "
           f"above): engine {10_000 / resnet['engine'] / 60:.1f} min, kernels "
           f"{10_000 / resnet['kernels'] / 60:.1f} min, shortcut "

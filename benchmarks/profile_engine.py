@@ -8,6 +8,7 @@ items left), and the work per layer (MACs of the ideal GEMM, items, distinct cou
 the best of three. The figures are only comparable within one run (the load average is printed).
 """
 
+# ruff: noqa: B023  (the timed closures run inside the loop iteration that defines them)
 from __future__ import annotations
 
 import argparse

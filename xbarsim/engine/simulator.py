@@ -137,6 +137,10 @@ class _LayerPlan:
     scale: int = 1       # power of two dividing w, v0, thr and bsched (fast.scale_of)
 
 
+#: Below this much work per layer call (items × columns × (rows + cycles)) the kernels run on one
+#: thread (issue 15: a tiny layer called with 2 threads took 36-80 ms, with 1 thread 0.3 ms).
+SERIAL_WORK = 1 << 20
+
 #: Bias modes whose bias arrives as a current spread over the window (not a membrane preset).
 SPREAD_BIAS_MODES = ("current", "row")
 
@@ -263,24 +267,34 @@ class Simulator:
             fired = np.zeros((n_items, cols), np.int32)
             resid = np.zeros((n_items, cols), np.int64)
             tr = np.zeros((n_items, cols, plan.cycles if trace else 0), np.uint8)
-            if plan.dynamic:
-                sq = plan.sq if plan.sq.shape[0] else np.zeros((plan.w.shape[0], cols), np.int64)
-                kernels.layer_nonideal(xk, plan.w, sq, k, s, p, ho, wo, spk, bern,
-                                       plan.window, np.uint64(plan.key), image0, plan.v0,
-                                       plan.thr, plan.cmp, plan.leak, plan.noise_scale,
-                                       np.uint64(plan.nkey), normal_table(kernels.ZTAB_BITS),
-                                       reset_zero, fired, resid, tr, 64 * numba.get_num_threads(),
-                                       plan.bsched, plan.leak_col)
-            elif self._fast(name, x4, plan, trace, k, s, p, ho, wo, fired, resid):
-                pass  # the fast exact path (engine/fast.py) filled fired and resid
-            elif bern:
-                kernels.layer_bernoulli(x4, plan.w, k, s, p, ho, wo, plan.window, plan.cycles,
-                                        np.uint64(plan.key), image0, plan.v0, plan.thr, reset_zero,
-                                        fired, resid, tr, plan.bsched)
-            else:
-                kernels.layer_grouped(xk, plan.w, k, s, p, ho, wo, spk, plan.v0, plan.thr,
-                                      reset_zero, fired, resid, tr, 64 * numba.get_num_threads(),
-                                      plan.bsched)
+            # a small layer call runs on one thread: numba's threads would spend longer starting
+            # and joining than computing (counts do not depend on the number of threads)
+            threads = numba.get_num_threads()
+            small = n_items * cols * (plan.w.shape[0] + plan.cycles) < SERIAL_WORK
+            if small:
+                numba.set_num_threads(1)
+            try:
+                if plan.dynamic:
+                    sq = plan.sq if plan.sq.shape[0] else np.zeros((plan.w.shape[0], cols), np.int64)
+                    kernels.layer_nonideal(xk, plan.w, sq, k, s, p, ho, wo, spk, bern,
+                                           plan.window, np.uint64(plan.key), image0, plan.v0,
+                                           plan.thr, plan.cmp, plan.leak, plan.noise_scale,
+                                           np.uint64(plan.nkey), normal_table(kernels.ZTAB_BITS),
+                                           reset_zero, fired, resid, tr, 64 * numba.get_num_threads(),
+                                           plan.bsched, plan.leak_col)
+                elif self._fast(name, x4, plan, trace, k, s, p, ho, wo, fired, resid):
+                    pass  # the fast exact path (engine/fast.py) filled fired and resid
+                elif bern:
+                    kernels.layer_bernoulli(x4, plan.w, k, s, p, ho, wo, plan.window, plan.cycles,
+                                            np.uint64(plan.key), image0, plan.v0, plan.thr, reset_zero,
+                                            fired, resid, tr, plan.bsched)
+                else:
+                    kernels.layer_grouped(xk, plan.w, k, s, p, ho, wo, spk, plan.v0, plan.thr,
+                                          reset_zero, fired, resid, tr, 64 * numba.get_num_threads(),
+                                          plan.bsched)
+            finally:
+                if small:
+                    numba.set_num_threads(threads)
             if not trace:
                 tr = None
         fired = _to_layout(layer, fired.reshape(b, ho, wo, cols))
