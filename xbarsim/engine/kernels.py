@@ -176,7 +176,9 @@ def _blank_item(v0, thr, reset_zero, bsched, cycles, ntrace):
 def _grouped_item(x, w, kernel, stride, pad, positions, out_w, spk, v0, thr, reset_zero, fired,
                   resid, trace, bsched, item, f0, r0, t0, sums, present, plist, rvals, ridx, rneu,
                   acc, v, nf):
-    """Simulates work item ``item`` with rows grouped by count (the body of layer_grouped)."""
+    """Simulates work item ``item`` with rows grouped by count: the body of layer_grouped's item
+    loop, which keeps its own copy (calling this from layer_grouped measured up to 1.2× slower at
+    M = 4 on a loaded machine; not resolved)."""
     cols = w.shape[1]
     cycles = spk.shape[1]
     do_trace = trace.shape[2] > 0
@@ -205,28 +207,38 @@ def _grouped_item(x, w, kernel, stride, pad, positions, out_w, spk, v0, thr, res
     _store(fired, resid, item, nf, v)
 
 
+@njit(cache=True, inline="always")
+def _grouped_buffers(window, rows, cols):
+    """Per-chunk scratch of the grouped kernels: (sums, present, plist, rvals, ridx, rneu, acc,
+    v, nf)."""
+    return (np.zeros((window + 1, cols), np.int64), np.zeros(window + 1, np.uint8),
+            np.zeros(window + 1, np.int64), np.zeros(rows, np.int64), np.zeros(rows, np.int64),
+            np.zeros(rows, np.int64), np.zeros(cols, np.int64), np.zeros(cols, np.int64),
+            np.zeros(cols, np.int32))
+
+
 @njit(parallel=True, cache=True)
 def layer_grouped(x, w, kernel, stride, pad, out_h, out_w, spk, v0, thr, reset_zero,
                   fired, resid, trace, n_chunks, bsched):
-    n_items = x.shape[0] * out_h * out_w
-    layer_grouped_items(x, w, kernel, stride, pad, out_h, out_w, spk, v0, thr, reset_zero,
-                        fired, resid, trace, n_chunks, bsched, np.arange(n_items))
-
-
-@njit(parallel=True, cache=True)
-def layer_grouped_items(x, w, kernel, stride, pad, out_h, out_w, spk, v0, thr, reset_zero,
-                        fired, resid, trace, n_chunks, bsched, items):
-    """:func:`layer_grouped` on the work items listed in ``items`` only (the others' rows of
-    ``fired``/``resid``/``trace`` are left as they are): the fast engine's fallback."""
     rows, cols = w.shape
     window = spk.shape[0] - 1
+    cycles = spk.shape[1]
+    do_trace = trace.shape[2] > 0
     positions = out_h * out_w
-    n_todo = items.shape[0]
-    n_chunks = max(1, min(n_todo, n_chunks))
-    f0, r0, t0 = _blank_item(v0, thr, reset_zero, bsched, spk.shape[1], trace.shape[2])
+    n_items = x.shape[0] * positions
+    n_chunks = max(1, min(n_items, n_chunks))
+    # An item whose inputs are all zero (a blank patch) sees only v0 and the bias current, the
+    # same for every such item: its IFCs are stepped once here and copied.
+    f0 = np.zeros(cols, np.int32)
+    r0 = v0.copy()
+    t0 = np.zeros((1, cols, trace.shape[2]), np.uint8)
+    acc0 = np.zeros(cols, np.int64)
+    for t in range(cycles):
+        _zero_add_bias(acc0, bsched, t)
+        _ifc_cycle(r0, acc0, thr, reset_zero, f0, t0, 0, t, do_trace)
     for chunk in prange(n_chunks):
-        lo = chunk * n_todo // n_chunks
-        hi = (chunk + 1) * n_todo // n_chunks
+        lo = chunk * n_items // n_chunks
+        hi = (chunk + 1) * n_items // n_chunks
         sums = np.zeros((window + 1, cols), np.int64)
         present = np.zeros(window + 1, np.uint8)
         plist = np.zeros(window + 1, np.int64)
@@ -236,7 +248,46 @@ def layer_grouped_items(x, w, kernel, stride, pad, out_h, out_w, spk, v0, thr, r
         acc = np.zeros(cols, np.int64)
         v = np.zeros(cols, np.int64)
         nf = np.zeros(cols, np.int32)
-        for k in range(lo, hi):
+        for item in range(lo, hi):
+            b, _, oy, ox = _item_position(item, positions, out_w)
+            nact = _gather_patch(x, b, oy, ox, kernel, stride, pad, rvals, ridx, rneu)
+            if nact == 0:
+                _store(fired, resid, item, f0, r0)
+                if do_trace:
+                    for j in range(cols):
+                        for t in range(cycles):
+                            trace[item, j, t] = t0[0, j, t]
+                continue
+            npres = 0
+            for q in range(nact):
+                first, npres = _new_group(rvals[q], present, plist, npres)
+                _add_row(sums, rvals[q], w, ridx[q], first)
+            for j in range(cols):
+                v[j] = v0[j]
+                nf[j] = 0
+            for t in range(cycles):
+                _zero_add_bias(acc, bsched, t)
+                _add_spiking_groups(acc, sums, plist, npres, spk, t)
+                _ifc_cycle(v, acc, thr, reset_zero, nf, trace, item, t, do_trace)
+            for q in range(npres):
+                present[plist[q]] = 0
+            _store(fired, resid, item, nf, v)
+
+
+@njit(parallel=True, cache=True)
+def layer_grouped_items(x, w, kernel, stride, pad, out_h, out_w, spk, v0, thr, reset_zero,
+                        fired, resid, trace, n_chunks, bsched, items):
+    """:func:`layer_grouped` on the work items listed in ``items`` only (the others' rows of
+    ``fired``/``resid``/``trace`` are left as they are): the fast engine's fallback."""
+    rows, cols = w.shape
+    positions = out_h * out_w
+    n_todo = items.shape[0]
+    n_chunks = max(1, min(n_todo, n_chunks))
+    f0, r0, t0 = _blank_item(v0, thr, reset_zero, bsched, spk.shape[1], trace.shape[2])
+    for chunk in prange(n_chunks):
+        sums, present, plist, rvals, ridx, rneu, acc, v, nf = _grouped_buffers(
+            spk.shape[0] - 1, rows, cols)
+        for k in range(chunk * n_todo // n_chunks, (chunk + 1) * n_todo // n_chunks):
             _grouped_item(x, w, kernel, stride, pad, positions, out_w, spk, v0, thr, reset_zero,
                           fired, resid, trace, bsched, items[k], f0, r0, t0, sums, present,
                           plist, rvals, ridx, rneu, acc, v, nf)
