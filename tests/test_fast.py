@@ -121,6 +121,7 @@ def plan_for(w, v0, thr, bsched, window, drain):
     cols = w.shape[1]
     return _LayerPlan(index=0, w=w, v0=v0, thr=thr, window=window, cycles=window + drain,
                       spk=spk, key=0, cmp=thr, sq=np.zeros((0, cols), np.int64), leak=0.0,
+                      leak_col=None,
                       noise_scale=0.0, nkey=0, dynamic=False, bsched=bsched,
                       scale=fast.scale_of(w, v0, thr, bsched))
 
