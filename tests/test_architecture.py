@@ -11,9 +11,11 @@ PKG = Path(__file__).resolve().parents[1] / "xbarsim"
 
 #: Stage of each top-level part of the package; a module may import only from a lower stage or
 #: from its own folder. ``errors`` (imports nothing) and ``io`` (only errors) are shared by all;
-#: cost, sweep and train are peers that never import each other.
+#: cost, sweep and train are peers that never import each other. ``interop`` (PyTorch and NIR
+#: front ends) sits just above them: it reuses train's quantizers, and only commands and the
+#: package root import it.
 STAGE = {"errors": -1, "version": -1, "io": 0, "config": 1, "network": 2, "hardware": 3, "engine": 4,
-         "cost": 5, "sweep": 5, "train": 5, "spice": 5, "commands": 6,
+         "cost": 5, "sweep": 5, "train": 5, "spice": 5, "interop": 5.5, "commands": 6,
          "__init__": 7, "cli": 7, "__main__": 8}
 
 

@@ -52,6 +52,23 @@ class Network:
     def with_spec(self, **changes) -> "Network":
         return Network(replace(self.spec, **changes), self.weights)
 
+    def save(self, path, description: str = "", header: str = "") -> Path:
+        """Write the network as ``path`` (YAML) and its integer weights beside it (same stem,
+        ``.npz``), both atomically, so that :func:`load_network` reads back this network (same
+        layers, bits, crossbar, device card, seed and weights). Returns the YAML path."""
+        from ..config.dump import spec_to_yaml
+        from ..io.atomic import atomic_write_text
+        from .weights import save_weights
+
+        path = Path(path)
+        npz = path.with_suffix(".npz")
+        if npz == path:
+            raise ValueError(f"{path}: the network file needs a suffix other than .npz")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_weights(npz, self.weights, self.signal_bits, self.weight_bits)
+        atomic_write_text(path, spec_to_yaml(self.spec, npz.name, description, header))
+        return path
+
 
 def quantize_images(images: np.ndarray, bits: int) -> np.ndarray:
     images = np.asarray(images)
