@@ -16,11 +16,21 @@ from .network import (LayerWeights, Mapping, Network, build_network, load_networ
 
 from .version import __version__  # noqa: E402
 
+
+def __getattr__(name):
+    """``xbarsim.from_torch`` loads the PyTorch front end (and torch) only when first used."""
+    if name == "from_torch":
+        from .interop.torch_import import from_torch
+
+        return from_torch
+    raise AttributeError(f"module 'xbarsim' has no attribute {name!r}")
+
+
 __all__ = [
     "ConfigError", "DataError", "DeviceCard", "EngineOptions", "Hardware", "IFCParams", "RunResult",
     "Simulator",
     "build_hardware", "LayerSpec", "LayerWeights", "Mapping", "Network",
     "NetworkSpec", "XbarsimError", "build_network", "load_device", "load_network",
     "load_network_spec", "load_weights", "map_network", "quantize_images", "run_ideal",
-    "save_weights", "sweep", "datasets",
+    "save_weights", "sweep", "datasets", "from_torch",
 ]
