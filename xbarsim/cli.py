@@ -13,7 +13,7 @@ import sys
 from .errors import XbarsimError
 
 COMMANDS = ("networks", "map", "run", "trace", "report", "table5", "train", "paper", "sweep",
-            "spice")
+            "spice", "import_model", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:

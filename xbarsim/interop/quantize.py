@@ -138,7 +138,8 @@ def quantize(fnet: FloatNetwork, images: np.ndarray, *, name: str, signal_bits: 
              bias: str = "current", source: str = "<import>", seed: int = 0) -> ImportResult:
     """Quantize ``fnet`` at ``M = signal_bits``, ``N = weight_bits`` with θ calibrated on
     ``images`` (uint8 ``(K, C, H, W)``). ``reference(images) -> class predictions`` (optional) is
-    the float model; the ideal integer network's agreement with it is measured on ``images``."""
+    the float model (``"float"``: the float network ``fnet`` itself); the ideal integer network's
+    agreement with it is measured on ``images``."""
     import torch
 
     from ..train import quant
@@ -156,6 +157,8 @@ def quantize(fnet: FloatNetwork, images: np.ndarray, *, name: str, signal_bits: 
     model = QNet(spec, seed=seed)
     load_float_state(model, fnet.state)
     model.mode = "float"
+    if isinstance(reference, str) and reference == "float":  # the float network itself
+        reference = _float_predictions(model)
     units = calibrate(model, images, len(images), quantile)
     in_scale = 1.0 / model.top_in
     units = shared_units(spec, units, in_scale)
@@ -192,6 +195,25 @@ def quantize(fnet: FloatNetwork, images: np.ndarray, *, name: str, signal_bits: 
             res.float_accuracy = float(np.mean(ref == labels))
             res.ideal_accuracy = float(np.mean(ideal == labels))
     return res
+
+
+def _float_predictions(model):
+    """Predictions of ``model`` in float mode as it is now (its weights are about to change)."""
+    import copy
+
+    import torch
+
+    frozen = copy.deepcopy(model)
+    frozen.mode = "float"
+
+    def reference(images):
+        out = []
+        with torch.no_grad():
+            for lo in range(0, len(images), 500):
+                x = frozen.prepare(torch.from_numpy(images[lo:lo + 500]))
+                out.append(frozen(x).reshape(len(x), -1).argmax(1).numpy())
+        return np.concatenate(out)
+    return reference
 
 
 def as_images(images, shape) -> np.ndarray:

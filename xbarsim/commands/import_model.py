@@ -1,0 +1,134 @@
+"""``xbarsim import MODEL --bits M,N --out NET.yaml``: a PyTorch ``.pt2`` (``torch.export.save``)
+or a ``.nir`` graph → a network YAML + ``.npz`` (docs/interop.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError, XbarsimError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("import", help="import a PyTorch (.pt2 from torch.export.save) or NIR "
+                       "(.nir) model as a quantized network YAML + .npz")
+    p.add_argument("model", help="MODEL.pt2 or MODEL.nir")
+    p.add_argument("--bits", metavar="M,N",
+                   help="signal and weight bits (needed unless the .nir was written by xbarsim)")
+    p.add_argument("--out", required=True, metavar="NET.yaml",
+                   help="network YAML to write (weights go to NET.npz beside it)")
+    p.add_argument("--calibrate", metavar="mnist|cifar10|FILE.npy",
+                   help="images that choose each layer's output unit θ: the training split of a "
+                   "data set, or uint8 images (K, C, H, W) in a .npy")
+    p.add_argument("--samples", type=int, default=1000,
+                   help="calibration images to use (default 1000)")
+    p.add_argument("--quantile", type=float, default=1.0,
+                   help="activation quantile mapped to 2^M - 1 counts (default 1.0 = the largest)")
+    p.add_argument("--name", help="network name (default: the --out file's stem)")
+    p.add_argument("--input-shape", metavar="C,H,W",
+                   help="NIR graphs with a vector input: the image shape it flattens")
+    p.set_defaults(func=run)
+
+
+def parse_bits(text):
+    if text is None:
+        return None, None
+    parts = text.split(",")
+    try:
+        m, n = (int(v) for v in parts)
+    except ValueError:
+        raise XbarsimError(f"--bits: expected M,N, e.g. 8,8 (got {text})") from None
+    if not (1 <= m <= 16 and 2 <= n <= 16):
+        raise XbarsimError(f"--bits: M must be 1..16 and N 2..16 (got {text})")
+    return m, n
+
+
+def calibration_images(text, samples: int):
+    """``(images, labels or None, description)`` for ``--calibrate``."""
+    if text is None:
+        return None, None, None
+    if text in ("mnist", "cifar10"):
+        from ..io import datasets
+
+        images, labels = datasets.load_dataset(text, split="train", limit=samples,
+                                               download=False)
+        return images, labels, f"{len(images)} {text} training images"
+    path = Path(text)
+    if path.suffix != ".npy":
+        raise XbarsimError(f"--calibrate: expected mnist, cifar10 or a .npy file (got {text})")
+    try:
+        images = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise DataError(f"{path}: --calibrate: file not found") from None
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: --calibrate: not a readable .npy file ({exc})") from None
+    if images.dtype != np.uint8:
+        raise DataError(f"{path}: --calibrate: images must be uint8 (got {images.dtype})")
+    images = images[:samples]
+    return images, None, f"{len(images)} images from {path}"
+
+
+def run(args) -> int:
+    model = Path(args.model)
+    out = Path(args.out)
+    if out.suffix not in (".yaml", ".yml"):
+        raise XbarsimError(f"--out: must name a .yaml file (got {args.out})")
+    if args.samples < 1:
+        raise XbarsimError(f"--samples: must be >= 1 (got {args.samples})")
+    if not 0.0 < args.quantile <= 1.0:
+        raise XbarsimError(f"--quantile: must be in (0, 1] (got {args.quantile})")
+    m, n = parse_bits(args.bits)
+    name = args.name or out.stem
+    shape = None
+    if args.input_shape:
+        try:
+            shape = tuple(int(v) for v in args.input_shape.split(","))
+            assert len(shape) == 3 and min(shape) >= 1
+        except (ValueError, AssertionError):
+            raise XbarsimError(f"--input-shape: expected C,H,W (got {args.input_shape})") from None
+    if model.suffix == ".nir":
+        from ..interop.nir_io import is_xbarsim_graph, load_graph, read_nir
+
+        exact = is_xbarsim_graph(load_graph(model))
+        images, labels, source = (None, None, None) if exact and not args.calibrate else \
+            calibration_images(args.calibrate, args.samples)
+        opts = {} if exact else {"quantile": args.quantile, "input_shape": shape,
+                                 "labels": labels}
+        res = read_nir(model, images, signal_bits=m, weight_bits=n, name=name, **opts)
+    elif model.suffix == ".pt2":
+        if m is None:
+            raise XbarsimError("--bits: required for a .pt2 model (e.g. --bits 8,8)")
+        images, labels, source = calibration_images(args.calibrate, args.samples)
+        if images is None:
+            raise XbarsimError("--calibrate: required for a .pt2 model (mnist, cifar10 or "
+                               "FILE.npy): it chooses each layer's output unit θ")
+        try:
+            from ..interop.torch_import import import_exported, load_pt2
+        except ImportError:
+            raise XbarsimError("importing .pt2 needs the train extra: pip install "
+                               "'xbarsim[train]'") from None
+        res = import_exported(load_pt2(model), images, signal_bits=m, weight_bits=n, name=name,
+                              where=str(model), labels=labels, quantile=args.quantile)
+    else:
+        raise XbarsimError(f"{model}: expected a .pt2 (torch.export.save) or .nir file "
+                           f"(got {model.suffix or 'no suffix'})")
+    from ..interop.quantize import format_rows
+
+    net = res.network
+    print(f"{model} -> {out}: {net.name}, M={net.signal_bits} signal bits, "
+          f"N={net.weight_bits} weight bits")
+    print("\n".join(format_rows(res.rows)))
+    for w in res.warnings:
+        print(f"warning: {w.replace('!', '', 1)}")
+    if res.agreement is not None:
+        line = (f"calibration ({source}, quantile {res.quantile:g}): the ideal integer network "
+                f"agrees with the float model on {100 * res.agreement:.2f}% of the images")
+        if res.float_accuracy is not None:
+            line += (f"; accuracy float {100 * res.float_accuracy:.2f}%, ideal integer "
+                     f"{100 * res.ideal_accuracy:.2f}%")
+        print(line)
+    header = f"imported from {model.name} by xbarsim import"
+    path = net.save(out, header=header)
+    print(f"wrote {path} and {path.with_suffix('.npz')}")
+    return 0
