@@ -49,6 +49,10 @@ def register(sub) -> None:
     p.add_argument("--trace", metavar="DIR", help="write spike-event traces to DIR")
     p.add_argument("--trace-layers", help="comma-separated conv/fc layers to trace (default all)")
     p.add_argument("--trace-images", help="image indices to trace, e.g. 0-9,15 (default all)")
+    p.add_argument("--trace-format", choices=("raw", "nir"), default="raw",
+                   help="raw: xbarsim-trace-1 event files streamed to disk (bounded memory, the "
+                   "default); nir: one NIRData file DIR/trace.nir for other NIR tools (held in "
+                   "memory until the end; needs the nir extra)")
     p.add_argument("--json", action="store_true", help="print results as JSON")
     p.add_argument("--out", metavar="DIR", help="write DIR/results.json (+ resolved config)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -69,7 +73,9 @@ def check_outputs(args) -> None:
 
     if args.out:
         check_out_dir(args.out, "--out")
-    if args.trace:
+    if args.trace and getattr(args, "trace_format", "raw") == "nir":
+        check_out_dir(args.trace, "--trace")  # one trace.nir, replaced atomically
+    elif args.trace:
         from ..engine.trace import check_trace_dir
         check_trace_dir(args.trace, "--trace")
     if args.save_counts:
@@ -216,6 +222,8 @@ def run(args) -> int:
     writer = None
     if args.trace:
         layers = None if not args.trace_layers else [s.strip() for s in args.trace_layers.split(",")]
+        if getattr(args, "trace_format", "raw") == "nir":
+            from ..engine.trace_nir import NirTraceWriter as TraceWriter  # noqa: N814
         writer = TraceWriter(args.trace, spec, layers=layers,
                              images=selection)
     try:

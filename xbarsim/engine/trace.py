@@ -232,8 +232,15 @@ def _plain_events_name(name: str) -> bool:
 def read_trace(directory) -> dict:
     """``{layer: structured array of events}`` plus ``"_manifest"``. Refuses a folder whose
     manifest is not an ``xbarsim-trace-1`` one, names files outside the folder, or does not match
-    its ``.events`` files (a torn or interrupted write)."""
+    its ``.events`` files (a torn or interrupted write). Also reads a NIRData trace
+    (``--trace-format nir``): a ``.nir`` file, or a directory holding ``trace.nir`` and no
+    ``trace.json`` (:mod:`xbarsim.engine.trace_nir`)."""
     directory = Path(directory)
+    if directory.suffix == ".nir" and directory.is_file() or (
+            not (directory / "trace.json").exists() and (directory / "trace.nir").is_file()):
+        from .trace_nir import read_nir_trace
+
+        return read_nir_trace(directory if directory.is_file() else directory / "trace.nir")
     where = directory / "trace.json"
     try:
         manifest = json.loads(where.read_text())
