@@ -206,6 +206,7 @@ def trained_cnn():
 
 
 @pytest.mark.train
+@pytest.mark.slow  # about a minute on two busy cores: 1,000 images cycle by cycle at M = 8
 def test_torch_cnn_imports_at_8_bits(trained_cnn):
     import torch
     from xbarsim.io import datasets

@@ -388,7 +388,7 @@ def _flatten(w: _Walk, node, op) -> None:
         if start != 1 or end not in (-1, len(v.shape)):
             raise _err(w, node, "only flatten(x, 1) maps (the batch axis stays)", [start, end])
     else:
-        shape = [(-1 if w.sizes.get(s) == 0 else -2) if hasattr(s, "op") else int(s)
+        shape = [(w.batch if w.sizes.get(s) == 0 else -2) if hasattr(s, "op") else int(s)
                  for s in _arg(node, 1, "shape", [])]
         ok = (len(shape) == 2 and shape[0] in (w.batch, -1) and shape[1] in (numel, -1)
               and shape != [-1, -1])
