@@ -561,3 +561,36 @@ def test_from_torch_is_exposed_lazily():
     with pytest.raises(AttributeError):
         xs.no_such_thing  # noqa: B018
     assert issubclass(type(XbarsimError("x")), Exception)
+
+
+@pytest.mark.slow
+@pytest.mark.nir
+@pytest.mark.train
+def test_docs_interop_python_blocks_run(tmp_path, monkeypatch, capsys):
+    """docs/interop.md's Python examples run as written (in a scratch folder), and the figures
+    it quotes for the CNN are the ones the example produces."""
+    import re
+
+    pytest.importorskip("torch")
+    pytest.importorskip("nir")
+    pytest.importorskip("snntorch.export_nir")
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "interop.md").read_text(), re.S)
+    assert len(blocks) == 3
+    monkeypatch.chdir(tmp_path)
+    rc, _, err = run_cli(capsys, "run", ROOT / "networks" / "lenet-mnist-4b.yaml", "--samples", 3,
+                         "--trace", "DIR", "--trace-format", "nir", "--no-progress")
+    assert rc == 0, err
+    env: dict = {}
+    for code in blocks:
+        with np.errstate(divide="ignore"):
+            exec(compile(code, "docs/interop.md", "exec"), env)  # noqa: S102 - our own docs
+    import torch
+
+    res, model = env["res"], env["model"].eval()
+    with torch.no_grad():
+        float_pred = model(torch.from_numpy(env["test_x"]).float() / 255).argmax(1).numpy()
+    assert round(100 * np.mean(float_pred == env["test_y"]), 1) == 90.7
+    assert np.mean(res.ideal_predictions == float_pred) == 1.0
+    assert round(100 * res.accuracy(env["test_y"]), 1) == 90.9
+    assert (tmp_path / "small-cnn.yaml").is_file() and (tmp_path / "snn.nir").is_file()
+    assert env["counts"].shape == (3, env["ev"].n_neurons)
