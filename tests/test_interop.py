@@ -147,7 +147,9 @@ def test_nirdata_trace_counts_equal_saved_counts(tmp_path, capsys):
         assert t.min() >= 0 and t.max() < 15
     rc, out, err = run_cli(capsys, "trace", "plot", tmp_path / "tr")
     assert rc == 0 and (tmp_path / "tr" / "raster.png").is_file()
-    from xbarsim.engine.trace import read_trace
+    from xbarsim.engine import trace_nir
+    from xbarsim.engine.trace import TRACE_DTYPE, read_trace
+    assert trace_nir.TRACE_DTYPE == TRACE_DTYPE
     tr = read_trace(tmp_path / "tr")
     assert tr["_manifest"]["images"] == [1, 2, 3, 7, 11]
     assert sorted(set(tr["fc2"]["image"].tolist())) <= [1, 2, 3, 7, 11]
@@ -155,7 +157,6 @@ def test_nirdata_trace_counts_equal_saved_counts(tmp_path, capsys):
 
 # -- PyTorch import: the CNN of the issue -----------------------------------------------------------------
 def _cnn_class():
-    import torch
     import torch.nn.functional as F
     from torch import nn
 

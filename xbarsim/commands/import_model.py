@@ -104,10 +104,11 @@ def run(args) -> int:
             raise XbarsimError("--calibrate: required for a .pt2 model (mnist, cifar10 or "
                                "FILE.npy): it chooses each layer's output unit θ")
         try:
-            from ..interop.torch_import import import_exported, load_pt2
+            import torch  # noqa: F401
         except ImportError:
-            raise XbarsimError("importing .pt2 needs the train extra: pip install "
+            raise XbarsimError("importing .pt2 needs the train extra (torch): pip install "
                                "'xbarsim[train]'") from None
+        from ..interop.torch_import import import_exported, load_pt2
         res = import_exported(load_pt2(model), images, signal_bits=m, weight_bits=n, name=name,
                               where=str(model), labels=labels, quantile=args.quantile)
     else:

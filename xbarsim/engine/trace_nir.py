@@ -21,7 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import XbarsimError
-from .trace import TRACE_DTYPE
+
+#: The raw format's record (``trace.TRACE_DTYPE``; not imported, since ``trace.read_trace``
+#: imports this module; tests check the two are equal).
+TRACE_DTYPE = np.dtype([("image", "<i4"), ("neuron", "<i4"), ("cycle", "<i4")])
 
 FORMAT = "xbarsim-trace-nir-1"
 FILE = "trace.nir"

@@ -372,7 +372,7 @@ def float_network(graph, where: str, input_shape=None) -> FloatNetwork:  # noqa:
             raise err(name, "sums the currents of several weight nodes into one neuron; xbarsim "
                       "has one crossbar layer per neuron population", ps)
         acc = vs[0]
-        for p, v in zip(ps[1:], vs[1:]):
+        for v in vs[1:]:
             if v["shape"] != acc["shape"]:
                 raise err(name, "sums inputs of different shapes",
                           ["x".join(map(str, acc["shape"])), "x".join(map(str, v["shape"]))])

@@ -140,7 +140,11 @@ def quantize(fnet: FloatNetwork, images: np.ndarray, *, name: str, signal_bits: 
     ``images`` (uint8 ``(K, C, H, W)``). ``reference(images) -> class predictions`` (optional) is
     the float model (``"float"``: the float network ``fnet`` itself); the ideal integer network's
     agreement with it is measured on ``images``."""
-    import torch
+    try:
+        import torch
+    except ImportError:
+        raise XbarsimError("quantizing an imported network needs the train extra (torch): "
+                           "pip install 'xbarsim[train]'") from None
 
     from ..train import quant
     from ..train.loop import calibrate, setup_torch
