@@ -595,3 +595,21 @@ def test_docs_interop_python_blocks_run(tmp_path, monkeypatch, capsys):
     assert round(100 * res.accuracy(env["test_y"]), 1) == 90.9
     assert (tmp_path / "small-cnn.yaml").is_file() and (tmp_path / "snn.nir").is_file()
     assert env["counts"].shape == (3, env["ev"].n_neurons)
+
+
+@pytest.mark.nir
+def test_xbarsim_graph_with_a_path_for_a_layer_name_is_refused(tmp_path, capsys):
+    nir = pytest.importorskip("nir")
+    import json
+
+    from xbarsim.interop.nir_io import to_nir
+
+    graph = to_nir(xs.load_network(ROOT / "networks" / "lenet-mnist-4b.yaml"))
+    desc = json.loads(graph.metadata["xbarsim.network"])
+    desc["layers"][0]["name"] = "../../escape"
+    graph.metadata["xbarsim.network"] = json.dumps(desc)
+    nir.write(str(tmp_path / "g.nir"), graph)
+    rc, out, err = run_cli(capsys, "import", tmp_path / "g.nir", "--out", tmp_path / "x.yaml")
+    assert (rc, out) == (2, "")
+    assert err == (f"{tmp_path / 'g.nir'}: xbarsim.network: layer names must be letters, digits, "
+                   "'_', '.' or '-' (got ../../escape)\n")

@@ -227,6 +227,11 @@ def exact_network(graph, where: str):
                           desc["bias_mode"], source=where)
     except (KeyError, TypeError, ValueError) as exc:
         raise bad("xbarsim.network", f"unreadable network description ({exc})") from None
+    for layer in layers:  # names become file names (traces): keep them plain
+        lname = str(layer.get("name", "")) if isinstance(layer, dict) else ""
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}", lname):
+            raise bad("xbarsim.network", "layer names must be letters, digits, '_', '.' or '-'",
+                      lname[:40])
     try:
         dev = desc.get("device")
         device = _DEFAULT_DEVICE if dev is None else DeviceCard(**dev)
