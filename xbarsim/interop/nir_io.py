@@ -221,17 +221,13 @@ def exact_network(graph, where: str):
     try:
         desc = json.loads(str(graph.metadata["xbarsim.network"]))
         layers = desc["layers"]
+        _plain_names(layers, bad)
         fnet = FloatNetwork(layers, {}, tuple(int(s) for s in desc["input_shape"]))
         spec = build_spec(fnet, desc["name"], int(desc["signal_bits"]), int(desc["weight_bits"]),
                           desc["dataset"], int(desc["input_bits"]), int(desc["crossbar_size"]),
                           desc["bias_mode"], source=where)
     except (KeyError, TypeError, ValueError) as exc:
         raise bad("xbarsim.network", f"unreadable network description ({exc})") from None
-    for layer in layers:  # names become file names (traces): keep them plain
-        lname = str(layer.get("name", "")) if isinstance(layer, dict) else ""
-        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}", lname):
-            raise bad("xbarsim.network", "layer names must be letters, digits, '_', '.' or '-'",
-                      lname[:40])
     try:
         dev = desc.get("device")
         device = _DEFAULT_DEVICE if dev is None else DeviceCard(**dev)
@@ -263,6 +259,15 @@ def exact_network(graph, where: str):
              "sq_error": None, "notes": ["exact (xbarsim graph)"] if l.is_compute else []}
             for l in spec.layers]
     return Network(spec, weights), rows
+
+
+def _plain_names(layers, bad) -> None:
+    """Layer names become file names (traces): an xbarsim graph's must be plain."""
+    for layer in layers:
+        lname = str(layer.get("name", "")) if isinstance(layer, dict) else ""
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}", lname):
+            raise bad("xbarsim.network", "layer names must be letters, digits, '_', '.' or '-'",
+                      lname[:40])
 
 
 # -- foreign graphs ---------------------------------------------------------------------------------
