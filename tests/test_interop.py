@@ -613,3 +613,25 @@ def test_xbarsim_graph_with_a_path_for_a_layer_name_is_refused(tmp_path, capsys)
     assert (rc, out) == (2, "")
     assert err == (f"{tmp_path / 'g.nir'}: xbarsim.network: layer names must be letters, digits, "
                    "'_', '.' or '-' (got ../../escape)\n")
+
+
+@pytest.mark.train
+def test_core_aten_program_imports_like_the_training_ir():
+    """A .pt2 saved after run_decompositions() (convolution, addmm, native batch norm, max-pool
+    with indices) gives the same network as the default export."""
+    torch = pytest.importorskip("torch")
+    from torch import nn
+    from xbarsim.interop.torch_import import import_exported
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Flatten(), nn.Linear(4 * 13 * 13, 10)).eval()
+    model[1].running_mean.uniform_(-0.1, 0.1)
+    model[1].running_var.uniform_(0.5, 2.0)
+    images = np.random.default_rng(0).integers(0, 256, (64, 1, 28, 28), dtype=np.uint8)
+    ep = torch.export.export(model, (torch.zeros(2, 1, 28, 28),))
+    a = import_exported(ep, images, signal_bits=6, weight_bits=6, name="t")
+    b = import_exported(ep.run_decompositions(), images, signal_bits=6, weight_bits=6, name="t")
+    assert [l.kind for l in a.network.layers] == ["conv", "maxpool", "flatten", "fc"]
+    assert same_network(a.network, b.network)
+    assert a.agreement == b.agreement and a.agreement >= 0.9

@@ -14,6 +14,7 @@ normalisation ``(p − mean)/std`` inside the model is not folded (see the cavea
 
 from __future__ import annotations
 
+import operator
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +59,7 @@ class _Walk:
     vals: dict = field(default_factory=dict)
     names: set = field(default_factory=set)
     sizes: dict = field(default_factory=dict)  # aten.sym_size nodes: which axis of which value
+    consts: dict = field(default_factory=dict)  # transposed parameters (core ATen's linear)
 
 
 def _op(node) -> str:
@@ -121,6 +123,8 @@ def _tensor(gm, node, w: _Walk):
     """The numpy value of a ``get_attr`` node (a parameter or buffer of the exported module)."""
     if node is None:
         return None
+    if node in w.consts:
+        return w.consts[node]
     if getattr(node, "op", None) != "get_attr":
         raise _err(w, node, "weights must be parameters of the model, not computed tensors",
                    _op(node))
@@ -204,10 +208,19 @@ def _visit(w: _Walk, gm, node) -> None:  # noqa: C901 - one branch per op, on pu
     if op == "aten.sym_size":  # x.size(0) of a dynamic batch, used by view(b, -1)
         w.sizes[node] = int(node.args[1]) if len(node.args) > 1 else 0
         return
+    if op in ("aten.t", "aten.permute", "aten.transpose") and (
+            getattr(node.args[0], "op", None) == "get_attr" or node.args[0] in w.consts):
+        w.consts[node] = _tensor(gm, node.args[0], w).T  # a 2-D weight, as core ATen's linear
+        return
+    if op in ("aten.addmm", "aten.mm"):  # core ATen's linear: addmm(b, x, Wᵀ) / mm(x, Wᵀ)
+        x_arg, wt = (node.args[1], node.args[2]) if op == "aten.addmm" else node.args[:2]
+        bias = _tensor(gm, node.args[0], w) if op == "aten.addmm" else None
+        _linear(w, node, w.vals.get(x_arg), _tensor(gm, wt, w).T, bias)
+        return
     if op in IDENTITY_OPS:
         w.vals[node] = _in(w, node)
         return
-    if op == "_operator.getitem" or str(node.target).endswith("getitem"):
+    if node.target is operator.getitem:
         src = node.args[0]
         if src in w.vals and node.args[1] == 0:
             w.vals[node] = w.vals[src]
@@ -223,19 +236,8 @@ def _visit(w: _Walk, gm, node) -> None:  # noqa: C901 - one branch per op, on pu
         _conv(w, gm, node, op)
         return
     if op == "aten.linear":
-        v = _in(w, node)
-        if len(v.shape) != 1:
-            raise _err(w, node, f"Linear on a {'x'.join(map(str, v.shape))} feature map: flatten "
-                       "it first (x.flatten(1))", list(v.shape))
-        _consume_signed(w, v, node, "this Linear")
-        weight = _tensor(gm, node.args[1], w)
-        bias = _tensor(gm, _arg(node, 2, "bias", None), w)
-        name = _unique(w, node, "fc")
-        out = int(weight.shape[0])
-        _add_layer(w, {"name": name, "type": "fc", "input": v.layer, "out_features": out},
-                   _origin(node))
-        w.fnet.state[name] = (weight, np.zeros(out) if bias is None else bias)
-        w.vals[node] = _Val(name, (out,), pending=name)
+        _linear(w, node, _in(w, node), _tensor(gm, node.args[1], w),
+                _tensor(gm, _arg(node, 2, "bias", None), w))
         return
     if op in ("aten.batch_norm", "aten._native_batch_norm_legit_no_training",
               "aten.native_batch_norm", "aten._native_batch_norm_legit"):
@@ -255,6 +257,21 @@ def _visit(w: _Walk, gm, node) -> None:  # noqa: C901 - one branch per op, on pu
         raise _err(w, node, "activation not supported: an IFC with its counter is a ReLU, "
                    "nothing else", op)
     raise _err(w, node, f"op not supported (xbarsim maps {SUPPORTED})", op)
+
+
+def _linear(w: _Walk, node, v, weight, bias) -> None:
+    if v is None:
+        raise _err(w, node, "takes an input xbarsim cannot place", str(node.args[1])[:40])
+    if len(v.shape) != 1:
+        raise _err(w, node, f"Linear on a {'x'.join(map(str, v.shape))} feature map: flatten "
+                   "it first (x.flatten(1))", list(v.shape))
+    _consume_signed(w, v, node, "this Linear")
+    name = _unique(w, node, "fc")
+    out = int(weight.shape[0])
+    _add_layer(w, {"name": name, "type": "fc", "input": v.layer, "out_features": out},
+               _origin(node))
+    w.fnet.state[name] = (weight, np.zeros(out) if bias is None else bias)
+    w.vals[node] = _Val(name, (out,), pending=name)
 
 
 def _conv(w: _Walk, gm, node, op) -> None:
