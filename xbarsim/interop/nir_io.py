@@ -185,7 +185,14 @@ def read_nir(path, calibration=None, *, signal_bits=None, weight_bits=None, name
     path = Path(path)
     graph = load_graph(path)
     if is_xbarsim_graph(graph):
-        network, rows = exact_network(graph, str(path))
+        try:
+            network, rows = exact_network(graph, str(path))
+        except XbarsimError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - e.g. a node without the expected fields
+            raise ConfigError(str(path), None, None, "could not rebuild the xbarsim graph "
+                              f"({type(exc).__name__}: {' '.join(str(exc).split())[:120]})") \
+                from None
         for key, want in (("signal", signal_bits), ("weight", weight_bits)):
             have = getattr(network.spec, f"{key}_bits")
             if want is not None and want != have:
@@ -193,7 +200,13 @@ def read_nir(path, calibration=None, *, signal_bits=None, weight_bits=None, name
                                   f"the graph was written for {have} bits; --bits asks for {want} "
                                   f"(re-import the float model to change bits)", got=want)
         return ImportResult(network, rows)
-    fnet = float_network(graph, str(path), options.pop("input_shape", None))
+    try:
+        fnet = float_network(graph, str(path), options.pop("input_shape", None))
+    except XbarsimError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a node parameter of an unforeseen shape
+        raise ConfigError(str(path), None, None, f"could not map the graph ({type(exc).__name__}: "
+                          f"{' '.join(str(exc).split())[:120]})") from None
     if calibration is None:
         raise XbarsimError(f"{path}: a graph from another tool is quantized: give calibration "
                            "images (--calibrate mnist|cifar10|FILE.npy)")

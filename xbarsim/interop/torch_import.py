@@ -182,7 +182,13 @@ def walk(gm, example_shape: tuple, where: str) -> FloatNetwork:
         if node.op == "output":
             output = node
             break
-        _visit(w, gm, node)
+        try:
+            _visit(w, gm, node)
+        except XbarsimError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - an argument shape we did not foresee
+            raise _err(w, node, f"could not be mapped ({type(exc).__name__}: "
+                       f"{' '.join(str(exc).split())[:120]})", _op(node)) from None
     outs = output.args[0] if output is not None else ()
     outs = outs if isinstance(outs, (list, tuple)) else (outs,)
     if len(outs) != 1 or outs[0] not in w.vals:
