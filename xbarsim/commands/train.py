@@ -1,8 +1,9 @@
 """``xbarsim train network.yaml --bits M,N --method {plain,nc,nc+wc}``: quantization-aware training
-(paper Sec. 3) on MNIST, writing a weights file the simulator reads. Needs the ``train`` extra."""
+(paper Sec. 3) on MNIST or CIFAR-10, writing a weights file the simulator reads. Needs the ``train`` extra."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from dataclasses import replace
@@ -40,7 +41,24 @@ def register(sub) -> None:
     p.add_argument("--grid", choices=("pow2", "unit"), default="pow2",
                    help="Weight Clustering steps: pow2 = 2^-k fixed point (default), "
                    "unit = 1/θ for any integer θ")
-    p.add_argument("--shift", type=int, default=2, help="random-shift augmentation in pixels")
+    p.add_argument("--shift", type=int, default=None,
+                   help="random-shift augmentation in pixels, zero fill (default 2 for MNIST; 4 "
+                   "for CIFAR-10, i.e. random crops of the image padded by 4)")
+    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                   help="random horizontal flips (default: on for CIFAR-10, off for MNIST)")
+    p.add_argument("--batch-norm", action="store_true",
+                   help="plain: batch norm after every conv layer during training, folded into "
+                   "the conv weights and biases before the file is written")
+    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam",
+                   help="adam (default) or sgd (Nesterov momentum 0.9)")
+    p.add_argument("--schedule", choices=("cosine", "onecycle"), default="cosine",
+                   help="learning rate: cosine decay (default) or onecycle (linear warm-up over "
+                   "the first quarter of the steps, then cosine decay)")
+    p.add_argument("--checkpoint", metavar="FILE.pt", default=None,
+                   help="per-epoch checkpoint (default: in the user cache, named after --out)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the checkpoint's last finished epoch (same weights, bit for "
+                   "bit, as a run never interrupted); starts afresh when there is none")
     p.add_argument("--init", metavar="FILE.npz",
                    help="start from a float-form file written by --method plain or nc")
     p.add_argument("--seed", type=int, default=0,
@@ -78,7 +96,8 @@ def run(args) -> int:
         import torch  # noqa: F401
     except ImportError:
         raise XbarsimError("xbarsim train needs PyTorch: pip install -e '.[train]'") from None
-    from ..config.spec import load_network_spec
+    from ..spec import load_network_spec
+    from ..train.checkpoint import default_path
     from ..train.loop import TrainConfig, save_result, train
 
     spec = load_network_spec(args.network)
@@ -94,6 +113,8 @@ def run(args) -> int:
             lambdas[name] = float(value)
         except ValueError:
             raise XbarsimError(f"--layer-lambda: {item}: value must be a number") from None
+    if args.shift is not None and args.shift < 0:
+        raise XbarsimError(f"--shift: must be >= 0 (got {args.shift})")
     for key in ("epochs", "finetune_epochs", "cycle_epochs", "batch", "threads"):
         v = getattr(args, key)
         if v < (1 if key in ("batch", "threads") else 0):
@@ -104,9 +125,13 @@ def run(args) -> int:
                       cycle_epochs=args.cycle_epochs, batch=args.batch, lr=lr,
                       finetune_lr=args.finetune_lr,
                       weight_decay=args.weight_decay, lam=args.lam, lambdas=lambdas,
-                      alpha=args.alpha, grid=args.grid, shift=args.shift, seed=args.seed,
+                      alpha=args.alpha, grid=args.grid, shift=args.shift, flip=args.flip,
+                      batch_norm=args.batch_norm, optimizer=args.optimizer,
+                      schedule=args.schedule, seed=args.seed,
                       threads=args.threads, train_limit=args.train_limit,
-                      test_limit=args.test_limit)
+                      test_limit=args.test_limit,
+                      checkpoint=str(args.checkpoint or default_path(args.out)),
+                      resume=args.resume)
 
     def log(line):
         print(line, flush=True)

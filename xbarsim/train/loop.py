@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,14 +19,8 @@ import torch.nn.functional as F
 from ..errors import DataError, XbarsimError
 from ..network.weights import FORMAT, atomic_savez, save_weights
 from . import quant
-from .model import (
-    QNet,
-    exact_forward,
-    export_integer,
-    float_state,
-    load_float_state,
-    to_count_units,
-)
+from .model import (QNet, export_integer, exact_forward, float_state, fold_batch_norm,
+                    load_float_state, to_count_units)
 
 METHODS = ("plain", "nc", "nc+wc")
 
@@ -39,19 +34,32 @@ class TrainConfig:
     batch: int = 128
     lr: float = 3e-3
     finetune_lr: float = 3e-4
-    weight_decay: float = 0.0      # λ·R(W) of Eq. 2 (L2, through Adam's weight_decay)
+    weight_decay: float = 0.0      # λ·R(W) of Eq. 2 (L2, through the optimizer's weight_decay)
     lam: float = 1e-4              # λ_i of Eq. 2 for every conv/fc layer (per image, summed R_g)
     lambdas: dict = field(default_factory=dict)   # per-layer overrides
     alpha: float = quant.ALPHA
     grid: str = "pow2"             # Weight Clustering steps: pow2 (2^-k) or unit (1/θ)
     max_theta: int = 4096
-    shift: int = 2                 # random shifts (pixels) for augmentation; 0 = none
+    shift: int | None = None       # random shifts (pixels, zero fill); None = the data set's default
+    flip: bool | None = None       # random horizontal flips; None = the data set's default
+    batch_norm: bool = False       # plain: batch norm after every conv, folded before saving
+    optimizer: str = "adam"        # adam, or sgd (Nesterov momentum 0.9)
+    schedule: str = "cosine"       # cosine decay, or onecycle (linear warm-up over 25 %, cosine)
     calib_images: int = 2000
     quantile: float = 1.0          # w/o: data-chosen scale = this quantile of the activations
     seed: int = 0
     threads: int = 1
     train_limit: int | None = None  # use only the first N training images (tests)
     test_limit: int | None = None
+    checkpoint: str | None = None  # per-epoch checkpoint file (None: none written)
+    resume: bool = False           # continue from ``checkpoint``
+
+
+# augmentation defaults per data set: MNIST random shifts of up to 2 pixels; CIFAR-10 the usual
+# random crop with padding 4 (a shift of up to 4 pixels with zero fill) and horizontal flip
+AUGMENT = {"mnist": (2, False), "cifar10": (4, True)}
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("cosine", "onecycle")
 
 
 def setup_torch(seed: int, threads: int) -> None:
@@ -60,16 +68,48 @@ def setup_torch(seed: int, threads: int) -> None:
     torch.set_num_threads(max(1, int(threads)))
 
 
-def load_mnist_arrays(split: str, limit=None):
-    from ..io import datasets
+def load_arrays(dataset: str, split: str, limit=None):
+    """``(uint8 images (N, C, H, W), int64 labels)`` of ``dataset`` ("mnist" or "cifar10") from
+    the data sets found locally (datasets.load_dataset; no download)."""
+    from .. import datasets
 
-    try:
-        images, labels = datasets.load_mnist(split, download=False)
-    except TypeError:
-        images, labels = datasets.load_mnist(split)
-    if limit is not None:
-        images, labels = images[:limit], labels[:limit]
+    if dataset not in AUGMENT:
+        raise XbarsimError(f"training supports dataset: {' or '.join(AUGMENT)} (got {dataset})")
+    images, labels = datasets.load_dataset(dataset, split, limit, download=False)
     return np.ascontiguousarray(images), np.asarray(labels, np.int64)
+
+
+def load_mnist_arrays(split: str, limit=None):
+    return load_arrays("mnist", split, limit)
+
+
+def augmentation(cfg: "TrainConfig", dataset: str) -> tuple:
+    """``(shift, flip)`` for ``dataset``: the config's, else the data set's default."""
+    shift, flip = AUGMENT.get(dataset, (0, False))
+    return (shift if cfg.shift is None else cfg.shift, flip if cfg.flip is None else cfg.flip)
+
+
+def flip_batch(u: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Mirror each image left-right with probability 1/2 (one draw per image from ``gen``)."""
+    m = torch.rand(u.shape[0], generator=gen) < 0.5
+    if m.any():
+        u = u.clone()
+        u[m] = torch.flip(u[m], dims=(3,))
+    return u
+
+
+def lr_factor(schedule: str, total: int):
+    """The learning-rate multiplier at step ``t`` of ``total``."""
+    if schedule == "onecycle":
+        warm = max(1, int(0.25 * total))
+
+        def f(t):
+            if t < warm:
+                return 0.04 + 0.96 * t / warm
+            r = min(t - warm, total - warm) / max(1, total - warm)
+            return 0.5 * (1 + math.cos(math.pi * r))
+        return f
+    return lambda t: 0.5 * (1 + math.cos(math.pi * min(t, total) / total))
 
 
 def shift_batch(u: torch.Tensor, shift: int, gen: torch.Generator) -> torch.Tensor:
@@ -112,21 +152,36 @@ def integer_predictions(spec, weights: dict, images: np.ndarray, batch: int = 10
 
 
 def fit(model: QNet, images, labels, epochs: int, lr: float, cfg: TrainConfig, log=print,
-        progress: bool = True, test=None, tag: str = "") -> list:
-    """Adam with a cosine learning-rate schedule; loss = CE + λ_i·R_g (count mode). One log line
-    per epoch; returns the per-epoch records."""
+        progress: bool = True, test=None, tag: str = "", ck=None, augment=None) -> list:
+    """One training stage: the config's optimizer and learning-rate schedule; loss = CE + λ_i·R_g
+    (count mode). One log line per epoch; returns this stage's per-epoch records.
+
+    ``augment``: ``(shift, flip)`` (default: the config's, MNIST defaults). ``ck``: a
+    :class:`~.checkpoint.Checkpoint`; the stage ``tag`` is saved after every epoch and, when the
+    checkpoint holds this stage, continued from the epoch it reached (bit for bit)."""
+    shift, flip = augment if augment is not None else augmentation(cfg, "mnist")
     params = list(model.parameters())
-    opt = torch.optim.Adam(params, lr=lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True,
+                              weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.Adam(params, lr=lr, weight_decay=cfg.weight_decay)
     n = len(images)
     steps_per_epoch = max(1, math.ceil(n / cfg.batch))
     total = max(1, epochs * steps_per_epoch)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda t: 0.5 * (1 + math.cos(math.pi * min(t, total) / total)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(cfg.schedule, total))
     gen = torch.Generator().manual_seed(cfg.seed * 1000003 + len(tag))
+    start = 0
+    if ck is not None:
+        if ck.past(tag):
+            return [r for r in ck.history if r.get("stage") == tag]
+        start = ck.epoch_in(tag)
+        if start:
+            ck.restore_loop(opt, sched, gen)
     u_all = torch.from_numpy(images)
     y_all = torch.from_numpy(labels)
-    history = []
-    for epoch in range(epochs):
+    history = [r for r in ck.history if r.get("stage") == tag] if ck is not None else []
+    for epoch in range(start, epochs):
         model.train()
         t0 = time.time()
         perm = torch.randperm(n, generator=gen)
@@ -140,7 +195,9 @@ def fit(model: QNet, images, labels, epochs: int, lr: float, cfg: TrainConfig, l
             batches = bar
         for i in batches:
             idx = perm[i * cfg.batch:(i + 1) * cfg.batch]
-            u = shift_batch(u_all[idx], cfg.shift, gen)
+            u = shift_batch(u_all[idx], shift, gen)
+            if flip:
+                u = flip_batch(u, gen)
             x = model.prepare(u)
             z = model(x)
             ce = F.cross_entropy(z, y_all[idx])
@@ -154,11 +211,15 @@ def fit(model: QNet, images, labels, epochs: int, lr: float, cfg: TrainConfig, l
             correct += int((z.argmax(1) == y_all[idx]).sum())
         if bar is not None:
             bar.close()
-        rec = {"epoch": epoch + 1, "ce": tot_ce / n, "reg": tot_reg / n, "train_acc": correct / n,
-               "lr": opt.param_groups[0]["lr"], "seconds": time.time() - t0}
+        rec = {"stage": tag, "epoch": epoch + 1, "ce": tot_ce / n, "reg": tot_reg / n,
+               "train_acc": correct / n, "lr": opt.param_groups[0]["lr"],
+               "seconds": time.time() - t0}
         if test is not None:
             rec["test_acc"] = accuracy(model, *test)
         history.append(rec)
+        if ck is not None:
+            ck.history.append(rec)
+            ck.save(tag, epoch + 1, model, opt, sched, gen)
         log(f"{tag} epoch {epoch + 1}/{epochs}: loss {rec['ce']:.4f} + reg {rec['reg']:.4f}, "
             f"train acc {100 * rec['train_acc']:.2f}%"
             + (f", test acc {100 * rec['test_acc']:.2f}%" if test is not None else "")
@@ -239,35 +300,68 @@ class TrainResult:
     clustering: dict              # per layer: step, θ, squared error vs rounding
 
 
+def fingerprint(spec, cfg: TrainConfig, init) -> dict:
+    """What a checkpoint must share with a run to be resumed by it."""
+    fp = {k: v for k, v in vars(cfg).items()}
+    fp.update({"network": spec.name, "signal_bits": spec.signal_bits,
+               "weight_bits": spec.weight_bits, "input_bits": spec.input_bits,
+               "layers": [(l.name, l.kind, tuple(l.weight_shape) if l.is_compute else None)
+                          for l in spec.layers],
+               "init": str(Path(init).resolve()) if init else None})
+    return fp
+
+
 def train(spec, cfg: TrainConfig, init=None, log=print, progress=True) -> TrainResult:
-    """Run one recipe on MNIST. ``init``: a float-form weights file to start from (else random)."""
+    """Run one recipe on the network's data set (MNIST or CIFAR-10). ``init``: a float-form
+    weights file to start from (else random). With ``cfg.checkpoint`` every epoch is saved there;
+    ``cfg.resume`` continues from it."""
+    from .checkpoint import Checkpoint
+
     if cfg.method not in METHODS:
         raise XbarsimError(f"--method: must be one of {', '.join(METHODS)} (got {cfg.method})")
-    if spec.dataset != "mnist":
-        raise XbarsimError(f"{spec.source}: training supports dataset: mnist only (got {spec.dataset})")
+    if spec.dataset not in AUGMENT:
+        raise XbarsimError(f"{spec.source}: training supports dataset: mnist or cifar10 "
+                           f"(got {spec.dataset})")
+    if cfg.optimizer not in OPTIMIZERS:
+        raise XbarsimError(f"--optimizer: must be one of {', '.join(OPTIMIZERS)} (got {cfg.optimizer})")
+    if cfg.schedule not in SCHEDULES:
+        raise XbarsimError(f"--schedule: must be one of {', '.join(SCHEDULES)} (got {cfg.schedule})")
+    if cfg.batch_norm and cfg.method != "plain":
+        raise XbarsimError("--batch-norm: only for --method plain (it is folded into the weights "
+                           "before quantization; nc and nc+wc start from the folded file)")
     setup_torch(cfg.seed, cfg.threads)
-    tr = load_mnist_arrays("train", cfg.train_limit)
-    te = load_mnist_arrays("test", cfg.test_limit)
-    model = QNet(spec, seed=cfg.seed)
+    tr = load_arrays(spec.dataset, "train", cfg.train_limit)
+    te = load_arrays(spec.dataset, "test", cfg.test_limit)
+    aug = augmentation(cfg, spec.dataset)
+    model = QNet(spec, seed=cfg.seed, batch_norm=cfg.batch_norm)
     model.alpha = cfg.alpha
-    figures, clustering = {}, {}
+    ck = Checkpoint(cfg.checkpoint, fingerprint(spec, cfg, init), cfg.resume, log)
+    figures, clustering = ck.figures, ck.clustering
+    if ck.started():
+        ck.restore_model(model)
     in_count = 1.0 / model.top_in
+    stage = dict(cfg=cfg, log=log, progress=progress, test=te, ck=ck, augment=aug)
     if cfg.method == "plain":
-        if init is not None:
+        if init is not None and not ck.started():
             state, _, _ = read_float_form(init, spec)
             load_float_state(model, state)
         model.mode = "float"
-        hist = fit(model, *tr, cfg.epochs, cfg.lr, cfg, log, progress, te, "plain")
+        fit(model, *tr, cfg.epochs, cfg.lr, tag="plain", **stage)
+        if model.bn is not None:
+            figures["float_batch_norm"] = accuracy(model, *te)
+            fold_batch_norm(model)
+            log(f"batch norm folded into the conv weights and biases (test acc with batch norm "
+                f"{100 * figures['float_batch_norm']:.2f}%)")
         figures["float"] = accuracy(model, *te)
         scales = calibrate(model, tr[0], cfg.calib_images, cfg.quantile)
         model.scales = scales
         model.mode = "scale"
         figures["signals_wo"] = accuracy(model, *te)
         model.mode = "float"
-        return TrainResult(model, hist, None, scales, in_count, figures, clustering)
+        return TrainResult(model, ck.history, None, scales, in_count, figures, clustering)
 
     # nc / nc+wc: count units
-    if init is not None:
+    if init is not None and not ck.started():
         state, scales, in_scale = read_float_form(init, spec)
         if _file_method(init) == "plain":
             # a float network: choose this width's count scale from data (as the w/o baseline)
@@ -278,45 +372,47 @@ def train(spec, cfg: TrainConfig, init=None, log=print, progress=True) -> TrainR
         load_float_state(model, to_count_units(spec, state, scales, in_scale))
     model.mode = "count"
     model.lambdas = {l.name: cfg.lambdas.get(l.name, cfg.lam) for l in spec.compute_layers}
-    hist = fit(model, *tr, cfg.epochs, cfg.lr, cfg, log, progress, te, "nc")
-    figures["nc_float_weights"] = accuracy(model, *te)
+    fit(model, *tr, cfg.epochs, cfg.lr, tag="nc", **stage)
     ones = {l.name: 1.0 for l in spec.compute_layers}
+    if not ck.past("nc"):
+        figures["nc_float_weights"] = accuracy(model, *te)
     if cfg.method == "nc":
-        return TrainResult(model, hist, None, ones, 1.0, figures, clustering)
+        return TrainResult(model, ck.history, None, ones, 1.0, figures, clustering)
 
-    state = float_state(model)
-    for layer in spec.compute_layers:
-        w = state[layer.name][0]
-        s, d, e = quant.cluster(w, spec.weight_bits, cfg.grid, cfg.max_theta)
-        rs = quant.round_step(w, spec.weight_bits)
-        e_round = quant.sq_error(w, rs, quant.assign(w, rs, quant.max_level(spec.weight_bits)))
-        cs, _, ce = quant.continuous_step(w, spec.weight_bits)
-        clustering[layer.name] = {"step": s, "theta": int(round(1 / s)), "sq_error": e,
-                                  "round_step": rs, "round_sq_error": e_round,
-                                  "continuous_step": cs, "continuous_sq_error": ce}
-        log(f"cluster {layer.name}: step 1/{int(round(1 / s))}, ||sD-W||^2 {e:.4g} "
-            f"(rounding at step {rs:g}: {e_round:.4g}; free step {cs:.4g}: {ce:.4g})")
-        model.wsteps[layer.name] = s
-    ints = export_integer(model)
-    figures["wc_before_finetune"] = float(np.mean(integer_predictions(spec, ints, te[0]) == te[1]))
-    log(f"nc+wc before fine-tuning: integer test acc {100 * figures['wc_before_finetune']:.2f}%")
+    if not ck.past("nc"):
+        state = float_state(model)
+        for layer in spec.compute_layers:
+            w = state[layer.name][0]
+            s, d, e = quant.cluster(w, spec.weight_bits, cfg.grid, cfg.max_theta)
+            rs = quant.round_step(w, spec.weight_bits)
+            e_round = quant.sq_error(w, rs, quant.assign(w, rs, quant.max_level(spec.weight_bits)))
+            cs, _, ce = quant.continuous_step(w, spec.weight_bits)
+            clustering[layer.name] = {"step": s, "theta": int(round(1 / s)), "sq_error": e,
+                                      "round_step": rs, "round_sq_error": e_round,
+                                      "continuous_step": cs, "continuous_sq_error": ce}
+            log(f"cluster {layer.name}: step 1/{int(round(1 / s))}, ||sD-W||^2 {e:.4g} "
+                f"(rounding at step {rs:g}: {e_round:.4g}; free step {cs:.4g}: {ce:.4g})")
+            model.wsteps[layer.name] = s
+        ints = export_integer(model)
+        figures["wc_before_finetune"] = float(np.mean(integer_predictions(spec, ints, te[0])
+                                                      == te[1]))
+        log(f"nc+wc before fine-tuning: integer test acc {100 * figures['wc_before_finetune']:.2f}%")
     if cfg.finetune_epochs > 0:
-        hist += fit(model, *tr, cfg.finetune_epochs, cfg.finetune_lr, cfg, log, progress, te,
-                    "finetune")
+        fit(model, *tr, cfg.finetune_epochs, cfg.finetune_lr, tag="finetune", **stage)
     if cfg.cycle_epochs > 0:
         # hardware-aware fine-tuning (beyond the paper): forward values are the cycle-level
         # engine's counts (uniform encoding, ideal devices), gradients those of the ideal network
         model.cycle = True
-        figures["cycle_before_finetune"] = accuracy(model, *te)
-        log(f"cycle-level (torch twin of the engine) before hardware-aware fine-tuning: test acc "
-            f"{100 * figures['cycle_before_finetune']:.2f}%")
-        hist += fit(model, *tr, cfg.cycle_epochs, cfg.finetune_lr, cfg, log, progress, te,
-                    "cycle-finetune")
+        if not ck.past("finetune"):
+            figures["cycle_before_finetune"] = accuracy(model, *te)
+            log(f"cycle-level (torch twin of the engine) before hardware-aware fine-tuning: test "
+                f"acc {100 * figures['cycle_before_finetune']:.2f}%")
+        fit(model, *tr, cfg.cycle_epochs, cfg.finetune_lr, tag="cycle-finetune", **stage)
         figures["cycle_level"] = accuracy(model, *te)
         model.cycle = False
     ints = export_integer(model)
     figures["integer"] = float(np.mean(integer_predictions(spec, ints, te[0]) == te[1]))
-    return TrainResult(model, hist, ints, ones, 1.0, figures, clustering)
+    return TrainResult(model, ck.history, ints, ones, 1.0, figures, clustering)
 
 
 def save_result(path, res: TrainResult, cfg: TrainConfig) -> None:

@@ -35,7 +35,7 @@ MODES = ("float", "scale", "count")
 
 
 class QNet(nn.Module):
-    def __init__(self, spec, seed: int = 0):
+    def __init__(self, spec, seed: int = 0, batch_norm: bool = False):
         super().__init__()
         for layer in spec.layers:
             if layer.kind not in ("conv", "fc", "maxpool", "avgpool", "flatten", "add"):
@@ -60,6 +60,10 @@ class QNet(nn.Module):
             w = torch.randn(layer.weight_shape, generator=g) * math.sqrt(2.0 / fan_in)
             self.weight[layer.name] = nn.Parameter(w)
             self.bias[layer.name] = nn.Parameter(torch.zeros(layer.cols))
+        # batch norm after every conv layer (float training only): folded into the conv's weights
+        # and bias by fold_batch_norm before anything is quantized (DESIGN.md section 2)
+        self.bn = (nn.ModuleDict({l.name: nn.BatchNorm2d(l.cols) for l in spec.compute_layers
+                                  if l.kind == "conv"}) if batch_norm else None)
 
     # -- inputs ----------------------------------------------------------------------------------
     def prepare(self, images_u8: torch.Tensor) -> torch.Tensor:
@@ -96,6 +100,11 @@ class QNet(nn.Module):
                     a = F.conv2d(h, w, b, stride=layer.stride, padding=layer.padding)
                 else:
                     a = F.linear(h.flatten(1), w, b)
+                if self.bn is not None and layer.name in self.bn:
+                    if self.mode != "float":
+                        raise XbarsimError("batch norm is for float training: fold it first "
+                                           "(fold_batch_norm)")
+                    a = self.bn[layer.name](a)
                 if self.mode == "count":
                     lam = self.lambdas.get(layer.name, 0.0)
                     if lam and self.training:
@@ -156,6 +165,8 @@ class QNet(nn.Module):
                 w, b = self.layer_params(layer.name)
                 a = (F.conv2d(h, w, b, stride=layer.stride, padding=layer.padding)
                      if layer.kind == "conv" else F.linear(h.flatten(1), w, b))
+                if self.bn is not None and layer.name in self.bn:
+                    a = self.bn[layer.name](a)
                 y = F.relu(a)
                 flat = y.flatten()
                 out[layer.name] = float(flat.max() if quantile >= 1 else
@@ -232,6 +243,22 @@ def cycle_counts(layer, h, w, b, step: float, window: int, chunk: int = 16,
             v = v - theta * f
             fired = fired + f
     return fired, v, theta
+
+
+@torch.no_grad()
+def fold_batch_norm(model: QNet) -> None:
+    """Fold each conv layer's batch norm (its running statistics, i.e. inference behaviour) into
+    the conv's weights and bias and remove it: ``W' = W·γ/√(σ²+ε)``, ``b' = (b−μ)·γ/√(σ²+ε) + β``.
+    The folded float network computes what the network with batch norm computes in eval mode."""
+    if model.bn is None:
+        return
+    for name, bn in model.bn.items():
+        scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
+        w = model.weight[name].double() * scale.view(-1, *([1] * (model.weight[name].dim() - 1)))
+        b = (model.bias[name].double() - bn.running_mean.double()) * scale + bn.bias.double()
+        model.weight[name].copy_(w.float())
+        model.bias[name].copy_(b.float())
+    model.bn = None
 
 
 # -- float <-> count units ---------------------------------------------------------------------------
