@@ -212,13 +212,15 @@ def test_train_cli_writes_weights_the_simulator_loads(tiny, tmp_path):
     out = tmp_path / "w.npz"
     common = ["--train-limit", "300", "--test-limit", "100", "--batch", "50", "--no-progress"]
     r = subprocess.run([sys.executable, "-m", "xbarsim", "train", str(yaml_path), "--bits", "3,3",
-                        "--method", "plain", "--epochs", "1", "--out", str(plain)] + common,
+                        "--method", "plain", "--epochs", "1", "--out", str(plain),
+                        "--checkpoint", str(tmp_path / "plain.pt")] + common,
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "plain epoch 1/1" in r.stdout
     r = subprocess.run([sys.executable, "-m", "xbarsim", "train", str(yaml_path), "--bits", "3,3",
                         "--method", "nc+wc", "--epochs", "1", "--finetune-epochs", "1",
-                        "--init", str(plain), "--out", str(out)] + common,
+                        "--init", str(plain), "--out", str(out),
+                        "--checkpoint", str(tmp_path / "w.pt")] + common,
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     net = load_network(yaml_path, weights=out)

@@ -91,7 +91,6 @@ class QNet(nn.Module):
         values = {INPUT: x}
         reg = x.new_zeros(())
         last = self.spec.layers[-1].name
-        c = quant.count_to_o(self.bits)
         for layer in self.spec.layers:
             h = values[layer.inputs[0]]
             if layer.is_compute:
@@ -108,8 +107,7 @@ class QNet(nn.Module):
                 if self.mode == "count":
                     lam = self.lambdas.get(layer.name, 0.0)
                     if lam and self.training:
-                        r = quant.r_g(F.relu(a) * c, self.bits, self.alpha)
-                        reg = reg + lam * r.flatten(1).sum(1).mean()
+                        reg = reg + lam * quant.nc_penalty(a, self.bits, self.alpha)
                 hw = None
                 if self.cycle and self.mode == "count" and layer.name in self.wsteps:
                     window = self.top_in if self.spec.reads_input(layer) else self.top
