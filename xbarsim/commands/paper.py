@@ -1,7 +1,9 @@
-"""``xbarsim paper lenet``: the paper's Tables 2, 3 and 4 for LeNet on MNIST.
+"""``xbarsim paper {lenet,alexnet,resnet18,all}``: the paper's Tables 2, 3 and 4 for LeNet on
+MNIST, AlexNet and ResNet-18 on CIFAR-10.
 
 Trains what is missing in ``--workdir`` (a float network, then Neuron Convergence and NC+WC for
-each width) or reuses what is there, then measures on all 10,000 MNIST test images:
+each width; every stage resumable, checkpoints in the workdir) or reuses what is there, then
+measures on all 10,000 test images:
 
 * Table 2 (signals quantized, float weights), from the quantized software model: w/o = the float
   network with every signal clipped and rounded to M bits at a data-chosen scale; w/ = Neuron
@@ -23,56 +25,133 @@ import json
 import subprocess
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import XbarsimError
 
-PAPER = {  # the paper's LeNet rows (Tables 1-4), for the side-by-side columns
+PAPER_LENET = {  # the paper's LeNet rows (Tables 1-4), for the side-by-side columns
     "ideal": 98.16,
     2: {"wo": {5: 97.74, 4: 97.0, 3: 92.9}, "w": {5: 98.16, 4: 98.15, 3: 98.13}},
     3: {"wo": {5: 98.16, 4: 97.86, 3: 94.52}, "w": {5: 98.16, 4: 98.1, 3: 97.79}},
     4: {"wo": {5: 97.74, 4: 96.38, 3: 93.43}, "w": {5: 98.16, 4: 98.14, 3: 97.46}},
 }
+PAPER = PAPER_LENET
+PAPER_ALEXNET = {
+    "ideal": 85.35,
+    2: {"wo": {5: 82.51, 4: 77.8, 3: 67.83}, "w": {5: 85.2, 4: 83.15, 3: 82.1}},
+    3: {"wo": {5: 83.02, 4: 79.19, 3: 75.33}, "w": {5: 85.26, 4: 83.59, 3: 82.92}},
+    4: {"wo": {5: 81.8, 4: 76.16, 3: 69.7}, "w": {5: 84.47, 4: 83.05, 3: 81.53}},
+}
+PAPER_RESNET = {
+    "ideal": 93.05,
+    2: {"wo": {5: 91.37, 4: 75.72, 3: 26.57}, "w": {5: 92.5, 4: 91.33, 3: 88.95}},
+    3: {"wo": {5: 91.0, 4: 77.12, 3: 29.0}, "w": {5: 92.8, 4: 91.0, 3: 88.1}},
+    4: {"wo": {5: 91.03, 4: 75.16, 3: 22.18}, "w": {5: 91.48, 4: 90.33, 3: 87.71}},
+}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How ``xbarsim paper NAME`` trains and names one network's files (docs/training.md)."""
+    label: str                  # as the paper's tables print it
+    dataset: str                # as the tables print it
+    network: str                # base network YAML
+    ship: str                   # shipped files networks/<ship>-<M>b.{yaml,npz}
+    paper: dict
+    epochs: int                 # float training
+    nc_epochs: int
+    finetune_epochs: int
+    t3_finetune_epochs: int
+    cycle_epochs: int
+    plain_args: tuple = ()      # extra options of the float stage
+    nc_args: tuple = ()         # extra options of the nc stage
+    ncwc_args: tuple = ()       # extra options of the nc+wc stage
+
+
+# AlexNet and ResNet-18 train with batch norm after every conv (folded before quantization), SGD
+# with a one-cycle schedule; Neuron Convergence starts from the folded float network with the
+# count scale at the 99.9th percentile of each layer's activations (docs/networks.md)
+CIFAR_PLAIN = ("--batch-norm", "--optimizer", "sgd", "--schedule", "onecycle", "--lr", "0.05",
+               "--weight-decay", "5e-4")
+CIFAR_NC = ("--lr", "5e-4", "--lambda", "3e-5", "--calib-quantile", "0.999")
+CIFAR_NCWC = ("--finetune-lr", "2e-4", "--lambda", "3e-5")
+RECIPES = {
+    "lenet": Recipe("LeNet", "MNIST", "networks/lenet-mnist.yaml", "lenet-mnist", PAPER_LENET,
+                    30, 8, 3, 2, 2),
+    "alexnet": Recipe("AlexNet", "CIFAR-10", "networks/alexnet-cifar10.yaml", "alexnet-cifar10",
+                      PAPER_ALEXNET, 15, 2, 1, 1, 0, CIFAR_PLAIN, CIFAR_NC, CIFAR_NCWC),
+    "resnet18": Recipe("ResNet-18", "CIFAR-10", "networks/resnet18-cifar10.yaml",
+                       "resnet18-cifar10", PAPER_RESNET, 20, 2, 1, 1, 0, CIFAR_PLAIN, CIFAR_NC,
+                       CIFAR_NCWC),
+}
 
 
 def register(sub) -> None:
-    p = sub.add_parser("paper", help="reproduce the paper's Tables 2-4 for LeNet/MNIST "
-                       "(trains what is missing; needs the train extra)")
-    p.add_argument("which", choices=("lenet",), help="which network's tables")
-    p.add_argument("--network", default="networks/lenet-mnist.yaml", help="base network YAML")
-    p.add_argument("--workdir", default="results/paper-lenet",
-                   help="where trained files are kept and reused (default results/paper-lenet)")
+    p = sub.add_parser("paper", help="reproduce the paper's Tables 2-4 for LeNet/MNIST, "
+                       "AlexNet/CIFAR-10 and ResNet-18/CIFAR-10 (trains what is missing; needs "
+                       "the train extra)")
+    p.add_argument("which", choices=tuple(RECIPES) + ("all",), help="which network's tables")
+    p.add_argument("--network", default=None,
+                   help="base network YAML (default networks/<the network>.yaml)")
+    p.add_argument("--workdir", default=None,
+                   help="where trained files and checkpoints are kept and reused (default "
+                   "results/paper-<which>)")
     p.add_argument("--ship", default="networks",
-                   help="folder of the shipped lenet-mnist-<M>b.npz used for Table 4 w/ when "
+                   help="folder of the shipped <network>-<M>b.npz used for Table 4 w/ when "
                    "present (default networks; '' to always use the workdir's)")
-    p.add_argument("--bits", default="5,4,3", help="widths M = N for the tables (default 5,4,3)")
-    p.add_argument("--epochs", type=int, default=30, help="float training epochs (default 30)")
-    p.add_argument("--nc-epochs", type=int, default=8, help="Neuron Convergence epochs (default 8)")
-    p.add_argument("--finetune-epochs", type=int, default=3, help="NC+WC fine-tuning epochs (default 3)")
-    p.add_argument("--t3-finetune-epochs", type=int, default=2,
+    p.add_argument("--bits", default="5,4,3", help="widths M = N for the tables (default 5,4,3); "
+                   "training follows this order")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="float training epochs (default: LeNet 30, AlexNet 15, ResNet-18 20)")
+    p.add_argument("--nc-epochs", type=int, default=None,
+                   help="Neuron Convergence epochs (default: LeNet 8, AlexNet and ResNet-18 2)")
+    p.add_argument("--finetune-epochs", type=int, default=None,
+                   help="NC+WC fine-tuning epochs (default: LeNet 3, AlexNet and ResNet-18 1)")
+    p.add_argument("--t3-finetune-epochs", type=int, default=None,
                    help="Table 3 w/: epochs of fine-tuning with the clustered weights and float "
-                   "signals after Weight Clustering (default 2; 0 = clustering alone)")
-    p.add_argument("--cycle-epochs", type=int, default=2,
+                   "signals after Weight Clustering (default: LeNet 2, else 1; 0 = clustering "
+                   "alone)")
+    p.add_argument("--cycle-epochs", type=int, default=None,
                    help="hardware-aware fine-tuning epochs after NC+WC (cycle-level engine in the "
-                   "forward pass), for the last Table 4 row (default 2; 0 = none)")
-    p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+                   "forward pass), for the last Table 4 row (default: LeNet 2, else 0 = none)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch threads of training (default 1)")
+    p.add_argument("--train-limit", type=int, default=None,
+                   help="train on the first N training images only (smoke runs)")
+    p.add_argument("--train-only", action="store_true",
+                   help="train what is missing and stop (no tables)")
     p.add_argument("--no-engine", action="store_true", help="skip the cycle-level column")
     p.add_argument("--samples", type=int, default=None, help="test images (default all 10,000)")
-    p.add_argument("--out", default=None, metavar="FILE.md", help="write the tables (markdown)")
-    p.add_argument("--json", metavar="FILE.json", help="write every figure as JSON")
+    p.add_argument("--out", default=None, metavar="FILE.md",
+                   help="write the tables (markdown); with 'all', a folder for tables-<name>.md")
+    p.add_argument("--json", metavar="FILE.json",
+                   help="write every figure as JSON; with 'all', a folder for tables-<name>.json")
     p.set_defaults(func=run)
 
 
-def _train(network, bits, method, out, extra, log):
+def _train(network, bits, method, out, extra, log, threads=1, train_limit=None):
+    """One ``xbarsim train`` stage in a subprocess, resumable: its checkpoint sits next to ``out``
+    (``--resume`` continues an interrupted stage) and its history goes to ``out`` .json."""
+    out = Path(out)
     cmd = [sys.executable, "-m", "xbarsim", "train", str(network), "--bits", f"{bits},{bits}",
-           "--method", method, "--out", str(out), "--no-progress"] + [str(e) for e in extra]
+           "--method", method, "--out", str(out), "--no-progress", "--threads", str(threads),
+           "--checkpoint", str(out.with_suffix(".pt")), "--resume",
+           "--log", str(out.with_suffix(".json"))] + [str(e) for e in extra]
+    if train_limit is not None:
+        cmd += ["--train-limit", str(train_limit)]
     log("$ " + " ".join(["xbarsim"] + cmd[3:]))
+    t0 = time.time()
     rc = subprocess.call(cmd)
     if rc != 0:
         raise XbarsimError(f"training failed ({' '.join(cmd[3:])}), exit status {rc}")
+    log(f"  ({time.time() - t0:.0f} s)")
+
+
+def _pick(value, default):
+    return default if value is None else value
 
 
 def run(args) -> int:
@@ -83,67 +162,87 @@ def run(args) -> int:
         import torch  # noqa: F401
     except ImportError:
         raise XbarsimError("xbarsim paper needs PyTorch: pip install -e '.[train]'") from None
-    from ..config.spec import load_network_spec
-    from ..network.network import build_network
-    from ..network.reference import run_ideal
-    from ..network.weights import load_weights
+    names = list(RECIPES) if args.which == "all" else [args.which]
+    if args.which == "all" and args.network:
+        raise XbarsimError("--network: give one network's name, not 'all', with --network")
+    for name in names:
+        out = args.out
+        js = args.json
+        if args.which == "all":
+            out = str(Path(args.out) / f"tables-{name}.md") if args.out else None
+            js = str(Path(args.json) / f"tables-{name}.json") if args.json else None
+        run_one(name, args, out, js)
+    return 0
+
+
+def train_missing(name, args, log) -> Path:
+    """Train (or resume) every file of ``name``'s pipeline that ``--workdir`` lacks; returns the
+    workdir. Float → NC at each width of ``--bits`` → NC+WC (+ fine-tuning), in that order."""
+    r = RECIPES[name]
+    network = args.network or r.network
+    work = Path(args.workdir or f"results/paper-{name}")
+    work.mkdir(parents=True, exist_ok=True)
+    widths = [int(b) for b in args.bits.split(",")]
+    common = dict(log=log, threads=args.threads, train_limit=args.train_limit)
+    seed = ["--seed", args.seed]
+    plain = work / "plain.npz"
+    if not plain.exists():
+        _train(network, 4, "plain", plain,
+               ["--epochs", _pick(args.epochs, r.epochs)] + list(r.plain_args) + seed, **common)
+    cycle_epochs = _pick(args.cycle_epochs, r.cycle_epochs)
+    ft = _pick(args.finetune_epochs, r.finetune_epochs)
+    for m in widths:
+        nc = work / f"nc-{m}b.npz"
+        if not nc.exists():
+            _train(network, m, "nc", nc, ["--init", plain, "--epochs",
+                                          _pick(args.nc_epochs, r.nc_epochs)]
+                   + list(r.nc_args) + seed, **common)
+        shipped = Path(args.ship) / f"{r.ship}-{m}b.npz" if args.ship else None
+        ncwc = work / f"ncwc-{m}b.npz"
+        if not ncwc.exists() and not (shipped and shipped.exists()):
+            _train(network, m, "nc+wc", ncwc, ["--init", nc, "--epochs", 0,
+                                               "--finetune-epochs", ft]
+                   + list(r.ncwc_args) + seed, **common)
+        hwft = work / f"ncwc-cycle-{m}b.npz"
+        if cycle_epochs > 0 and not hwft.exists():
+            _train(network, m, "nc+wc", hwft,
+                   ["--init", nc, "--epochs", 0, "--finetune-epochs", ft,
+                    "--cycle-epochs", cycle_epochs] + list(r.ncwc_args) + seed, **common)
+    return work
+
+
+def run_one(name, args, out_md, out_json) -> None:
+    from ..network import build_network
+    from ..reference import run_ideal
+    from ..spec import load_network_spec
     from ..train import quant
-    from ..train.loop import (
-        TrainConfig,
-        accuracy,
-        calibrate,
-        fit,
-        integer_predictions,
-        load_mnist_arrays,
-        read_float_form,
-        save_float_form,
-        setup_torch,
-    )
+    from ..train.loop import (TrainConfig, accuracy, augmentation, calibrate, fit,
+                              integer_predictions, load_arrays, read_float_form, save_float_form,
+                              setup_torch)
     from ..train.model import QNet, load_float_state
 
-    from ..io.paths import check_out_dir, check_out_file
-
+    r = RECIPES[name]
+    t_start = time.time()
     widths = [int(b) for b in args.bits.split(",")]
-    check_out_dir(args.workdir, "--workdir")
-    if args.out:
-        check_out_file(args.out, "--out")
-    if args.json:
-        check_out_file(args.json, "--json")
-    work = Path(args.workdir)
-    work.mkdir(parents=True, exist_ok=True)
-    base = load_network_spec(args.network)
     lines_log = []
 
     def log(line):
         print(line, flush=True)
         lines_log.append(line)
 
-    seed = ["--seed", args.seed]
+    work = train_missing(name, args, log)
+    if args.train_only:
+        return
+    base = load_network_spec(args.network or r.network)
     plain = work / "plain.npz"
-    if not plain.exists():
-        _train(args.network, 4, "plain", plain, ["--epochs", args.epochs] + seed, log)
-    for m in widths:
-        nc = work / f"nc-{m}b.npz"
-        if not nc.exists():
-            _train(args.network, m, "nc", nc,
-                   ["--init", plain, "--epochs", args.nc_epochs] + seed, log)
-        shipped = Path(args.ship) / f"lenet-mnist-{m}b.npz" if args.ship else None
-        ncwc = work / f"ncwc-{m}b.npz"
-        if not ncwc.exists() and not (shipped and shipped.exists()):
-            _train(args.network, m, "nc+wc", ncwc,
-                   ["--init", nc, "--epochs", 0, "--finetune-epochs", args.finetune_epochs] + seed,
-                   log)
-        hwft = work / f"ncwc-cycle-{m}b.npz"
-        if args.cycle_epochs > 0 and not hwft.exists():
-            _train(args.network, m, "nc+wc", hwft,
-                   ["--init", nc, "--epochs", 0, "--finetune-epochs", args.finetune_epochs,
-                    "--cycle-epochs", args.cycle_epochs] + seed, log)
-
-    setup_torch(args.seed, 1)
-    images, labels = load_mnist_arrays("test", args.samples)
-    train_set = load_mnist_arrays("train")
+    cycle_epochs = _pick(args.cycle_epochs, r.cycle_epochs)
+    t3_epochs = _pick(args.t3_finetune_epochs, r.t3_finetune_epochs)
+    setup_torch(args.seed, args.threads)
+    images, labels = load_arrays(base.dataset, "test", args.samples)
+    train_set = load_arrays(base.dataset, "train", args.train_limit)
     calib = train_set[0][:2000]
-    figs = {"samples": int(len(images)), "tables": {2: {}, 3: {}, 4: {}}}
+    figs = {"network": name, "samples": int(len(images)), "tables": {2: {}, 3: {}, 4: {}},
+            "seconds": {}}
 
     # ideal float network
     spec8 = replace(base, signal_bits=8, weight_bits=8, input_bits=8)
@@ -190,15 +289,17 @@ def run(args) -> int:
         model.wsteps = w_steps
         t3_wc = 100 * accuracy(model, images, labels)
         t3_w = t3_wc
-        if args.t3_finetune_epochs > 0:
+        if t3_epochs > 0:
+            t0 = time.time()
             ft = QNet(spec)
             load_float_state(ft, state)
             ft.mode = "float"
             ft.wsteps = w_steps
-            cfg = TrainConfig(seed=args.seed, threads=1)
-            fit(ft, *train_set, args.t3_finetune_epochs, cfg.finetune_lr, cfg, log, False, None,
-                f"wc-finetune {m}b")
+            cfg = TrainConfig(seed=args.seed, threads=args.threads)
+            fit(ft, *train_set, t3_epochs, cfg.finetune_lr, cfg, log, False, None,
+                f"wc-finetune {m}b", augment=augmentation(cfg, base.dataset))
             t3_w = 100 * accuracy(ft, images, labels)
+            figs["seconds"][f"t3_finetune_{m}"] = time.time() - t0
         figs["tables"][3][m] = {"wo": t3_wo, "w": t3_w, "w_clustering_only": t3_wc}
         log(f"Table 3, {m} bits: w/o {t3_wo:.2f}%  w/ {t3_w:.2f}% (clustering alone {t3_wc:.2f}%, "
             f"levels ±{lim})")
@@ -207,17 +308,19 @@ def run(args) -> int:
         wo_file = work / f"wo-{m}b.npz"
         save_float_form(wo_file, model, model.scales, 1.0 / model.top_in,
                         {"method": "plain (w/o)", "seed": args.seed})
-        shipped = Path(args.ship) / f"lenet-mnist-{m}b.npz" if args.ship else None
+        shipped = Path(args.ship) / f"{r.ship}-{m}b.npz" if args.ship else None
         w_file = shipped if shipped and shipped.exists() else work / f"ncwc-{m}b.npz"
         hw_file = work / f"ncwc-cycle-{m}b.npz"
         row = {"w_file": str(w_file), "hw_file": str(hw_file)}
         files = [("wo", wo_file), ("w", w_file)]
-        if args.cycle_epochs > 0 and hw_file.exists():
+        if cycle_epochs > 0 and hw_file.exists():
             files.append(("hw", hw_file))
         for key, path in files:
             net = build_network(spec, load_weights(path, spec))
             sig = net.quantize_input(images)
+            t0 = time.time()
             ideal_pred = run_ideal(net, sig).predictions
+            row[f"{key}_ideal_seconds"] = time.time() - t0
             row[f"{key}_ideal"] = 100 * float(np.mean(ideal_pred == labels))
             if key == "w":
                 soft = integer_predictions(spec, net.weights, images)
@@ -232,15 +335,14 @@ def run(args) -> int:
         figs["tables"][4][m] = row
         log(f"Table 4, {m} bits: " + ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
                                              for k, v in row.items() if not k.endswith("_file")))
-    text = format_tables(figs, widths, args)
+    figs["seconds"]["total"] = time.time() - t_start
+    text = format_tables(figs, widths, args, r, work)
     print(text)
-    if args.out:
-        from ..engine.trace import atomic_write_text
-        atomic_write_text(args.out, text)
-    if args.json:
-        from ..engine.trace import atomic_write_text
-        atomic_write_text(args.json, json.dumps(figs, indent=1, default=str))
-    return 0
+    from ..atomic import atomic_write_text
+    if out_md:
+        atomic_write_text(out_md, text)
+    if out_json:
+        atomic_write_text(out_json, json.dumps(figs, indent=1, default=str))
 
 
 def _pct(v):
@@ -255,16 +357,20 @@ def _table(title, rows, widths):
     return "\n".join(out) + "\n"
 
 
-def format_tables(figs, widths, args) -> str:
+def format_tables(figs, widths, args, r=None, work=None) -> str:
+    r = r or RECIPES["lenet"]
+    P = r.paper
     ideal = figs["ideal"]
     t = figs["tables"]
     import shlex
 
     cmd = " ".join(shlex.quote(a) for a in ["xbarsim"] + sys.argv[1:]) if args is not None else ""
-    parts = ["# LeNet on MNIST: the paper's Tables 2, 3 and 4\n",
-             f"Made by `{cmd}` with `XBARSIM_DATA` naming the folder that holds `mnist/` "
-             f"(docs/datasets.md); it trains what is missing under "
-             f"`{getattr(args, 'workdir', '')}` (see docs/training.md for the recipes).\n"]
+    total = figs.get("seconds", {}).get("total")
+    took = f", {total / 60:.1f} min once trained" if total is not None else ""
+    parts = [f"# {r.label} on {r.dataset}: the paper's Tables 2, 3 and 4\n",
+             f"Made by `XBARSIM_DATA=../shared/data {cmd}` (trains what is missing under "
+             f"`{work if work is not None else getattr(args, 'workdir', '')}`{took}; see "
+             f"docs/training.md for the recipes).\n"]
     parts.append(
         "What the rows are (docs/training.md): **w/o** in Table 2 is the float network with every "
         "signal clipped and rounded to M bits at a data-chosen scale (largest activation over "
@@ -277,18 +383,20 @@ def format_tables(figs, widths, args) -> str:
         "YAML's hardware (`crossbar.bias` of the base network; uniform encoding, ideal devices). "
         "The last Table 4 row adds hardware-aware fine-tuning (`--cycle-epochs`), which goes "
         "beyond the paper.\n")
-    parts += [f"Ideal (float) LeNet accuracy: **{ideal:.2f}%** on {figs['samples']} MNIST test "
-             f"images (paper Table 1: {PAPER['ideal']}%).\n"]
+    parts += [f"Ideal (float) {r.label} accuracy: **{ideal:.2f}%** on {figs['samples']} "
+              f"{r.dataset} test images (paper Table 1: {P['ideal']}%).\n"]
 
     def block(num, title, wo, w, extra=()):
-        rows = [("LeNet (w/o)", [_pct(wo[m]) for m in widths]),
-                ("LeNet (w/)", [_pct(w[m]) for m in widths]),
+        rows = [(f"{r.label} (w/o)", [_pct(wo[m]) for m in widths]),
+                (f"{r.label} (w/)", [_pct(w[m]) for m in widths]),
                 ("Recovered Acc.", [_pct(None if w[m] is None or wo[m] is None else w[m] - wo[m])
                                     for m in widths]),
                 ("Acc. Drop", [_pct(None if w[m] is None else w[m] - ideal) for m in widths]),
             ] + list(extra) + [
-                ("paper w/o", [_pct(PAPER[num]["wo"].get(m)) for m in widths]),
-                ("paper w/", [_pct(PAPER[num]["w"].get(m)) for m in widths])]
+                ("paper w/o", [_pct(P[num]["wo"].get(m)) for m in widths]),
+                ("paper w/", [_pct(P[num]["w"].get(m)) for m in widths]),
+                ("paper Acc. Drop", [_pct(None if P[num]["w"].get(m) is None
+                                          else P[num]["w"][m] - P["ideal"]) for m in widths])]
         return _table(title, rows, widths)
 
     parts.append(block(2, "Table 2: signals quantized to M bits, float weights (software model)",
@@ -331,6 +439,18 @@ def format_tables(figs, widths, args) -> str:
     hw = (("; w/ + hardware-aware fine-tuning: "
            + ", ".join(f"`{t[4][m]['hw_file']}`" for m in widths))
           if all("hw_ideal" in t[4][m] for m in widths) else "")
+    timing = ["| | " + " | ".join(f"{m}-bit" for m in widths) + " |",
+              "|---|" + "---:|" * len(widths)]
+    for key, name in (("wo", "w/o"), ("w", "w/"), ("hw", "w/ + hardware-aware")):
+        for kind, what in (("ideal", "run_ideal"), ("cycle", "cycle-level engine")):
+            k = f"{key}_{kind}_seconds"
+            if all(k in t[4][m] for m in widths):
+                timing.append(f"| {name}: {what}, s | "
+                              + " | ".join(f"{t[4][m][k]:.1f}" for m in widths) + " |")
+    if len(timing) > 2:
+        parts.append(f"**Wall time of the Table 4 runs** ({figs['samples']} images each; what "
+                      "else ran on the machine is not controlled, see the notes)\n\n"
+                      + "\n".join(timing) + "\n")
     parts.append("Weights used for Table 4 w/ (NC+WC, the paper's method): "
                  + ", ".join(f"`{t[4][m]['w_file']}`" for m in widths) + hw + ".\n")
     return "\n".join(parts)

@@ -54,6 +54,10 @@ def register(sub) -> None:
     p.add_argument("--schedule", choices=("cosine", "onecycle"), default="cosine",
                    help="learning rate: cosine decay (default) or onecycle (linear warm-up over "
                    "the first quarter of the steps, then cosine decay)")
+    p.add_argument("--calib-quantile", type=float, default=1.0,
+                   help="count scale from data (w/o figures; nc from a float file): this "
+                   "quantile of each layer's positive activations over 2,000 training images "
+                   "maps to 2^M-1 (default 1 = the largest)")
     p.add_argument("--checkpoint", metavar="FILE.pt", default=None,
                    help="per-epoch checkpoint (default: in the user cache, named after --out)")
     p.add_argument("--resume", action="store_true",
@@ -113,6 +117,8 @@ def run(args) -> int:
             lambdas[name] = float(value)
         except ValueError:
             raise XbarsimError(f"--layer-lambda: {item}: value must be a number") from None
+    if not 0 < args.calib_quantile <= 1:
+        raise XbarsimError(f"--calib-quantile: must be in (0, 1] (got {args.calib_quantile})")
     if args.shift is not None and args.shift < 0:
         raise XbarsimError(f"--shift: must be >= 0 (got {args.shift})")
     for key in ("epochs", "finetune_epochs", "cycle_epochs", "batch", "threads"):
@@ -127,7 +133,7 @@ def run(args) -> int:
                       weight_decay=args.weight_decay, lam=args.lam, lambdas=lambdas,
                       alpha=args.alpha, grid=args.grid, shift=args.shift, flip=args.flip,
                       batch_norm=args.batch_norm, optimizer=args.optimizer,
-                      schedule=args.schedule, seed=args.seed,
+                      schedule=args.schedule, quantile=args.calib_quantile, seed=args.seed,
                       threads=args.threads, train_limit=args.train_limit,
                       test_limit=args.test_limit,
                       checkpoint=str(args.checkpoint or default_path(args.out)),

@@ -167,8 +167,12 @@ class QNet(nn.Module):
                     a = self.bn[layer.name](a)
                 y = F.relu(a)
                 flat = y.flatten()
-                out[layer.name] = float(flat.max() if quantile >= 1 else
-                                        torch.quantile(flat[flat > 0][:1_000_000], quantile))
+                if quantile >= 1:
+                    out[layer.name] = float(flat.max())
+                else:  # an even subsample of at most 10^6 positive values (torch.quantile's limit)
+                    pos = flat[flat > 0]
+                    pos = pos[::len(pos) // 1_000_000 + 1]
+                    out[layer.name] = float(torch.quantile(pos, quantile)) if len(pos) else 0.0
             elif layer.kind == "maxpool":
                 y = F.max_pool2d(h, layer.kernel, layer.stride)
             elif layer.kind == "avgpool":
