@@ -124,7 +124,8 @@ def register(sub) -> None:
     p.add_argument("--train-only", action="store_true",
                    help="train what is missing and stop (no tables)")
     p.add_argument("--no-engine", action="store_true", help="skip the cycle-level column")
-    p.add_argument("--samples", type=int, default=None, help="test images (default all 10,000)")
+    p.add_argument("--samples", type=int, default=None,
+                   help="test images (default all 10,000; also what training reports on)")
     p.add_argument("--out", default=None, metavar="FILE.md",
                    help="write the tables (markdown); with 'all', a folder for tables-<name>.md")
     p.add_argument("--json", metavar="FILE.json",
@@ -132,7 +133,7 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _train(network, bits, method, out, extra, log, threads=1, train_limit=None):
+def _train(network, bits, method, out, extra, log, threads=1, train_limit=None, test_limit=None):
     """One ``xbarsim train`` stage in a subprocess, resumable: its checkpoint sits next to ``out``
     (``--resume`` continues an interrupted stage) and its history goes to ``out`` .json."""
     out = Path(out)
@@ -142,6 +143,8 @@ def _train(network, bits, method, out, extra, log, threads=1, train_limit=None):
            "--log", str(out.with_suffix(".json"))] + [str(e) for e in extra]
     if train_limit is not None:
         cmd += ["--train-limit", str(train_limit)]
+    if test_limit is not None:
+        cmd += ["--test-limit", str(test_limit)]
     log("$ " + " ".join(["xbarsim"] + cmd[3:]))
     t0 = time.time()
     rc = subprocess.call(cmd)
@@ -183,7 +186,8 @@ def train_missing(name, args, log) -> Path:
     work = Path(args.workdir or f"results/paper-{name}")
     work.mkdir(parents=True, exist_ok=True)
     widths = [int(b) for b in args.bits.split(",")]
-    common = dict(log=log, threads=args.threads, train_limit=args.train_limit)
+    common = dict(log=log, threads=args.threads, train_limit=args.train_limit,
+                  test_limit=args.samples)
     seed = ["--seed", args.seed]
     plain = work / "plain.npz"
     if not plain.exists():
