@@ -367,8 +367,10 @@ def train(spec, cfg: TrainConfig, init=None, log=print, progress=True) -> TrainR
             # a float network: choose this width's count scale from data (as the w/o baseline)
             load_float_state(model, state)
             scales, in_scale = calibrate(model, tr[0], cfg.calib_images, cfg.quantile), in_count
-            log("init: float network rescaled to counter units (largest activation of each "
-                f"layer over {cfg.calib_images} training images = {model.top} counts)")
+            what = ("largest activation" if cfg.quantile >= 1 else
+                    f"{100 * cfg.quantile:g}th percentile of the positive activations")
+            log(f"init: float network rescaled to counter units ({what} of each layer over "
+                f"{cfg.calib_images} training images = {model.top} counts)")
         load_float_state(model, to_count_units(spec, state, scales, in_scale))
     model.mode = "count"
     model.lambdas = {l.name: cfg.lambdas.get(l.name, cfg.lam) for l in spec.compute_layers}
