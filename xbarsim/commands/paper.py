@@ -220,10 +220,11 @@ def run_one(name, args, out_md, out_json) -> None:
     from ..reference import run_ideal
     from ..spec import load_network_spec
     from ..train import quant
-    from ..train.loop import (TrainConfig, accuracy, augmentation, calibrate, fit,
-                              integer_predictions, load_arrays, read_float_form, save_float_form,
-                              setup_torch)
+    from ..train.loop import (TrainConfig, accuracy, augmentation, calibrate,
+                              direct_quantization, fit, integer_predictions, load_arrays,
+                              read_float_form, setup_torch)
     from ..train.model import QNet, load_float_state
+    from ..weights import load_weights, save_weights
 
     r = RECIPES[name]
     t_start = time.time()
@@ -310,8 +311,9 @@ def run_one(name, args, out_md, out_json) -> None:
         # Table 4 -------------------------------------------------------------------------
         model.wsteps = {}
         wo_file = work / f"wo-{m}b.npz"
-        save_float_form(wo_file, model, model.scales, 1.0 / model.top_in,
-                        {"method": "plain (w/o)", "seed": args.seed})
+        save_weights(wo_file, direct_quantization(spec, state, model.scales, 1.0 / model.top_in),
+                     m, m, extra={"meta.method": np.array("plain (w/o)"),
+                                  "meta.seed": np.array(args.seed)})
         shipped = Path(args.ship) / f"{r.ship}-{m}b.npz" if args.ship else None
         w_file = shipped if shipped and shipped.exists() else work / f"ncwc-{m}b.npz"
         hw_file = work / f"ncwc-cycle-{m}b.npz"

@@ -236,7 +236,61 @@ def calibrate(model: QNet, images: np.ndarray, n: int, quantile: float = 1.0) ->
     x = model.prepare(torch.from_numpy(images[:n]))
     peaks = model.activation_max(x, quantile)
     model.mode = mode
-    return {k: max(v, 1e-12) / model.top for k, v in peaks.items()}
+    return unify_add_scales(model.spec, {k: max(v, 1e-12) / model.top for k, v in peaks.items()})
+
+
+def unify_add_scales(spec, scales: dict) -> dict:
+    """Give the two inputs of every residual add one count scale (the larger): the hardware adds
+    counts, so both branches must count in the same unit. Layers joined through chains of adds
+    (ResNet's identity shortcuts) form one group, which takes the group's largest scale."""
+    parent = {name: name for name in scales}
+
+    def find(n):
+        while parent[n] != n:
+            parent[n] = parent[parent[n]]
+            n = parent[n]
+        return n
+
+    source = {}  # value name -> the compute layer (group member) whose counts it carries
+    for layer in spec.layers:
+        if layer.is_compute:
+            source[layer.name] = layer.name
+        elif layer.kind == "add":
+            a, b = (source.get(i) for i in layer.inputs)
+            if a is not None and b is not None:
+                parent[find(a)] = find(b)
+            source[layer.name] = a if a is not None else b
+        else:
+            source[layer.name] = source.get(layer.inputs[0])
+    top = {}
+    for name, v in scales.items():
+        r = find(name)
+        top[r] = max(top.get(r, 0.0), v)
+    return {name: top[find(name)] for name in scales}
+
+
+def direct_quantization(spec, state: dict, act_scale: dict, in_scale: float) -> dict:
+    """The w/o baseline as an integer network: every layer of the float network ``state``
+    rounded by the simulator's float-form rule (``weights.quantize_layer``: N-bit power-of-two
+    step, ``θ = rint(S_out/(S_in·s))``), each layer's input unit the effective output unit of the
+    layer before. What loading the float-form file does, except at residual adds: the two
+    branches' effective units differ slightly after rounding θ, the hardware adds their counts
+    anyway, and the sum carries on in the first branch's unit (that error is part of direct
+    quantization)."""
+    from ..layers import INPUT
+    from ..weights import quantize_layer
+
+    unit = {INPUT: in_scale}
+    out = {}
+    for layer in spec.layers:
+        if layer.is_compute:
+            w, b = state[layer.name]
+            out[layer.name], unit[layer.name] = quantize_layer(
+                np.asarray(w, np.float64), np.asarray(b, np.float64), spec.weight_bits,
+                unit[layer.inputs[0]], act_scale[layer.name])
+        else:
+            unit[layer.name] = unit[layer.inputs[0]]
+    return out
 
 
 # -- files ----------------------------------------------------------------------------------------------

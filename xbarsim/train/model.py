@@ -146,9 +146,18 @@ class QNet(nn.Module):
                 y = h + values[layer.inputs[1]]
                 if self.mode == "count":
                     y = torch.clamp(y, 0, self.top)
+                elif self.mode == "scale":  # the counter saturates, as on the hardware
+                    y = torch.clamp(y, 0, self.top * self.scales[self._feeder(layer.name)])
             values[layer.name] = y
         self.reg = reg
         return values[last]
+
+    def _feeder(self, name):
+        """The compute layer whose counts (and count scale) the value ``name`` carries."""
+        by_name = {l.name: l for l in self.spec.layers}
+        while not by_name[name].is_compute:
+            name = by_name[name].inputs[0]
+        return name
 
     # -- activations for calibration ---------------------------------------------------------------
     @torch.no_grad()
