@@ -321,8 +321,13 @@ def run_one(name, args, out_md, out_json) -> None:
         files = [("wo", wo_file), ("w", w_file)]
         if cycle_epochs > 0 and hw_file.exists():
             files.append(("hw", hw_file))
+        hw_spec = spec
+        ship_yaml = Path(args.ship) / f"{r.ship}-{m}b.yaml" if args.ship else None
+        if ship_yaml is not None and ship_yaml.exists():  # the shipped network's hardware
+            hw_spec = replace(spec, bias_mode=load_network_spec(ship_yaml).bias_mode)
+        row["bias_mode"] = hw_spec.bias_mode
         for key, path in files:
-            net = build_network(spec, load_weights(path, spec))
+            net = build_network(hw_spec, load_weights(path, hw_spec))
             sig = net.quantize_input(images)
             t0 = time.time()
             ideal_pred = run_ideal(net, sig).predictions
@@ -386,7 +391,9 @@ def format_tables(figs, widths, args, r=None, work=None) -> str:
         "fine-tuning with the clustered weights in Table 3, and NC + WC + fine-tuning in Table 4 "
         "(the shipped weights). Tables 2-3 come from the quantized software model, Table 4 from the "
         "exported integer network (`run_ideal`) and from the cycle-level engine with the network "
-        "YAML's hardware (`crossbar.bias` of the base network; uniform encoding, ideal devices). "
+        "YAML's hardware (`crossbar.bias` of the shipped `<network>-<M>b.yaml`, else of the base "
+        "network: " + ", ".join(f"{m}-bit {t[4][m].get('bias_mode', '?')}" for m in widths)
+        + "; uniform encoding, ideal devices). "
         "The last Table 4 row adds hardware-aware fine-tuning (`--cycle-epochs`), which goes "
         "beyond the paper.\n")
     parts += [f"Ideal (float) {r.label} accuracy: **{ideal:.2f}%** on {figs['samples']} "
