@@ -31,7 +31,7 @@ def _killer(after: str):
 
 @pytest.fixture
 def tiny(tmp_path):
-    from xbarsim.spec import load_network_spec
+    from xbarsim.config.spec import load_network_spec
 
     path = tmp_path / "tiny.yaml"
     path.write_text(TINY)
@@ -98,7 +98,7 @@ def test_resume_refuses_a_checkpoint_of_another_run(tiny, tmp_path):
 
 def test_folded_batch_norm_computes_the_eval_mode_network():
     torch = pytest.importorskip("torch")
-    from xbarsim.spec import load_network_spec
+    from xbarsim.config.spec import load_network_spec
     from xbarsim.train.model import QNet, fold_batch_norm
 
     import pathlib

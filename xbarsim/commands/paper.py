@@ -217,14 +217,14 @@ def train_missing(name, args, log) -> Path:
 
 def run_one(name, args, out_md, out_json) -> None:
     from ..network import build_network
-    from ..reference import run_ideal
-    from ..spec import load_network_spec
+    from ..network.reference import run_ideal
+    from ..config.spec import load_network_spec
     from ..train import quant
     from ..train.loop import (TrainConfig, accuracy, augmentation, calibrate,
                               direct_quantization, fit, integer_predictions, load_arrays,
                               read_float_form, setup_torch)
     from ..train.model import QNet, load_float_state
-    from ..weights import load_weights, save_weights
+    from ..network.weights import load_weights, save_weights
 
     r = RECIPES[name]
     t_start = time.time()
@@ -349,7 +349,7 @@ def run_one(name, args, out_md, out_json) -> None:
     figs["seconds"]["total"] = time.time() - t_start
     text = format_tables(figs, widths, args, r, work)
     print(text)
-    from ..atomic import atomic_write_text
+    from ..io.atomic import atomic_write_text
     if out_md:
         atomic_write_text(out_md, text)
     if out_json:

@@ -100,7 +100,7 @@ def run(args) -> int:
         import torch  # noqa: F401
     except ImportError:
         raise XbarsimError("xbarsim train needs PyTorch: pip install -e '.[train]'") from None
-    from ..spec import load_network_spec
+    from ..config.spec import load_network_spec
     from ..train.checkpoint import default_path
     from ..train.loop import TrainConfig, save_result, train
 

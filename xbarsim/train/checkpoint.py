@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from ..atomic import atomic_write
+from ..io.atomic import atomic_write
 from ..errors import XbarsimError
 
 STAGES = ("plain", "nc", "finetune", "cycle-finetune")
@@ -30,7 +30,7 @@ FREE = ("threads", "resume", "checkpoint")
 def default_path(out) -> Path:
     """The checkpoint of a run writing ``out``: in the user cache (never in the repository),
     named after the output file and a hash of its absolute path."""
-    from ..datasets import cache_dir
+    from ..io.datasets import cache_dir
 
     out = Path(out).resolve()
     tag = hashlib.sha1(str(out).encode()).hexdigest()[:10]

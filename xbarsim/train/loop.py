@@ -71,7 +71,7 @@ def setup_torch(seed: int, threads: int) -> None:
 def load_arrays(dataset: str, split: str, limit=None):
     """``(uint8 images (N, C, H, W), int64 labels)`` of ``dataset`` ("mnist" or "cifar10") from
     the data sets found locally (datasets.load_dataset; no download)."""
-    from .. import datasets
+    from ..io import datasets
 
     if dataset not in AUGMENT:
         raise XbarsimError(f"training supports dataset: {' or '.join(AUGMENT)} (got {dataset})")
@@ -277,8 +277,8 @@ def direct_quantization(spec, state: dict, act_scale: dict, in_scale: float) -> 
     branches' effective units differ slightly after rounding θ, the hardware adds their counts
     anyway, and the sum carries on in the first branch's unit (that error is part of direct
     quantization)."""
-    from ..layers import INPUT
-    from ..weights import quantize_layer
+    from ..config.layers import INPUT
+    from ..network.weights import quantize_layer
 
     unit = {INPUT: in_scale}
     out = {}
