@@ -346,6 +346,7 @@ def run_one(name, args, out_md, out_json) -> None:
         figs["tables"][4][m] = row
         log(f"Table 4, {m} bits: " + ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
                                              for k, v in row.items() if not k.endswith("_file")))
+    figs["training"] = training_record(work, widths)
     figs["seconds"]["total"] = time.time() - t_start
     text = format_tables(figs, widths, args, r, work)
     print(text)
@@ -354,6 +355,30 @@ def run_one(name, args, out_md, out_json) -> None:
         atomic_write_text(out_md, text)
     if out_json:
         atomic_write_text(out_json, json.dumps(figs, indent=1, default=str))
+
+
+def training_record(work, widths) -> list:
+    """Per trained file of the workdir (its ``--log`` JSON): stages, epochs, seconds, figures."""
+    rows = []
+    names = ["plain"] + [f"{kind}-{m}b" for m in widths for kind in ("nc", "ncwc")]
+    for name in names:
+        path = Path(work) / f"{name}.json"
+        if not path.exists():
+            continue
+        try:
+            d = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        stages = {}
+        for h in d.get("history", []):
+            st = stages.setdefault(h.get("stage", "?"), [0, 0.0])
+            st[0] += 1
+            st[1] += float(h.get("seconds", 0.0))
+        last = d.get("history", [{}])[-1] if d.get("history") else {}
+        rows.append({"file": f"{name}.npz", "stages": stages, "figures": d.get("figures", {}),
+                     "test_images": (d.get("config") or {}).get("test_limit"),
+                     "last_test_acc": last.get("test_acc")})
+    return rows
 
 
 def _pct(v):
@@ -464,6 +489,18 @@ def format_tables(figs, widths, args, r=None, work=None) -> str:
         parts.append(f"**Wall time of the Table 4 runs** ({figs['samples']} images each; what "
                       "else ran on the machine is not controlled, see the notes)\n\n"
                       + "\n".join(timing) + "\n")
+    if figs.get("training"):
+        lines = ["| file | stage: epochs, wall time | test accuracy at the end of training |",
+                 "|---|---|---|"]
+        for row in figs["training"]:
+            st = "; ".join(f"{k}: {n} epoch{'s' if n != 1 else ''}, {sec / 60:.1f} min"
+                           for k, (n, sec) in row["stages"].items()) or "—"
+            fig = ", ".join(f"{k} {100 * v:.2f}%" for k, v in row["figures"].items()
+                            if isinstance(v, (int, float)))
+            imgs = row["test_images"] or "all"
+            lines.append(f"| `{row['file']}` | {st} | {fig} ({imgs} test images) |")
+        parts.append("**Training** (from the workdir's per-stage logs; wall times on a shared "
+                     "2-core machine, other jobs running alongside)\n\n" + "\n".join(lines) + "\n")
     parts.append("Weights used for Table 4 w/ (NC+WC, the paper's method): "
                  + ", ".join(f"`{t[4][m]['w_file']}`" for m in widths) + hw + ".\n")
     return "\n".join(parts)
