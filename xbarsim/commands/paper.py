@@ -82,7 +82,7 @@ RECIPES = {
     "lenet": Recipe("LeNet", "MNIST", "networks/lenet-mnist.yaml", "lenet-mnist", PAPER_LENET,
                     30, 8, 3, 2, 2),
     "alexnet": Recipe("AlexNet", "CIFAR-10", "networks/alexnet-cifar10.yaml", "alexnet-cifar10",
-                      PAPER_ALEXNET, 15, 2, 1, 1, 0, CIFAR_PLAIN, CIFAR_NC, CIFAR_NCWC),
+                      PAPER_ALEXNET, 15, 1, 1, 1, 0, CIFAR_PLAIN, CIFAR_NC, CIFAR_NCWC),
     "resnet18": Recipe("ResNet-18", "CIFAR-10", "networks/resnet18-cifar10.yaml",
                        "resnet18-cifar10", PAPER_RESNET, 20, 2, 1, 1, 0, CIFAR_PLAIN, CIFAR_NC,
                        CIFAR_NCWC),
@@ -107,7 +107,7 @@ def register(sub) -> None:
     p.add_argument("--epochs", type=int, default=None,
                    help="float training epochs (default: LeNet 30, AlexNet 15, ResNet-18 20)")
     p.add_argument("--nc-epochs", type=int, default=None,
-                   help="Neuron Convergence epochs (default: LeNet 8, AlexNet and ResNet-18 2)")
+                   help="Neuron Convergence epochs (default: LeNet 8, AlexNet 1, ResNet-18 2)")
     p.add_argument("--finetune-epochs", type=int, default=None,
                    help="NC+WC fine-tuning epochs (default: LeNet 3, AlexNet and ResNet-18 1)")
     p.add_argument("--t3-finetune-epochs", type=int, default=None,
