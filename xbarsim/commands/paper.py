@@ -117,7 +117,7 @@ def register(sub) -> None:
     p.add_argument("--cycle-epochs", type=int, default=None,
                    help="hardware-aware fine-tuning epochs after NC+WC (cycle-level engine in the "
                    "forward pass), for the last Table 4 row (default: LeNet 2, else 0 = none)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     p.add_argument("--threads", type=int, default=1, help="torch threads of training (default 1)")
     p.add_argument("--train-limit", type=int, default=None,
                    help="train on the first N training images only (smoke runs)")
@@ -165,7 +165,14 @@ def run(args) -> int:
         import torch  # noqa: F401
     except ImportError:
         raise XbarsimError("xbarsim paper needs PyTorch: pip install -e '.[train]'") from None
+    from ..io.paths import check_out_dir, check_out_file
+
     names = list(RECIPES) if args.which == "all" else [args.which]
+    if args.workdir:
+        check_out_dir(args.workdir, "--workdir")
+    for flag, value in (("--out", args.out), ("--json", args.json)):
+        if value:
+            (check_out_dir if args.which == "all" else check_out_file)(value, flag)
     if args.which == "all" and args.network:
         raise XbarsimError("--network: give one network's name, not 'all', with --network")
     for name in names:
@@ -404,8 +411,10 @@ def format_tables(figs, widths, args, r=None, work=None) -> str:
     total = figs.get("seconds", {}).get("total")
     took = f", {total / 60:.1f} min once trained" if total is not None else ""
     parts = [f"# {r.label} on {r.dataset}: the paper's Tables 2, 3 and 4\n",
-             f"Made by `XBARSIM_DATA=../shared/data {cmd}` (trains what is missing under "
-             f"`{work if work is not None else getattr(args, 'workdir', '')}`{took}; see "
+             f"Made by `{cmd}` with `XBARSIM_DATA` naming the folder that holds "
+             f"`{'mnist' if r.dataset == 'MNIST' else 'cifar10'}/` (docs/datasets.md); it trains "
+             f"what is missing under "
+             f"`{work if work is not None else getattr(args, 'workdir', '')}`{took} (see "
              f"docs/training.md for the recipes).\n"]
     parts.append(
         "What the rows are (docs/training.md): **w/o** in Table 2 is the float network with every "
