@@ -123,6 +123,9 @@ def register(sub) -> None:
                    help="train on the first N training images only (smoke runs)")
     p.add_argument("--train-only", action="store_true",
                    help="train what is missing and stop (no tables)")
+    p.add_argument("--from-json", metavar="A.json,B.json", default=None,
+                   help="measure nothing: write the tables from the --json files of earlier runs "
+                   "(e.g. one per width, run as each width's training finished)")
     p.add_argument("--no-engine", action="store_true", help="skip the cycle-level column")
     p.add_argument("--samples", type=int, default=None,
                    help="test images (default all 10,000; also what training reports on)")
@@ -234,6 +237,8 @@ def run_one(name, args, out_md, out_json) -> None:
     from ..network.weights import load_weights, save_weights
 
     r = RECIPES[name]
+    if args.from_json:
+        return tables_from_json(name, args, out_md, out_json)
     t_start = time.time()
     widths = [int(b) for b in args.bits.split(",")]
     lines_log = []
@@ -254,7 +259,7 @@ def run_one(name, args, out_md, out_json) -> None:
     train_set = load_arrays(base.dataset, "train", args.train_limit)
     calib = train_set[0][:2000]
     figs = {"network": name, "samples": int(len(images)), "tables": {2: {}, 3: {}, 4: {}},
-            "seconds": {}}
+            "seconds": {}, "command": _command(), "t3_finetune_epochs": t3_epochs}
 
     # ideal float network
     spec8 = replace(base, signal_bits=8, weight_bits=8, input_bits=8)
@@ -364,6 +369,55 @@ def run_one(name, args, out_md, out_json) -> None:
         atomic_write_text(out_json, json.dumps(figs, indent=1, default=str))
 
 
+def _command() -> str:
+    import shlex
+
+    return " ".join(shlex.quote(a) for a in ["xbarsim"] + sys.argv[1:])
+
+
+def tables_from_json(name, args, out_md, out_json) -> None:
+    """The tables of ``name`` from the JSON of earlier runs (their widths merged; each run's
+    command is listed in the text)."""
+    from ..io.atomic import atomic_write_text
+
+    r = RECIPES[name]
+    merged = None
+    for path in args.from_json.split(","):
+        try:
+            figs = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise XbarsimError(f"--from-json: {path}: not a readable JSON file ({exc})") from None
+        if figs.get("network") != name:
+            raise XbarsimError(f"--from-json: {path}: figures of {figs.get('network')}, not {name}")
+        tables = {int(k): {int(m): v for m, v in t.items()} for k, t in figs["tables"].items()}
+        if merged is None:
+            merged = dict(figs, tables=tables, commands=[figs.get("command", "?")],
+                          seconds={"total": figs["seconds"].get("total", 0.0)})
+            continue
+        for key in ("ideal", "samples"):
+            if figs[key] != merged[key]:
+                raise XbarsimError(f"--from-json: {path}: {key} {figs[key]} differs from the "
+                                   f"first file's {merged[key]} (not the same float network)")
+        for k, t in tables.items():
+            merged["tables"][k].update(t)
+        merged["commands"].append(figs.get("command", "?"))
+        merged["seconds"]["total"] += figs["seconds"].get("total", 0.0)
+        names = {row["file"] for row in merged.get("training", [])}
+        merged["training"] = merged.get("training", []) + [
+            row for row in figs.get("training", []) if row["file"] not in names]
+    widths = [int(b) for b in args.bits.split(",")]
+    missing = [m for m in widths if m not in merged["tables"][4]]
+    if missing:
+        raise XbarsimError(f"--bits: no figures for {', '.join(map(str, missing))} bits in "
+                           f"--from-json (have {', '.join(map(str, sorted(merged['tables'][4])))})")
+    text = format_tables(merged, widths, args, r, Path(args.workdir or f"results/paper-{name}"))
+    print(text)
+    if out_md:
+        atomic_write_text(out_md, text)
+    if out_json:
+        atomic_write_text(out_json, json.dumps(merged, indent=1, default=str))
+
+
 def training_record(work, widths) -> list:
     """Per trained file of the workdir (its ``--log`` JSON): stages, epochs, seconds, figures."""
     rows = []
@@ -408,10 +462,12 @@ def format_tables(figs, widths, args, r=None, work=None) -> str:
     import shlex
 
     cmd = " ".join(shlex.quote(a) for a in ["xbarsim"] + sys.argv[1:]) if args is not None else ""
+    measured = ("" if not figs.get("commands") else
+                " from the figures measured by " + " and ".join(f"`{c}`" for c in figs["commands"]))
     total = figs.get("seconds", {}).get("total")
-    took = f", {total / 60:.1f} min once trained" if total is not None else ""
+    took = (f", {total / 60:.1f} min of measuring once trained" if total is not None else "")
     parts = [f"# {r.label} on {r.dataset}: the paper's Tables 2, 3 and 4\n",
-             f"Made by `{cmd}` with `XBARSIM_DATA` naming the folder that holds "
+             f"Made by `{cmd}`{measured} with `XBARSIM_DATA` naming the folder that holds "
              f"`{'mnist' if r.dataset == 'MNIST' else 'cifar10'}/` (docs/datasets.md); it trains "
              f"what is missing under "
              f"`{work if work is not None else getattr(args, 'workdir', '')}`{took} (see "
@@ -421,8 +477,10 @@ def format_tables(figs, widths, args, r=None, work=None) -> str:
         "signal clipped and rounded to M bits at a data-chosen scale (largest activation over "
         "2,000 training images = 2^M−1); in Table 3 plain rounding of the float weights to N-bit "
         "fixed point (the largest power-of-two step that holds max|W|); in Table 4 both. **w/** is "
-        "Neuron Convergence (Eq. 2-3) in Table 2, Weight Clustering (Eq. 6) followed by "
-        "fine-tuning with the clustered weights in Table 3, and NC + WC + fine-tuning in Table 4 "
+        "Neuron Convergence (Eq. 2-3) in Table 2, Weight Clustering (Eq. 6) "
+        + ("followed by fine-tuning with the clustered weights" if figs.get("t3_finetune_epochs", 1)
+           else "alone (no fine-tuning, `--t3-finetune-epochs 0`)")
+        + " in Table 3, and NC + WC + fine-tuning in Table 4 "
         "(the shipped weights). Tables 2-3 come from the quantized software model, Table 4 from the "
         "exported integer network (`run_ideal`) and from the cycle-level engine with the network "
         "YAML's hardware (`crossbar.bias` of the shipped `<network>-<M>b.yaml`, else of the base "
