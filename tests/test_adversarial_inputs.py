@@ -827,6 +827,7 @@ def test_report_on_a_fifo_results_file(tmp_path):
 
 
 def test_training_init_file_that_is_a_fifo(tmp_path):
+    pytest.importorskip("torch")
     from xbarsim.errors import DataError
     from xbarsim.network.network import load_network
     from xbarsim.train.loop import read_float_form

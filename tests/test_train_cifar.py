@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 pytestmark = pytest.mark.train
+pytest.importorskip("torch")
 
 PLAIN = """\
 name: tinyconv
