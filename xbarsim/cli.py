@@ -16,8 +16,18 @@ COMMANDS = ("networks", "map", "run", "trace", "report", "table5", "train", "pap
             "spice", "import_model", "export")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a usage mistake on one line (``xbarsim map: error: …``), exit 2: the usage
+    text is what ``--help`` is for. Subcommand parsers inherit the class."""
+
+    def error(self, message):
+        message = " ".join(str(message).split())
+        sys.stderr.write(f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="xbarsim",
         description="Cycle-level simulator of spiking memristor-crossbar neuromorphic hardware.")
     parser.add_argument("--version", action="version", version=f"xbarsim {_version()}",
