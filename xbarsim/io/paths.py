@@ -59,11 +59,7 @@ def check_out_dir(path, flag: str = "--out") -> Path:
     if str(path) == "":
         raise XbarsimError(f"{flag}: empty path (got '')")
     if os.path.lexists(path):
-        if not path.is_dir():
-            raise XbarsimError(f"{flag}: {path} is a file, not a folder (got {path})")
-        why = _unwritable(path)
-        if why:
-            raise XbarsimError(f"{flag}: folder {path} is not writable ({why}) (got {path})")
+        _check_existing_folder(path, flag, path)
         return path
     _check_creatable(path, flag, "folder")
     return path
@@ -82,14 +78,20 @@ def check_out_file(path, flag: str, suffix: str | None = None) -> Path:
         raise XbarsimError(f"{flag}: the file name must end in {suffix} (got {path})")
     parent = path.parent
     if os.path.lexists(parent):
-        if not parent.is_dir():
-            raise XbarsimError(f"{flag}: {parent} is a file, not a folder (got {path})")
-        why = _unwritable(parent)
-        if why:
-            raise XbarsimError(f"{flag}: folder {parent} is not writable ({why}) (got {path})")
+        _check_existing_folder(parent, flag, path)
         return path
     _check_creatable(path, flag, "file")
     return path
+
+
+def _check_existing_folder(folder: Path, flag: str, got: Path) -> None:
+    """An existing ``folder`` (the output folder, or an output file's) must be a writable
+    folder; ``got`` is what the user named."""
+    if not folder.is_dir():
+        raise XbarsimError(f"{flag}: {folder} is a file, not a folder (got {got})")
+    why = _unwritable(folder)
+    if why:
+        raise XbarsimError(f"{flag}: folder {folder} is not writable ({why}) (got {got})")
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
