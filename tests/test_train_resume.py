@@ -172,3 +172,40 @@ def test_train_cli_resume_flag(tiny, tmp_path):
     r = subprocess.run(common + ["--resume"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "resume: plain epoch 1 done" in r.stdout and "plain epoch 1/1:" not in r.stdout
+
+
+def test_torch_device_auto_on_a_cpu_machine_trains_what_cpu_trains(tiny, tmp_path):
+    """``--torch-device auto`` falls back to the CPU where PyTorch sees no GPU and then gives the
+    CPU run's weights bit for bit; a checkpoint resumes whatever device it was written on."""
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: auto would train there")
+    _mnist_or_skip()
+    from xbarsim.train.loop import train
+    from xbarsim.train.model import float_state
+
+    _, spec = tiny
+    quiet = lambda _: None  # noqa: E731
+    cpu = train(spec, _cfg(method="nc", epochs=2, checkpoint=str(tmp_path / "a.pt")),
+                log=quiet, progress=False)
+    ck = str(tmp_path / "b.pt")
+    with pytest.raises(Killed):
+        train(spec, _cfg(method="nc", epochs=2, checkpoint=ck, device="auto"),
+              log=_killer("nc epoch 1/"), progress=False)
+    auto = train(spec, _cfg(method="nc", epochs=2, checkpoint=ck, resume=True, device="cpu"),
+                 log=quiet, progress=False)
+    _same_state(float_state(cpu.model), float_state(auto.model))
+
+
+def test_torch_device_cuda_without_a_gpu_is_one_line(tiny, tmp_path):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    yaml_path, _ = tiny
+    r = subprocess.run([sys.executable, "-m", "xbarsim", "train", str(yaml_path), "--bits", "3,3",
+                        "--method", "plain", "--epochs", "1", "--torch-device", "cuda",
+                        "--no-progress", "--out", str(tmp_path / "p.npz")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2
+    assert r.stderr.strip() == ("xbarsim: error: --torch-device: PyTorch sees no CUDA device (got "
+                                "cuda; a CPU build of torch, or no GPU on this machine)")

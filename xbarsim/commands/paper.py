@@ -119,6 +119,9 @@ def register(sub) -> None:
                    "forward pass), for the last Table 4 row (default: LeNet 2, else 0 = none)")
     p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     p.add_argument("--threads", type=int, default=1, help="torch threads of training (default 1)")
+    p.add_argument("--torch-device", default="cpu", choices=("cpu", "cuda", "auto"),
+                   help="where the training stages run (default cpu; the tables are measured on "
+                        "the CPU)")
     p.add_argument("--train-limit", type=int, default=None,
                    help="train on the first N training images only (smoke runs)")
     p.add_argument("--train-only", action="store_true",
@@ -136,7 +139,8 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _train(network, bits, method, out, extra, log, threads=1, train_limit=None, test_limit=None):
+def _train(network, bits, method, out, extra, log, threads=1, train_limit=None, test_limit=None,
+           device="cpu"):
     """One ``xbarsim train`` stage in a subprocess, resumable: its checkpoint sits next to ``out``
     (``--resume`` continues an interrupted stage) and its history goes to ``out`` .json."""
     out = Path(out)
@@ -144,6 +148,8 @@ def _train(network, bits, method, out, extra, log, threads=1, train_limit=None, 
            "--method", method, "--out", str(out), "--no-progress", "--threads", str(threads),
            "--checkpoint", str(out.with_suffix(".pt")), "--resume",
            "--log", str(out.with_suffix(".json"))] + [str(e) for e in extra]
+    if device != "cpu":
+        cmd += ["--torch-device", device]
     if train_limit is not None:
         cmd += ["--train-limit", str(train_limit)]
     if test_limit is not None:
@@ -197,7 +203,7 @@ def train_missing(name, args, log) -> Path:
     work.mkdir(parents=True, exist_ok=True)
     widths = [int(b) for b in args.bits.split(",")]
     common = dict(log=log, threads=args.threads, train_limit=args.train_limit,
-                  test_limit=args.samples)
+                  test_limit=args.samples, device=args.torch_device)
     seed = ["--seed", args.seed]
     plain = work / "plain.npz"
     if not plain.exists():

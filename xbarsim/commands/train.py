@@ -68,6 +68,9 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0,
                    help="seed of initialisation, shuffling and augmentation (default 0)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--torch-device", default="cpu", choices=("cpu", "cuda", "auto"),
+                   help="where torch trains: cpu (default, bit-for-bit repeatable), cuda, or auto "
+                        "(cuda when PyTorch sees a GPU); docs/training.md")
     p.add_argument("--train-limit", type=int, default=None, help="use the first N training images")
     p.add_argument("--test-limit", type=int, default=None, help="use the first N test images")
     p.add_argument("--out", required=True, metavar="FILE.npz", help="weights file to write")
@@ -137,7 +140,7 @@ def run(args) -> int:
                       threads=args.threads, train_limit=args.train_limit,
                       test_limit=args.test_limit,
                       checkpoint=str(args.checkpoint or default_path(args.out)),
-                      resume=args.resume)
+                      resume=args.resume, device=args.torch_device)
 
     def log(line):
         print(line, flush=True)

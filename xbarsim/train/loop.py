@@ -8,6 +8,7 @@ count, and every random draw (initial weights, shuffling, shifts) from generator
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +54,7 @@ class TrainConfig:
     test_limit: int | None = None
     checkpoint: str | None = None  # per-epoch checkpoint file (None: none written)
     resume: bool = False           # continue from ``checkpoint``
+    device: str = "cpu"            # torch device of training: cpu, cuda or auto (cuda if present)
 
 
 # augmentation defaults per data set: MNIST random shifts of up to 2 pixels; CIFAR-10 the usual
@@ -62,10 +64,33 @@ OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("cosine", "onecycle")
 
 
-def setup_torch(seed: int, threads: int) -> None:
+DEVICES = ("cpu", "cuda", "auto")
+
+
+def setup_torch(seed: int, threads: int, device: str = "cpu") -> torch.device:
+    """Seeds torch, asks for deterministic algorithms, sets the CPU thread count and returns the
+    training device (``cpu``, ``cuda``, or ``auto``: cuda when PyTorch sees one). On CUDA the
+    deterministic request only warns where an operation has no deterministic kernel (max-pooling's
+    backward pass), so GPU runs are seeded but not bit-for-bit repeatable (docs/training.md)."""
+    if device not in DEVICES:
+        raise XbarsimError(f"--torch-device: must be one of {', '.join(DEVICES)} (got {device})")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise XbarsimError("--torch-device: PyTorch sees no CUDA device (got cuda; a CPU "
+                               "build of torch, or no GPU on this machine)")
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
+        torch.backends.cudnn.benchmark = False
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True)
+    torch.use_deterministic_algorithms(True, warn_only=device == "cuda")
     torch.set_num_threads(max(1, int(threads)))
+    return torch.device(device)
+
+
+def model_device(model) -> torch.device:
+    """The device a model's parameters live on."""
+    return next(model.parameters()).device
 
 
 def load_arrays(dataset: str, split: str, limit=None):
@@ -132,10 +157,11 @@ def shift_batch(u: torch.Tensor, shift: int, gen: torch.Generator) -> torch.Tens
 def accuracy(model: QNet, images: np.ndarray, labels: np.ndarray, batch: int = 1000) -> float:
     model.eval()
     correct = 0
+    dev = model_device(model)
     for lo in range(0, len(images), batch):
-        x = model.prepare(torch.from_numpy(images[lo:lo + batch]))
+        x = model.prepare(torch.from_numpy(images[lo:lo + batch]).to(dev))
         z = model(x)
-        correct += int((z.argmax(1).numpy() == labels[lo:lo + batch]).sum())
+        correct += int((z.argmax(1).cpu().numpy() == labels[lo:lo + batch]).sum())
     return correct / max(1, len(images))
 
 
@@ -181,6 +207,7 @@ def fit(model: QNet, images, labels, epochs: int, lr: float, cfg: TrainConfig, l
     u_all = torch.from_numpy(images)
     y_all = torch.from_numpy(labels)
     history = [r for r in ck.history if r.get("stage") == tag] if ck is not None else []
+    dev = model_device(model)
     for epoch in range(start, epochs):
         model.train()
         t0 = time.time()
@@ -198,9 +225,11 @@ def fit(model: QNet, images, labels, epochs: int, lr: float, cfg: TrainConfig, l
             u = shift_batch(u_all[idx], shift, gen)
             if flip:
                 u = flip_batch(u, gen)
-            x = model.prepare(u)
+            # augmentation draws stay on the CPU with the stage's generator, whatever the device
+            x = model.prepare(u.to(dev))
+            y = y_all[idx].to(dev)
             z = model(x)
-            ce = F.cross_entropy(z, y_all[idx])
+            ce = F.cross_entropy(z, y)
             loss = ce + model.reg
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -208,7 +237,7 @@ def fit(model: QNet, images, labels, epochs: int, lr: float, cfg: TrainConfig, l
             sched.step()
             tot_ce += float(ce.detach()) * len(idx)
             tot_reg += float(model.reg.detach()) * len(idx)
-            correct += int((z.argmax(1) == y_all[idx]).sum())
+            correct += int((z.argmax(1) == y).sum())
         if bar is not None:
             bar.close()
         rec = {"stage": tag, "epoch": epoch + 1, "ce": tot_ce / n, "reg": tot_reg / n,
@@ -233,7 +262,7 @@ def calibrate(model: QNet, images: np.ndarray, n: int, quantile: float = 1.0) ->
     post-ReLU activation over the first ``n`` training images maps to ``2^M − 1``."""
     mode = model.mode
     model.mode = "float"
-    x = model.prepare(torch.from_numpy(images[:n]))
+    x = model.prepare(torch.from_numpy(images[:n]).to(model_device(model)))
     peaks = model.activation_max(x, quantile)
     model.mode = mode
     return unify_add_scales(model.spec, {k: max(v, 1e-12) / model.top for k, v in peaks.items()})
@@ -356,7 +385,7 @@ class TrainResult:
 
 def fingerprint(spec, cfg: TrainConfig, init) -> dict:
     """What a checkpoint must share with a run to be resumed by it."""
-    fp = {k: v for k, v in vars(cfg).items()}
+    fp = {k: v for k, v in vars(cfg).items() if k != "device"}  # resumable on another device
     fp.update({"network": spec.name, "signal_bits": spec.signal_bits,
                "weight_bits": spec.weight_bits, "input_bits": spec.input_bits,
                "layers": [(l.name, l.kind, tuple(l.weight_shape) if l.is_compute else None)
@@ -383,7 +412,7 @@ def train(spec, cfg: TrainConfig, init=None, log=print, progress=True) -> TrainR
     if cfg.batch_norm and cfg.method != "plain":
         raise XbarsimError("--batch-norm: only for --method plain (it is folded into the weights "
                            "before quantization; nc and nc+wc start from the folded file)")
-    setup_torch(cfg.seed, cfg.threads)
+    dev = setup_torch(cfg.seed, cfg.threads, cfg.device)
     tr = load_arrays(spec.dataset, "train", cfg.train_limit)
     te = load_arrays(spec.dataset, "test", cfg.test_limit)
     aug = augmentation(cfg, spec.dataset)
@@ -393,6 +422,7 @@ def train(spec, cfg: TrainConfig, init=None, log=print, progress=True) -> TrainR
     figures, clustering = ck.figures, ck.clustering
     if ck.started():
         ck.restore_model(model)
+    model.to(dev)
     in_count = 1.0 / model.top_in
     stage = dict(cfg=cfg, log=log, progress=progress, test=te, ck=ck, augment=aug)
     if cfg.method == "plain":

@@ -233,7 +233,7 @@ def cycle_counts(layer, h, w, b, step: float, window: int, chunk: int = 16,
     v = None
     prev = fired = None
     for t0 in range(0, window, chunk):
-        ts = torch.arange(t0 + 1, min(window, t0 + chunk) + 1, dtype=torch.int64)
+        ts = torch.arange(t0 + 1, min(window, t0 + chunk) + 1, dtype=torch.int64, device=x.device)
         c = torch.div(ts.view(-1, *([1] * x.dim())) * x.unsqueeze(0) + half, window,
                       rounding_mode="floor")
         p = cumulative(c)
@@ -275,8 +275,8 @@ def fold_batch_norm(model: QNet) -> None:
 # -- float <-> count units ---------------------------------------------------------------------------
 def float_state(model: QNet) -> dict:
     """``{name: (W, b)}`` as float64 numpy arrays."""
-    return {n: (model.weight[n].detach().double().numpy().copy(),
-                model.bias[n].detach().double().numpy().copy()) for n in model.weight}
+    return {n: (model.weight[n].detach().double().cpu().numpy().copy(),
+                model.bias[n].detach().double().cpu().numpy().copy()) for n in model.weight}
 
 
 def load_float_state(model: QNet, state: dict) -> None:
@@ -312,8 +312,8 @@ def export_integer(model: QNet) -> dict:
         theta = int(round(1.0 / s))
         if theta < 1 or abs(theta * s - 1.0) > 1e-12:
             raise XbarsimError(f"layer {layer.name}: step {s} is not 1/θ for an integer θ >= 1")
-        w = model.weight[layer.name].detach().double().numpy()
-        b = model.bias[layer.name].detach().double().numpy()
+        w = model.weight[layer.name].detach().double().cpu().numpy()
+        b = model.bias[layer.name].detach().double().cpu().numpy()
         levels = quant.assign(w, s, lim).astype(np.int32)
         bias = np.rint(b / s).astype(np.int64)
         out[layer.name] = LayerWeights(levels, bias, theta, float(s))
