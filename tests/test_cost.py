@@ -350,6 +350,30 @@ def test_table5_ratios_within_the_issue_tolerances(monkeypatch):
     assert "| Lenet 4-bit | 4 |" in md and "13.9x" in md
 
 
+def test_table5_reads_real_cifar10_for_a_network_with_trained_widths():
+    """AlexNet ships trained widths, so its events come from real CIFAR-10 test images; a network
+    with random weights at every width (ResNet-18 today) keeps seeded synthetic inputs."""
+    from xbarsim.io import datasets
+
+    if datasets.find_dataset("cifar10", "test") is None:
+        pytest.skip("CIFAR-10 not found: set XBARSIM_DATA to a folder with cifar10/")
+    rows = t5.evaluate(models=[("Alexnet", "alexnet-cifar10.yaml"),
+                               ("Resnet", "resnet18-cifar10.yaml")],
+                       bits=(4,), images={"Alexnet": 2, "Resnet": 1})
+    src = {r.model: r.inputs for r in rows}
+    assert src["Alexnet"].startswith("CIFAR-10 test set, 2 images; weights alexnet-cifar10-4b.npz")
+    assert src["Resnet"].startswith("synthetic images") and "weights random" in src["Resnet"]
+    x, _ = datasets.load_dataset("cifar10", "test", 2, download=False)
+    net = t5.build_network(t5.variant(t5.load_network_spec(
+        t5.NETWORKS_DIR / "alexnet-cifar10-4b.yaml"), 4))
+    want = t5.stats_from_ideal(net, net.quantize_input(x))
+    got = t5.evaluate(models=[("Alexnet", "alexnet-cifar10.yaml")], bits=(4,),
+                      images={"Alexnet": 2})[0]
+    assert got.stats_from == "ideal network"
+    assert got.report.energy_per_image_j == t5.estimate(
+        net, want, images=2, gsums=t5.row_conductance_sums(net)).energy_per_image_j
+
+
 def test_table5_command_writes_markdown(tmp_path, capsys, monkeypatch):
     from xbarsim.cli import main
 

@@ -17,10 +17,12 @@ def register(sub) -> None:
                        "AlexNet and ResNet at 8, 4 and 3 bits, with speedup and savings vs 8-bit")
     p.add_argument("--lenet-images", type=int, default=100,
                    help="MNIST test images for LeNet (default 100)")
-    p.add_argument("--alexnet-images", type=int, default=16,
-                   help="synthetic images for AlexNet (default 16)")
+    p.add_argument("--alexnet-images", type=int, default=100,
+                   help="CIFAR-10 test images for AlexNet (default 100; seeded synthetic ones "
+                        "where no width has trained weights)")
     p.add_argument("--resnet-images", type=int, default=4,
-                   help="synthetic images for ResNet (default 4)")
+                   help="CIFAR-10 test images for ResNet (default 4; seeded synthetic ones where "
+                        "no width has trained weights)")
     p.add_argument("--ideal", action="store_true", help="count events on the ideal integer "
                    "network instead of the cycle-level engine (faster)")
     p.add_argument("--circuit", default=None, help="circuit card (default paper-130nm)")

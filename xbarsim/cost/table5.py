@@ -80,6 +80,25 @@ def mnist_images(n: int, notes: list | None = None):
     return np.asarray(images, np.uint8).reshape(-1, 1, 28, 28), source
 
 
+def dataset_images(spec, n: int, seed: int, notes: list | None, flag: str):
+    """The first ``n`` test images of ``spec``'s data set by the rule of
+    :func:`xbarsim.io.datasets.select_images` (seeded synthetic ones, with a note, only when the data
+    set is not found and ``$XBARSIM_DATA`` is not set) and where they came from."""
+    from ..io import datasets
+
+    chosen = datasets.select_images(spec.dataset, "test", n, shape=spec.input_shape, seed=seed,
+                                    flag=flag)
+    if chosen.note and notes is not None:
+        notes.append(chosen.note)
+    images, _, source = chosen
+    if source.startswith(f"{spec.dataset} test set"):
+        source = f"{DATASET_LABEL.get(spec.dataset, spec.dataset)} test set"  # not the user's folder
+    return np.asarray(images, np.uint8).reshape(-1, *spec.input_shape), source
+
+
+DATASET_LABEL = {"mnist": "MNIST", "cifar10": "CIFAR-10"}
+
+
 def synthetic_images(shape, n: int, seed: int):
     """Seeded synthetic uint8 images: smooth random blobs (not uniform noise), so that activity is
     spatially correlated like a natural image's."""
@@ -101,8 +120,12 @@ def evaluate(models=TABLE5_NETWORKS, bits=TABLE5_BITS, images: dict | None = Non
     for model, fname in models:
         spec0 = load_network_spec(Path(networks_dir) / fname)
         n = images.get(model, 4)
+        stem = Path(fname).stem
+        trained_any = any((Path(networks_dir) / f"{stem}-{b}b.yaml").is_file() for b in bits)
         if spec0.dataset == "mnist":
             imgs, src = mnist_images(n, notes)
+        elif trained_any:  # trained weights: the activity of real test images
+            imgs, src = dataset_images(spec0, n, seed, notes, f"--{model.lower()}-images")
         else:  # random weights: real CIFAR-10 images would add no meaning to the activity
             imgs = synthetic_images(spec0.input_shape, n, seed)
             src = (f"synthetic images (seed {seed}; the {spec0.dataset} networks have random "
