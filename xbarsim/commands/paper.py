@@ -197,6 +197,8 @@ def run(args) -> int:
 def train_missing(name, args, log) -> Path:
     """Train (or resume) every file of ``name``'s pipeline that ``--workdir`` lacks; returns the
     workdir. Float → NC at each width of ``--bits`` → NC+WC (+ fine-tuning), in that order."""
+    from ..config.spec import load_network_spec
+
     r = RECIPES[name]
     network = args.network or r.network
     work = Path(args.workdir or f"results/paper-{name}")
@@ -206,6 +208,13 @@ def train_missing(name, args, log) -> Path:
                   test_limit=args.samples, device=args.torch_device)
     seed = ["--seed", args.seed]
     plain = work / "plain.npz"
+    shipped_float = Path(args.ship) / f"{r.ship}-float.npz" if args.ship else None
+    if not plain.exists() and shipped_float is not None and shipped_float.exists():
+        import shutil
+
+        shutil.copyfile(shipped_float, plain)  # the shipped float network: the tables' own
+        log(f"float network: {shipped_float} (shipped; delete {plain} and it is not retrained "
+            f"unless --ship names a folder without it)")
     if not plain.exists():
         _train(network, 4, "plain", plain,
                ["--epochs", _pick(args.epochs, r.epochs)] + list(r.plain_args) + seed, **common)
@@ -225,9 +234,14 @@ def train_missing(name, args, log) -> Path:
                    + list(r.ncwc_args) + seed, **common)
         hwft = work / f"ncwc-cycle-{m}b.npz"
         if cycle_epochs > 0 and not hwft.exists():
+            # the cycle-level forward pass uses the hardware the tables measure: the shipped
+            # network's crossbar.bias where it exists, else the base network's
+            ship_yaml = Path(args.ship) / f"{r.ship}-{m}b.yaml" if args.ship else None
+            bias = (["--bias-mode", load_network_spec(ship_yaml).bias_mode]
+                    if ship_yaml is not None and ship_yaml.exists() else [])
             _train(network, m, "nc+wc", hwft,
                    ["--init", nc, "--epochs", 0, "--finetune-epochs", ft,
-                    "--cycle-epochs", cycle_epochs] + list(r.ncwc_args) + seed, **common)
+                    "--cycle-epochs", cycle_epochs] + bias + list(r.ncwc_args) + seed, **common)
     return work
 
 

@@ -68,6 +68,9 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0,
                    help="seed of initialisation, shuffling and augmentation (default 0)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--bias-mode", choices=("membrane", "current", "row"), default=None,
+                   help="the hardware's bias mode for --cycle-epochs (default: the network "
+                        "YAML's crossbar.bias)")
     p.add_argument("--torch-device", default="cpu", choices=("cpu", "cuda", "auto"),
                    help="where torch trains: cpu (default, bit-for-bit repeatable), cuda, or auto "
                         "(cuda when PyTorch sees a GPU); docs/training.md")
@@ -110,6 +113,8 @@ def run(args) -> int:
     spec = load_network_spec(args.network)
     in_bits = m if spec.input_bits == spec.signal_bits else spec.input_bits
     spec = replace(spec, signal_bits=m, weight_bits=n, input_bits=in_bits)
+    if args.bias_mode is not None:
+        spec = replace(spec, bias_mode=args.bias_mode)
     lambdas = {}
     names = [l.name for l in spec.compute_layers]
     for item in args.layer_lambda:
