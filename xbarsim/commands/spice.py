@@ -104,7 +104,7 @@ def run(args) -> int:
         x = np.asarray(xin, np.int64).reshape(-1)
     lh = hw[layer.name]
     dev = hw.device
-    plan = sim._plans[layer.name]
+    plan = sim.plan(layer.name)
     window = plan.window
     spk = schedule(sim.options.encoding, window, plan.cycles)
     tile = spec.crossbar_size
