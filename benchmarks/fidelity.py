@@ -54,6 +54,9 @@ def transient_table(cases, bits):
         ("capacitor C = 20 pF, r_driver 1 kΩ",
          DeviceCard(ifc_front_end="capacitor", c_ifc_f=20e-12, r_driver_ohm=1000.0),
          DeviceCard()),
+        ("op-amp A = 100, C = 1 pF, r_driver 1 kΩ",
+         DeviceCard(ifc_front_end="opamp", opamp_gain=100.0, r_driver_ohm=1000.0),
+         DeviceCard()),
     ]
     for name, card, ignored in configs:
         t = time.time()

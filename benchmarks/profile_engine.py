@@ -64,7 +64,7 @@ def main():
         fsim.simulate_layer(layer.name, xin)
         tk = best(lambda: kern.simulate_layer(layer.name, xin))
         tf = best(lambda: fsim.simulate_layer(layer.name, xin))
-        plan = fsim._plans[layer.name]
+        plan = fsim.plan(layer.name)
         x4 = np.ascontiguousarray(_as_map(layer, xin), dtype=np.int32)
         k, s, p = (layer.kernel, layer.stride, layer.padding) if layer.kind == "conv" else (1, 1, 0)
         ho, wo = (layer.out_shape[1], layer.out_shape[2]) if layer.kind == "conv" else (1, 1)

@@ -191,7 +191,7 @@ def test_fast_path_applies_only_where_documented():
     weights = {l.name: LayerWeights(np.ones(l.weight_shape, np.int32), np.zeros(l.cols, np.int64),
                                     4, 1.0) for l in spec.compute_layers}
     net = build_network(spec, weights)
-    plan = Simulator(net)._plans["c1"]
+    plan = Simulator(net).plan("c1")
     assert not fast.applies(Simulator(net).options, plan, trace=False)  # T = 15 < MIN_WINDOW
     saved, fast.MIN_WINDOW = fast.MIN_WINDOW, 15
     try:
@@ -206,4 +206,4 @@ def check_applies(net, plan):
     for opts in ({"encoding": "burst"}, {"encoding": "bernoulli"}, {"reset": "zero"},
                  {"ifc": IFCParams(leak_per_cycle=0.1)}):
         sim = Simulator(net, **opts)
-        assert not fast.applies(sim.options, sim._plans["c1"], trace=False), opts
+        assert not fast.applies(sim.options, sim.plan("c1"), trace=False), opts

@@ -432,7 +432,7 @@ layers:
     wide = Simulator(net, counter_bits=6, drain_cycles=10).run(x, keep="all")
     assert wide.counts["a"][0, 0] == 25  # one spike per cycle for 15 + 10 cycles
     assert wide.counts["b"][0, 0] == 25  # b accepts 25 (> 2^M − 1) input spikes in its window
-    assert Simulator(net, counter_bits=6, drain_cycles=10)._plans["b"].window == 63
+    assert Simulator(net, counter_bits=6, drain_cycles=10).plan("b").window == 63
     narrow = Simulator(net, counter_bits=3).run(x, keep="all")
     assert narrow.counts["a"][0, 0] == 7 and narrow.stats["a"].saturated == 1
     ideal = Simulator(net).run(x, keep="all")

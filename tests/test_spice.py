@@ -19,13 +19,19 @@ import pytest
 from xbarsim import DeviceCard, Simulator, build_hardware
 from xbarsim.config.device import load_device
 from xbarsim.errors import ConfigError, XbarsimError
-from xbarsim.hardware.frontend import front_end_terms
+from xbarsim.engine import kernels, twin
+from xbarsim.hardware.frontend import front_end_matrices, front_end_terms
 from xbarsim.hardware.irdrop import (
     TileCircuit,
+    admittance_matrix,
     column_admittance,
+    floating_currents,
+    layer_floating_ports,
+    port_matrices,
     solve_tile,
     transfer_general,
 )
+from xbarsim.hardware.program import FRAC_BITS
 from xbarsim.spice import column_netlist, tile_netlist
 from xbarsim.sweep.params import parameter_names
 
@@ -89,6 +95,128 @@ def test_sense_node_voltage_lowers_the_column_current_by_its_admittance():
 
 
 # ------------------------------------------------------------------------------------------------
+# floating idle rows: the per-cycle port solve
+# ------------------------------------------------------------------------------------------------
+WIRES = [(2.5, 2.5, 0.0), (10.0, 10.0, 1000.0), (0.0, 10.0, 0.0), (0.0, 5.0, 300.0),
+         (5.0, 0.0, 0.0)]
+
+
+@pytest.mark.parametrize("r_row, r_col, r_d", WIRES)
+def test_port_solve_equals_the_nodal_solve_of_each_pattern(r_row, r_col, r_d):
+    g = rand_g(10, (12, 7))
+    h, yp = port_matrices(g, r_row, r_col, r_d)
+    np.testing.assert_allclose(yp, yp.T, rtol=1e-9, atol=1e-12 * np.abs(yp).max())
+    z = np.linalg.inv(yp)
+    zm, ym, km, hm = (a[0, 0] for a in layer_floating_ports(g, DeviceCard(
+        r_wire_row_ohm=r_row, r_wire_col_ohm=r_col, r_driver_ohm=r_d), 12, 1.0))
+    rng = np.random.default_rng(11)
+    sl, fl, b, w = np.zeros(12, np.int64), np.zeros(12, np.int64), np.zeros(12), np.zeros(12)
+    a = np.zeros((12, 12))
+    for p in (0.05, 0.3, 0.5, 0.7, 0.95, 1.0):  # both forms of the solve, and all rows driven
+        act = rng.random(12) < p
+        act[rng.integers(12)] = True
+        ref = solve_tile(g, r_row, r_col, r_d, act[:, None].astype(float), driven=act)[:, 0]
+        np.testing.assert_allclose(floating_currents(h, yp, z, h @ z, act), ref, rtol=1e-10)
+        kernels.floating_tile(zm, ym, km, hm, 12, 7, act, sl, fl, a, b, w)
+        np.testing.assert_allclose(w[:7], ref, rtol=1e-10)
+        np.testing.assert_array_equal(w[:7], twin.floating_tile_twin(zm, ym, km, hm, 12, 7, act))
+    kernels.floating_tile(zm, ym, km, hm, 12, 7, np.zeros(12, bool), sl, fl, a, b, w)
+    assert not w[:7].any()
+
+
+def test_solve_spd_kernel_and_twin_give_the_same_floats():
+    rng = np.random.default_rng(12)
+    for n in (1, 2, 5, 16):
+        m = rng.normal(size=(n, n))
+        a = m @ m.T + n * np.eye(n)
+        rhs = rng.normal(size=n)
+        b = rhs.copy()
+        kernels.solve_spd(a.copy(), b, n)
+        np.testing.assert_array_equal(b, twin.solve_spd_twin(a, rhs))
+        np.testing.assert_allclose(b, np.linalg.solve(a, rhs), rtol=1e-10)
+
+
+def _fc_hardware(device, rows=20, cols=10, tile=8, seed=13):
+    """A one-layer fc network of ``rows`` inputs on ``tile``-wide crossbars, programmed on
+    ``device`` (several row and column tiles, partial ones included)."""
+    from xbarsim.spice.compare import fidelity_network
+    from xbarsim.network.network import build_network
+    from xbarsim.network.weights import LayerWeights
+    spec, levels, theta = fidelity_network(rows, cols, 4, 5, seed)
+    spec = replace(spec, device=device, crossbar_size=tile)
+    net = build_network(spec, {"f1": LayerWeights(levels, np.zeros(cols, np.int64), theta, 1.0)})
+    return net, build_hardware(net, device, seed=seed)
+
+
+@pytest.mark.parametrize("r_row, r_col, r_d", WIRES)
+def test_floating_kernel_input_of_a_cycle_is_the_nodal_solve(r_row, r_col, r_d):
+    """One cycle through the whole floating path (tiles, both arrays, fixed point): the
+    membrane it leaves is the nodal solve of that cycle's pattern, in numba and in the twin."""
+    dev = DeviceCard(r_wire_row_ohm=r_row, r_wire_col_ohm=r_col, r_driver_ohm=r_d,
+                     idle_rows="floating")
+    rows, cols, tile = 20, 10, 8
+    net, hw = _fc_hardware(dev, rows, cols, tile)
+    lh = hw["f1"]
+    rng = np.random.default_rng(14)
+    x = (rng.random((6, rows)) < rng.uniform(0.1, 0.9, (6, 1))).astype(np.int32)
+    x[0] = 1
+    x4 = x.reshape(6, rows, 1, 1)
+    spk = np.array([[0], [1]], np.uint8)  # count 1: a spike in the one cycle
+    big = np.full(cols, 1 << 60, np.int64)
+    zeros = np.zeros(cols, np.int64)
+    fired, resid = np.zeros((6, cols), np.int32), np.zeros((6, cols), np.int64)
+    one = float(1 << FRAC_BITS)
+    kernels.layer_floating(x4, rows, np.zeros((rows, cols), np.int64), 1, 1, 0, 1, 1, spk, False,
+                           1, np.uint64(0), 0, zeros, big, big, 0.0, 0.0, np.uint64(0),
+                           np.zeros(4), False, fired, resid, np.zeros((6, cols, 0), np.uint8), 4,
+                           np.zeros((0, cols), np.int64), *lh.floating_ports, one)
+    _, vt, _ = twin.layer_twin(x4, np.zeros((rows, cols), np.int64), 1, 1, 0, spk, zeros, big,
+                               False, floating=lh.floating_ports + (one,))
+    np.testing.assert_array_equal(resid, vt)
+    for n in range(6):
+        act = x[n].astype(bool)
+        ref = np.zeros(cols)
+        for r0 in range(0, rows, tile):
+            for c0 in range(0, cols, tile):
+                a = act[r0:r0 + tile]
+                vd = a[:, None] * dev.v_read_v
+                for g, sign in ((lh.g_pos_s, 1), (lh.g_neg_s, -1)):
+                    blk = g[r0:r0 + tile, c0:c0 + tile]
+                    ref[c0:c0 + tile] += sign * solve_tile(blk, r_row, r_col, r_d, vd,
+                                                           driven=a)[:, 0]
+        got = resid[n] / one * dev.v_read_v * lh.g_unit_s
+        np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6 * np.abs(ref).max())
+
+
+def test_floating_rows_engine_differs_from_the_one_row_transfer_and_keeps_numba_equal_twin():
+    from test_nonideal import IFC_ON
+    net = make_net(4)
+    x = inputs(5, 3)
+    dev = replace(net.spec.device, r_wire_row_ohm=10.0, r_wire_col_ohm=10.0,
+                  idle_rows="floating", r_driver_ohm=200.0, read_noise_rel=0.03)
+    hw = build_hardware(net, dev, seed=1)
+    for enc in ("uniform", "burst", "bernoulli"):
+        kw = dict(encoding=enc, ifc=IFC_ON, reset="zero", drain_cycles=3, seed=1)
+        a = Simulator(net, hw, **kw).run(x, keep=KEEP)
+        b = Simulator(net, hw, backend="reference", **kw).run(x, keep=KEEP)
+        for k in KEEP:
+            np.testing.assert_array_equal(a.counts[k], b.counts[k], err_msg=f"{enc} {k}")
+    # the old model (each row's transfer with every other row floating) is another engine
+    old = {n: replace(l, floating_ports=None) for n, l in hw.layers.items()}
+    a = Simulator(net, hw).run(x, keep=KEEP)
+    c = Simulator(net, replace(hw, layers=old)).run(x, keep=KEEP)
+    assert any(not np.array_equal(a.counts[k], c.counts[k]) for k in KEEP)
+
+
+def test_floating_rows_need_the_solve_only_with_wires():
+    net = make_net(4)
+    hw = build_hardware(net, replace(net.spec.device, idle_rows="floating", r_driver_ohm=500.0))
+    assert all(l.floating_ports is None for l in hw.layers.values())
+    sim = Simulator(net, hw)
+    assert all(sim.plan(n).floating is None for n in KEEP)
+
+
+# ------------------------------------------------------------------------------------------------
 # the IFC front end
 # ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("fe", ["opamp", "capacitor"])
@@ -106,6 +234,82 @@ def test_front_end_terms_integrate_the_column_ode(fe):
         q = q + dt * (inp - y / c_eff * q)
     np.testing.assert_allclose(q, decay + gain, rtol=2e-4)
     assert offset == (40 / 50.0 if fe == "opamp" else 0.0)
+
+
+def test_admittance_matrix_diagonal_symmetry_and_coupling():
+    g = rand_g(15)
+    for r_row, r_col, r_d in WIRES:
+        y = admittance_matrix(g, r_row, r_col, r_d)
+        np.testing.assert_allclose(np.diag(y), column_admittance(g, r_row, r_col, r_d),
+                                   rtol=1e-12)
+        off = y - np.diag(np.diag(y))
+        if r_row == 0 and r_d == 0:
+            assert not off.any()  # rows held by their drivers: no coupling
+        else:
+            assert np.abs(off).max() > 1e-5 * np.diag(y).max()
+        # the current drop of a pattern of sense-node voltages is Y·V_x
+        vx = np.random.default_rng(16).uniform(0, 0.01, (6, 1))
+        v = np.full((8, 1), 0.2)
+        drop = solve_tile(g, r_row, r_col, r_d, v)[:, 0] - solve_tile(g, r_row, r_col, r_d, v,
+                                                                     v_end=vx)[:, 0]
+        np.testing.assert_allclose(drop, y @ vx[:, 0], rtol=1e-9)
+
+
+@pytest.mark.parametrize("fe", ["opamp", "capacitor"])
+def test_front_end_matrices_integrate_the_coupled_ode(fe):
+    card = DeviceCard(ifc_front_end=fe, opamp_gain=50.0, c_ifc_f=2e-12)
+    y = np.array([[3e-4, -4e-5, 1e-5], [-4e-5, 2e-4, -2e-5], [1e-5, -2e-5, 5e-4]])
+    e, f, offset = front_end_matrices(card, y, 3, theta=40)
+    c_eff = card.c_ifc_f * (51.0 if fe == "opamp" else 1.0)
+    n = 200000
+    dt = card.t_cycle_s / n
+    q0, w = np.array([1.0, -0.5, 0.3]), np.array([0.2, 1.0, -0.7])
+    q = q0.copy()
+    for k in range(n):  # dQ/dt = W/t_p·[t < t_p] − (Y/C_eff)·Q
+        inp = w / card.t_pulse_s if k * dt < card.t_pulse_s else 0.0
+        q = q + dt * (inp - y @ q / c_eff)
+    np.testing.assert_allclose(q, e @ q0 + f @ w, rtol=2e-4, atol=2e-5)
+    d, gn, off1 = front_end_terms(card, np.diag(y), 40)
+    e2, f2, off2 = front_end_matrices(card, np.diag(np.diag(y)), 3, 40)
+    np.testing.assert_allclose(e2, np.diag(d), rtol=1e-13, atol=1e-16)
+    np.testing.assert_allclose(f2, np.diag(gn), rtol=1e-13, atol=1e-16)
+    assert offset == off1 == off2
+
+
+def test_coupled_front_end_only_where_the_rows_can_move():
+    net = make_net(4)
+    for kw, coupled in ((dict(r_wire_col_ohm=10.0), False), (dict(), False),
+                        (dict(r_driver_ohm=100.0), True), (dict(r_wire_row_ohm=2.0), True)):
+        hw = build_hardware(net, replace(net.spec.device, ifc_front_end="capacitor",
+                                         c_ifc_f=20e-12, **kw))
+        sim = Simulator(net, hw)
+        for n in KEEP:
+            assert (sim.plan(n).leak_mat is not None) == coupled, kw
+            assert (sim.plan(n).leak_col is not None) == (not coupled), kw
+
+
+def test_coupled_front_end_numba_equals_reference_with_bias_current():
+    from test_nonideal import IFC_ON
+    net = make_net(4)
+    net = replace(net, spec=replace(net.spec, bias_mode="current"))
+    x = inputs(6, 3)
+    hw = build_hardware(net, replace(net.spec.device, ifc_front_end="opamp", opamp_gain=200.0,
+                                     r_driver_ohm=1000.0, r_wire_row_ohm=5.0,
+                                     read_noise_rel=0.02))
+    for enc in ("uniform", "bernoulli"):
+        a = Simulator(net, hw, encoding=enc, ifc=IFC_ON).run(x, keep=KEEP)
+        b = Simulator(net, hw, encoding=enc, ifc=IFC_ON, backend="reference").run(x, keep=KEEP)
+        for k in KEEP:
+            np.testing.assert_array_equal(a.counts[k], b.counts[k], err_msg=f"{enc} {k}")
+
+
+def test_simulator_plan_accessor():
+    sim = Simulator(make_net(4))
+    with pytest.raises(XbarsimError, match="no conv/fc layer 'p1'"):
+        sim.plan("p1")
+    p = sim.plan("f1")
+    sim.set_plan("f1", replace(p, v0=p.v0 + 1))
+    assert np.array_equal(sim.plan("f1").v0, p.v0 + 1)
 
 
 @pytest.mark.parametrize("kw", [dict(r_driver_ohm=1000.0),
@@ -228,13 +432,24 @@ def test_dc_nodal_solve_matches_ngspice(kw):
 @needs_ngspice
 @pytest.mark.parametrize("kw", [dict(r_driver_ohm=1000.0, r_wire_row_ohm=10.0,
                                      r_wire_col_ohm=10.0),
+                                dict(idle_rows="floating", r_wire_row_ohm=10.0,
+                                     r_wire_col_ohm=10.0),
+                                dict(idle_rows="floating", r_driver_ohm=1000.0,
+                                     r_wire_row_ohm=2.5, r_wire_col_ohm=2.5),
                                 dict(ifc_front_end="capacitor", c_ifc_f=20e-12,
+                                     r_driver_ohm=1000.0),
+                                dict(ifc_front_end="capacitor", c_ifc_f=20e-12,
+                                     r_driver_ohm=1000.0, r_wire_row_ohm=10.0,
+                                     r_wire_col_ohm=10.0),
+                                dict(ifc_front_end="opamp", r_driver_ohm=1000.0,
                                      r_wire_row_ohm=10.0, r_wire_col_ohm=10.0)])
 def test_dc_engine_model_within_a_thousandth_of_ngspice(kw):
+    """The issue's bound (0.1 %) on random 32×32 tiles; the model is in fact exact (1e-13)."""
     from xbarsim.spice.compare import dc_agreement
 
-    r = dc_agreement(DeviceCard(**kw), cases=1, size=16, seed=4)
+    r = dc_agreement(DeviceCard(**kw), cases=2, size=32, seed=4)
     assert r.engine.max() < 1e-3
+    assert r.engine.max() < 1e-9
 
 
 @pytest.mark.spice

@@ -64,7 +64,7 @@ def run(args) -> int:
     from ..network.network import load_network
     from ..network.reference import im2col
     from ..spice import column_netlist, run_ngspice, tile_netlist
-    from ..spice.compare import row_load
+    from ..spice.compare import engine_currents, group_load, row_load
     from .run import load_inputs
 
     net = load_network(args.network)
@@ -104,7 +104,7 @@ def run(args) -> int:
         x = np.asarray(xin, np.int64).reshape(-1)
     lh = hw[layer.name]
     dev = hw.device
-    plan = sim._plans[layer.name]
+    plan = sim.plan(layer.name)
     window = plan.window
     spk = schedule(sim.options.encoding, window, plan.cycles)
     tile = spec.crossbar_size
@@ -133,11 +133,23 @@ def run(args) -> int:
             raise XbarsimError("--column: the transient netlist needs a deterministic encoding")
         bias = (np.asarray(sim_bias(hw, layer.name, plan), np.float64) if plan.bsched.shape[0]
                 else np.zeros(0))
-        case = dict(g_pos=lh.g_pos_s[:, j], g_neg=lh.g_neg_s[:, j], x=x,
-                    q0=plan.v0[j] / float(1 << FRAC_BITS), theta=lh.theta, g_unit=lh.g_unit_s,
-                    bias=bias[:, j] if bias.size else bias,
-                    load_pos=row_load(lh.g_pos_s, j, tile), load_neg=row_load(lh.g_neg_s, j, tile))
-        text = column_netlist([case], spk, dev, plan.cycles,
+        def case(jj, **extra):
+            return dict(g_pos=lh.g_pos_s[:, jj], g_neg=lh.g_neg_s[:, jj], x=x,
+                        q0=plan.v0[jj] / float(1 << FRAC_BITS), theta=lh.theta,
+                        g_unit=lh.g_unit_s, bias=bias[:, jj] if bias.size else bias, **extra)
+
+        if dev.has_front_end and dev.r_driver_ohm > 0:
+            # the sense nodes couple through the drivers: every column of j's tile, sharing them
+            c0 = (j // tile) * tile
+            js = list(range(c0, min(lh.cols, c0 + tile)))
+            cases = [case(jj, group=0, load_pos=group_load(lh.g_pos_s, js, tile),
+                          load_neg=group_load(lh.g_neg_s, js, tile)) for jj in js]
+            k_col = js.index(j)
+        else:
+            cases = [case(j, load_pos=row_load(lh.g_pos_s, j, tile),
+                          load_neg=row_load(lh.g_neg_s, j, tile))]
+            k_col = 0
+        text = column_netlist(cases, spk, dev, plan.cycles,
                               title=f"{spec.name} {layer.name} column {j} image {args.image} "
                               f"position {args.position}")
     if args.out:
@@ -154,7 +166,8 @@ def run(args) -> int:
         sp = np.array([out[f"i(ve{c})"] for c in range(g.shape[1])])
         nodal = solve_tile(g, dev.r_wire_row_ohm, dev.r_wire_col_ohm, dev.r_driver_ohm,
                            vd[:, None], driven)[:, 0]
-        eng = vd @ geff
+        eng = (engine_currents(g, dev, act, np.zeros(g.shape[1]))
+               if dev.idle_rows == "floating" and dev.has_wires else vd @ geff)
         print(f"{int(act.sum())} of {len(act)} rows spike in cycle {args.cycle}; IFC input "
               f"currents (A) of the {args.array} array's tile {args.tile}:")
         print(f"{'column':>6}  {'xbarsim engine':>15}  {'xbarsim nodal':>15}  {'ngspice':>15}  "
@@ -167,7 +180,7 @@ def run(args) -> int:
                   f"{rel(eng[c], sp[c]):>17.2e}  {rel(nodal[c], sp[c]):>16.2e}")
         return 0
     out = run_ngspice(text)
-    h = np.array([out[f"h0_{t}"] for t in range(plan.cycles)])
+    h = np.array([out[f"h{k_col}_{t}"] for t in range(plan.cycles)])
     n_sp = int(np.sum(h > 0.5))
     _, fired, _, _ = sim.simulate_layer(layer.name, xin)
     n_xb = int(np.asarray(fired).reshape(1, lh.cols, -1)[0, j, args.position])

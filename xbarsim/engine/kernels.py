@@ -341,7 +341,7 @@ def _hash_normal(h, ztab):
 @njit(parallel=True, cache=True)
 def layer_nonideal(x, w, sq, kernel, stride, pad, out_h, out_w, spk, bern, window, key, image0,
                    v0, thr, cmp, leak, noise_scale, nkey, ztab, reset_zero, fired, resid, trace,
-                   n_chunks, bsched, leak_col=None):
+                   n_chunks, bsched, leak_col=None, leak_mat=None):
     """The cycle loop with dynamic non-idealities (read noise, leak, comparator offsets).
 
     Like :func:`layer_grouped` (deterministic encodings, ``bern = False``: rows grouped by count)
@@ -351,6 +351,10 @@ def layer_nonideal(x, w, sq, kernel, stride, pad, out_h, out_w, spk, bern, windo
     ``(nkey, image, position, column, cycle)`` (``noise_scale = 0``: none); fire when
     ``v ≥ cmp[j]``, then subtract ``thr[j]`` (or reset to 0). ``leak_col`` (float64 (cols,),
     optional) replaces the scalar ``leak`` by one leak per column (an IFC front end's).
+    ``leak_mat`` (float64 (cols, tile), optional; replaces both): a leak that mixes the columns
+    of a column tile (an IFC front end whose sense nodes couple): each cycle, from the membranes
+    before it, ``v_j −= trunc(Σ_k L[j, k]·v_{c0+k})`` with ``c0`` the first column of ``j``'s
+    tile and ``k`` ascending.
     """
     rows, cols = w.shape
     cycles = spk.shape[1]
@@ -380,6 +384,7 @@ def layer_nonideal(x, w, sq, kernel, stride, pad, out_h, out_w, spk, bern, windo
         cbase = np.zeros(cols, np.uint64)
         v = np.zeros(cols, np.int64)
         nf = np.zeros(cols, np.int32)
+        lk = np.zeros(cols, np.int64)
         for item in range(lo, hi):
             b, p, oy, ox = _item_position(item, positions, out_w)
             nact = _gather_patch(x, b, oy, ox, kernel, stride, pad, rvals, ridx, rneu)
@@ -415,9 +420,19 @@ def layer_nonideal(x, w, sq, kernel, stride, pad, out_h, out_w, spk, bern, windo
                 else:
                     _add_spiking_groups(acc, sums, plist, npres, spk, t)
                     _add_spiking_groups(var, sqs, plist, npres, spk, t)
+                if leak_mat is not None:
+                    tl = leak_mat.shape[1]
+                    for j in range(cols):
+                        c0 = (j // tl) * tl
+                        sm = 0.0
+                        for kk in range(min(tl, cols - c0)):
+                            sm = sm + leak_mat[j, kk] * np.float64(v[c0 + kk])
+                        lk[j] = np.int64(sm)
                 for j in range(cols):
                     vj = v[j]
-                    if leak_col is not None:
+                    if leak_mat is not None:
+                        vj = vj - lk[j]
+                    elif leak_col is not None:
                         vj = vj - np.int64(leak_col[j] * np.float64(vj))
                     elif do_leak:
                         vj = vj - np.int64(leak * np.float64(vj))
@@ -434,4 +449,196 @@ def layer_nonideal(x, w, sq, kernel, stride, pad, out_h, out_w, spk, bern, windo
                     v[j] = vj
             for q in range(npres):
                 present[plist[q]] = 0
+            _store(fired, resid, item, nf, v)
+
+
+# -- floating idle rows: a per-cycle solve of the spiking rows' ports ---------------------------
+@njit(cache=True)
+def solve_spd(a, b, n):
+    """Solves ``a[:n, :n]·y = b[:n]`` in place (``a`` symmetric positive definite): Gaussian
+    elimination without pivoting, pivots in order, then back substitution; ``y`` is left in ``b``.
+    The twin (:func:`xbarsim.engine.twin.solve_spd_twin`) does the same operations in the same
+    order, so both give the same floats, bit for bit."""
+    for k in range(n):
+        piv = a[k, k]
+        for i in range(k + 1, n):
+            f = a[i, k] / piv
+            for j in range(k + 1, n):
+                a[i, j] = a[i, j] - f * a[k, j]
+            b[i] = b[i] - f * b[k]
+    for k in range(n - 1, -1, -1):
+        s = b[k]
+        for j in range(k + 1, n):
+            s = s - a[k, j] * b[j]
+        b[k] = s / a[k, k]
+
+
+@njit(cache=True)
+def floating_tile(zm, ym, km, hm, nr, nc, act, sl, fl, a, b, w):
+    """IFC currents ``w[:nc]`` (weight LSBs per volt of ``V_read``) of one tile of one array with
+    the rows ``act[:nr]`` driven and the others floating, from the tile's port data
+    (:func:`xbarsim.hardware.irdrop.layer_floating_ports`: ``zm = Z``, ``ym = Yp``, ``km = Kᵀ/ΔG``,
+    ``hm = Hᵀ/ΔG``). With ``m`` rows driven and ``f`` floating it solves the smaller of the two:
+    ``m ≤ f``: ``Z_SS·y = 1``, ``w = Σ_s K_s·y_s``; else ``Yp_FF·u = −Σ_s Yp_Fs``,
+    ``w = Σ_s H_s + Σ_f H_f·u_f`` (sums in row order). ``sl``, ``fl``, ``a``, ``b`` are scratch."""
+    m = 0
+    nf = 0
+    for i in range(nr):
+        if act[i]:
+            sl[m] = i
+            m += 1
+        else:
+            fl[nf] = i
+            nf += 1
+    for j in range(nc):
+        w[j] = 0.0
+    if m == 0:
+        return
+    if m <= nf:
+        for p in range(m):
+            for q in range(m):
+                a[p, q] = zm[sl[p], sl[q]]
+            b[p] = 1.0
+        solve_spd(a, b, m)
+        for j in range(nc):
+            s = 0.0
+            for p in range(m):
+                s = s + km[sl[p], j] * b[p]
+            w[j] = s
+    else:
+        for p in range(nf):
+            for q in range(nf):
+                a[p, q] = ym[fl[p], fl[q]]
+            r = 0.0
+            for q in range(m):
+                r = r - ym[fl[p], sl[q]]
+            b[p] = r
+        solve_spd(a, b, nf)
+        for j in range(nc):
+            s = 0.0
+            for p in range(m):
+                s = s + hm[sl[p], j]
+            for p in range(nf):
+                s = s + hm[fl[p], j] * b[p]
+            w[j] = s
+
+
+@njit(cache=True, inline="always")
+def _floating_input(acc, act, rows, zmat, ymat, kmat, hmat, unit, tact, sl, fl, a, b, w):
+    """``acc += Σ`` over tiles and both arrays of ``±rint(w·unit)`` (:func:`floating_tile`), the
+    ``G−`` array counted negative (its rows are driven with ``−V_read``)."""
+    tile = zmat.shape[3]
+    cols = acc.shape[0]
+    for rt in range(zmat.shape[1]):
+        r0 = rt * tile
+        nr = min(tile, rows - r0)
+        any_on = False
+        for i in range(nr):
+            tact[i] = act[r0 + i]
+            any_on = any_on or tact[i]
+        if not any_on:
+            continue
+        for ct in range(zmat.shape[2]):
+            c0 = ct * tile
+            nc = min(tile, cols - c0)
+            for arr in range(2):
+                floating_tile(zmat[arr, rt, ct], ymat[arr, rt, ct], kmat[arr, rt, ct],
+                              hmat[arr, rt, ct], nr, nc, tact, sl, fl, a, b, w)
+                for j in range(nc):
+                    d = np.int64(np.rint(w[j] * unit))
+                    if arr == 0:
+                        acc[c0 + j] += d
+                    else:
+                        acc[c0 + j] -= d
+
+
+@njit(parallel=True, cache=True)
+def layer_floating(x, rows, sq, kernel, stride, pad, out_h, out_w, spk, bern, window, key,
+                   image0, v0, thr, cmp, leak, noise_scale, nkey, ztab, reset_zero, fired, resid,
+                   trace, n_chunks, bsched, zmat, ymat, kmat, hmat, unit):
+    """The cycle loop of :func:`layer_nonideal` for idle rows left floating (``idle_rows:
+    floating`` with wire resistance): each cycle the column inputs are solved for that cycle's
+    set of spiking rows (:func:`floating_tile` on every tile and both arrays, rounded to fixed
+    point ``rint(w·unit)`` per tile and array) instead of summed from fixed weights. ``zmat``,
+    ``ymat``, ``kmat``, ``hmat``: float64 ``(2, row tiles, column tiles, tile, tile)`` (``G+``
+    then ``G−``). Read noise (``sq``), the scalar leak, comparator levels, bias current and
+    Bernoulli spikes as in :func:`layer_nonideal`."""
+    cols = fired.shape[1]
+    cycles = spk.shape[1]
+    tile = zmat.shape[3]
+    do_trace = trace.shape[2] > 0
+    do_noise = noise_scale > 0.0
+    do_leak = leak > 0.0
+    positions = out_h * out_w
+    n_items = x.shape[0] * positions
+    n_chunks = max(1, min(n_items, n_chunks))
+    ukey = np.uint64(key)
+    unkey = np.uint64(nkey)
+    uwin = np.int64(window)
+    for chunk in prange(n_chunks):
+        lo = chunk * n_items // n_chunks
+        hi = (chunk + 1) * n_items // n_chunks
+        rvals = np.zeros(rows, np.int64)
+        rbase = np.zeros(rows, np.uint64)
+        ridx = np.zeros(rows, np.int64)
+        rneu = np.zeros(rows, np.int64)
+        act = np.zeros(rows, np.bool_)
+        tact = np.zeros(tile, np.bool_)
+        sl = np.zeros(tile, np.int64)
+        fl = np.zeros(tile, np.int64)
+        a = np.zeros((tile, tile))
+        bb = np.zeros(tile)
+        w = np.zeros(tile)
+        acc = np.zeros(cols, np.int64)
+        var = np.zeros(cols, np.int64)
+        cbase = np.zeros(cols, np.uint64)
+        v = np.zeros(cols, np.int64)
+        nf = np.zeros(cols, np.int32)
+        for item in range(lo, hi):
+            b, p, oy, ox = _item_position(item, positions, out_w)
+            nact = _gather_patch(x, b, oy, ox, kernel, stride, pad, rvals, ridx, rneu)
+            if bern:
+                kimg = _mix64(ukey ^ np.uint64(image0 + b))
+                for q in range(nact):
+                    rbase[q] = _row_base(kimg, rneu[q])
+            if do_noise:
+                kpos = _mix64(_mix64(unkey ^ np.uint64(image0 + b)) ^ np.uint64(p))
+                for j in range(cols):
+                    cbase[j] = _mix64(kpos ^ np.uint64(j))
+            for j in range(cols):
+                v[j] = v0[j]
+                nf[j] = 0
+            for t in range(cycles):
+                _zero_add_bias(acc, bsched, t)
+                for j in range(cols):
+                    var[j] = 0
+                for i in range(rows):
+                    act[i] = False
+                for q in range(nact):
+                    if bern:
+                        on = t < window and _bernoulli_spike(rbase[q], t, rvals[q], uwin)
+                    else:
+                        on = spk[rvals[q], t] != 0
+                    if on:
+                        rr = ridx[q]
+                        act[rr] = True
+                        for j in range(cols):
+                            var[j] += sq[rr, j]
+                _floating_input(acc, act, rows, zmat, ymat, kmat, hmat, unit, tact, sl, fl, a,
+                                bb, w)
+                for j in range(cols):
+                    vj = v[j]
+                    if do_leak:
+                        vj = vj - np.int64(leak * np.float64(vj))
+                    vj = vj + acc[j]
+                    if do_noise and var[j] > 0:
+                        z = _hash_normal(_mix64(cbase[j] ^ np.uint64(t)), ztab)
+                        vj = vj + np.int64(np.floor(noise_scale * np.sqrt(np.float64(var[j])) * z
+                                                    + 0.5))
+                    if vj >= cmp[j]:
+                        nf[j] += 1
+                        if do_trace:
+                            trace[item, j, t] = 1
+                        vj = np.int64(0) if reset_zero else vj - thr[j]
+                    v[j] = vj
             _store(fired, resid, item, nf, v)

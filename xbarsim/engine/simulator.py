@@ -15,7 +15,7 @@ import numpy as np
 from ..config.layers import INPUT
 from ..config.section import check_seed
 from ..errors import XbarsimError
-from ..hardware.frontend import front_end_terms
+from ..hardware.frontend import front_end_matrices, front_end_terms
 from ..hardware.program import FRAC_BITS, SQ_FRAC_BITS, Hardware, build_hardware
 from ..network.reference import im2col, pool, preactivation
 from . import fast, kernels, twin
@@ -135,6 +135,12 @@ class _LayerPlan:
     dynamic: bool        # needs kernels.layer_nonideal (read noise, leak, comparator offsets)
     bsched: np.ndarray   # int64 (T, cols) bias current per cycle, fixed point (or (0, cols))
     scale: int = 1       # power of two dividing w, v0, thr and bsched (fast.scale_of)
+    # float64 (cols, tile): a leak mixing each column tile's membranes (an IFC front end whose
+    # sense nodes couple, hardware.frontend.front_end_matrices), else None
+    leak_mat: np.ndarray | None = None
+    # idle rows floating with wires: (zmat, ymat, kmat, hmat) of LayerHardware.floating_ports,
+    # each cycle's inputs solved per pattern (kernels.layer_floating); None: w is exact
+    floating: tuple | None = None
 
 
 #: Below this much work per layer call (items × columns × (rows + cycles)) the kernels run on one
@@ -203,14 +209,26 @@ class Simulator:
         leak = float(self.options.ifc.leak_per_cycle)
         key = layer_key(self.options.seed, index)
         device = self.hardware.device
-        leak_col, gain = None, None
-        if getattr(device, "has_front_end", False) and hw.g_ifc_s is not None:
+        leak_col, gain, leak_mat, mix = None, None, None, None
+        tile = self.spec.crossbar_size
+        if getattr(device, "has_front_end", False) and hw.y_ifc_s is not None:
+            # coupled sense nodes: Q ← E·Q + F·W (E as a mixing leak, F folded into the weights)
+            emat, mix, offset = front_end_matrices(device, hw.y_ifc_s, tile, theta)
+            lfull = np.eye(hw.cols) - (1.0 - leak) * emat
+            leak_mat = np.zeros((hw.cols, min(tile, hw.cols)))
+            for j in range(hw.cols):
+                c0 = (j // tile) * tile
+                c1 = min(hw.cols, c0 + tile)
+                leak_mat[j, :c1 - c0] = lfull[j, c0:c1]
+            cmp = cmp + np.int64(np.rint(offset * one))
+            bsched = np.rint(bsched @ mix.T).astype(np.int64)
+        elif getattr(device, "has_front_end", False) and hw.g_ifc_s is not None:
             decay, gain, offset = front_end_terms(device, hw.g_ifc_s, theta)
             leak_col = np.ascontiguousarray(1.0 - (1.0 - leak) * decay)
             cmp = cmp + np.int64(np.rint(offset * one))
             bsched = np.rint(bsched * gain[None, :]).astype(np.int64)
         spikes = cycles if self.options.encoding == "bernoulli" else window
-        w = np.ascontiguousarray(hw.fixed_point_weights(gain))
+        w = np.ascontiguousarray(hw.fixed_point_weights(gain, mix))
         _check_fixed_point(layer, w, start.astype(np.int64) * one, thr, cmp,
                            bsched, spikes, cycles,
                            rel * 2.0 ** (FRAC_BITS - SQ_FRAC_BITS / 2), sq)
@@ -227,10 +245,26 @@ class Simulator:
             key=key, cmp=cmp, sq=np.ascontiguousarray(sq), leak=leak, leak_col=leak_col,
             noise_scale=float(rel * 2.0 ** (FRAC_BITS - SQ_FRAC_BITS / 2)),
             nkey=noise_key(key),
-            dynamic=bool(rel > 0 or leak > 0 or np.any(cmp != thr) or leak_col is not None),
+            dynamic=bool(rel > 0 or leak > 0 or np.any(cmp != thr) or leak_col is not None
+                         or leak_mat is not None or hw.floating_ports is not None),
             bsched=bsched,
             scale=fast.scale_of(w, v0, thr, bsched),
+            leak_mat=None if leak_mat is None else np.ascontiguousarray(leak_mat),
+            floating=hw.floating_ports,
         )
+
+    def plan(self, name: str) -> _LayerPlan:
+        """The prepared kernel inputs of compute layer ``name`` (fixed-point weights, initial
+        membrane, thresholds, window, schedule, …): what :meth:`simulate_layer` runs."""
+        if name not in self._plans:
+            raise XbarsimError(f"no conv/fc layer {name!r} (layers: {', '.join(self._plans)})")
+        return self._plans[name]
+
+    def set_plan(self, name: str, plan: _LayerPlan) -> None:
+        """Replace compute layer ``name``'s plan (e.g. ``dataclasses.replace(sim.plan(name),
+        v0=...)`` to preset other membranes); later runs use it."""
+        self.plan(name)
+        self._plans[name] = plan
 
     # -- one layer ------------------------------------------------------------------------------
     def simulate_layer(self, name: str, x: np.ndarray, image0: int = 0, trace: bool = False):
@@ -260,7 +294,10 @@ class Simulator:
                                                sq=plan.sq, cmp=plan.cmp, leak=plan.leak,
                                                noise_scale=plan.noise_scale, nkey=plan.nkey,
                                                ztab=normal_table(kernels.ZTAB_BITS),
-                                               bsched=plan.bsched, leak_col=plan.leak_col)
+                                               bsched=plan.bsched, leak_col=plan.leak_col,
+                                               leak_mat=plan.leak_mat,
+                                               floating=(None if plan.floating is None else
+                                                         plan.floating + (float(1 << FRAC_BITS),)))
             if not trace:
                 tr = None
         else:
@@ -274,14 +311,22 @@ class Simulator:
             if small:
                 numba.set_num_threads(1)
             try:
-                if plan.dynamic:
+                if plan.floating is not None:
+                    sq = plan.sq if plan.sq.shape[0] else np.zeros((plan.w.shape[0], cols), np.int64)
+                    kernels.layer_floating(xk, plan.w.shape[0], sq, k, s, p, ho, wo, spk, bern,
+                                           plan.window, np.uint64(plan.key), image0, plan.v0,
+                                           plan.thr, plan.cmp, plan.leak, plan.noise_scale,
+                                           np.uint64(plan.nkey), normal_table(kernels.ZTAB_BITS),
+                                           reset_zero, fired, resid, tr, 64 * numba.get_num_threads(),
+                                           plan.bsched, *plan.floating, float(1 << FRAC_BITS))
+                elif plan.dynamic:
                     sq = plan.sq if plan.sq.shape[0] else np.zeros((plan.w.shape[0], cols), np.int64)
                     kernels.layer_nonideal(xk, plan.w, sq, k, s, p, ho, wo, spk, bern,
                                            plan.window, np.uint64(plan.key), image0, plan.v0,
                                            plan.thr, plan.cmp, plan.leak, plan.noise_scale,
                                            np.uint64(plan.nkey), normal_table(kernels.ZTAB_BITS),
                                            reset_zero, fired, resid, tr, 64 * numba.get_num_threads(),
-                                           plan.bsched, plan.leak_col)
+                                           plan.bsched, plan.leak_col, plan.leak_mat)
                 elif self._fast(name, x4, plan, trace, k, s, p, ho, wo, fired, resid):
                     pass  # the fast exact path (engine/fast.py) filled fired and resid
                 elif bern:

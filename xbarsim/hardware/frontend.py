@@ -37,3 +37,26 @@ def front_end_terms(device, g_ifc_s, theta: int):
                     / np.where(a * tp > 0, a * tp, 1.0), 1.0)
     offset = theta / gain_a if device.ifc_front_end == "opamp" else 0.0
     return decay, gain, float(offset)
+
+
+def front_end_matrices(device, y_ifc_s, tile: int, theta: int):
+    """The coupled form of :func:`front_end_terms`: ``(E, F, offset_lsb)`` with ``E`` and ``F``
+    float64 (cols, cols), block diagonal by column tile of width ``tile``, for a layer whose sense
+    nodes have the admittance matrix ``y_ifc_s`` (symmetric positive definite).
+
+    ``dQ/dt = I_in(t) − A·Q`` with ``A = Y/C_eff`` integrates over one cycle to
+    ``Q ← E·Q + F·W``: ``E = e^{−A·t_c}``, ``F = e^{−A·(t_c − t_p)}·(A·t_p)⁻¹·(1 − e^{−A·t_p})``,
+    both computed from the eigen-decomposition ``A = U·diag(λ)·Uᵀ`` of each block (the scalar
+    ``d``, ``f`` of :func:`front_end_terms` applied to each ``λ``)."""
+    y = np.asarray(y_ifc_s, np.float64)
+    cols = y.shape[0]
+    e = np.zeros((cols, cols))
+    f = np.zeros((cols, cols))
+    offset = 0.0
+    for c0 in range(0, cols, tile):
+        c1 = min(cols, c0 + tile)
+        lam, u = np.linalg.eigh(y[c0:c1, c0:c1])
+        decay, gain, offset = front_end_terms(device, lam, theta)
+        e[c0:c1, c0:c1] = (u * decay[None, :]) @ u.T
+        f[c0:c1, c0:c1] = (u * gain[None, :]) @ u.T
+    return e, f, offset

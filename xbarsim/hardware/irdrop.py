@@ -198,7 +198,7 @@ class TileCircuit:
 # ------------------------------------------------------------------------------------------------
 # Drivers, idle rows and the sense node: the general nodal solve
 # ------------------------------------------------------------------------------------------------
-def solve_tile(g, r_row, r_col, r_driver, vdrive, driven=None, v_end=None):
+def solve_tile(g, r_row, r_col, r_driver, vdrive, driven=None, v_end=None, ports=False):
     """IFC input currents ``(C, K)`` of one tile of linear devices ``g`` (R, C), siemens → amperes.
 
     The circuit of :class:`TileCircuit` with, in addition: a driver output resistance
@@ -208,6 +208,8 @@ def solve_tile(g, r_row, r_col, r_driver, vdrive, driven=None, v_end=None):
     each column held at ``v_end[j, k]`` volts instead of 0 V (a sense node that is not a virtual
     ground). Zero resistances join nodes ideally (a row with ``r_row = 0`` is one node; a column
     with ``r_col = 0`` is its sense node). ``K`` right-hand sides share one LU factorization.
+    ``ports``: also return the driver currents ``(R, K)`` (amperes from each row's source into
+    its row; 0 for a floating row), as ``(column currents, driver currents)``.
     """
     g = np.asarray(g, np.float64)
     R, C = g.shape
@@ -272,8 +274,20 @@ def solve_tile(g, r_row, r_col, r_driver, vdrive, driven=None, v_end=None):
         r = rhs[free] - full[free][:, fix] @ fixed[fix]
         volt[free] = splu(m).solve(r)
     if r_col > 0:
-        return (volt[col_id[-1, :]] - v_end) / r_col
-    return np.einsum("rc,rck->ck", g, volt[row_id] - volt[col_id])
+        cur = (volt[col_id[-1, :]] - v_end) / r_col
+    else:
+        cur = np.einsum("rc,rck->ck", g, volt[row_id] - volt[col_id])
+    if not ports:
+        return cur
+    port = np.zeros((R, K))
+    for i in range(R):
+        if not driven[i]:
+            continue
+        if r_in > 0:
+            port[i] = (vdrive[i] - volt[first[i]]) / r_in
+        else:  # the source holds the row node: its current is what leaves that node
+            port[i] = full[first[i]] @ volt - rhs[first[i]]
+    return cur, port
 
 
 def transfer_general(g, r_row, r_col, r_driver, idle_rows="driven"):
@@ -302,6 +316,74 @@ def column_admittance(g, r_row, r_col, r_driver):
     R, C = g.shape
     cur = solve_tile(g, r_row, r_col, r_driver, np.zeros((R, C)), v_end=np.eye(C))
     return -np.diag(cur).copy()
+
+
+def admittance_matrix(g, r_row, r_col, r_driver):
+    """Sense-node admittance matrix ``Y`` (C, C) of one tile, siemens: ``Y[j, k]`` is the current
+    drawn out of sense node ``j`` per volt on sense node ``k`` (every row driven at 0 V, the other
+    sense nodes at 0 V). Its diagonal is :func:`column_admittance`; off the diagonal the sense
+    nodes couple through row-wire and driver resistance (zero when both are 0). Symmetric
+    (reciprocity); the mean of ``Y`` and ``Yᵀ`` is returned."""
+    g = np.asarray(g, np.float64)
+    R, C = g.shape
+    y = -solve_tile(g, r_row, r_col, r_driver, np.zeros((R, C)), v_end=np.eye(C))
+    return 0.5 * (y + y.T)
+
+
+def port_matrices(g, r_row, r_col, r_driver):
+    """The tile as an ``R``-port seen from its row drivers (every row driven, linear devices):
+    ``(H, Yp)`` with ``H`` (C, R) the IFC currents per volt on each driver's source and ``Yp``
+    (R, R) the driver currents per volt (``Yp[i, k]``: current of driver ``i`` per volt on
+    source ``k``; symmetric positive definite, the mean of ``Yp`` and ``Ypᵀ`` is returned).
+
+    With the rows in ``S`` driven at ``V_S`` and the rest ``F`` floating (driver current 0), the
+    floating rows' sources would sit at ``V_F = −Yp_FF⁻¹·Yp_FS·V_S`` and the IFC currents are
+    ``H_S·V_S + H_F·V_F`` — or, with ``Z = Yp⁻¹`` and ``K = H·Z``, the driver currents are
+    ``I_S = Z_SS⁻¹·V_S`` and the IFC currents ``K_S·I_S`` (docs/nonidealities.md)."""
+    g = np.asarray(g, np.float64)
+    R = g.shape[0]
+    h, yp = solve_tile(g, r_row, r_col, r_driver, np.eye(R), ports=True)
+    return h, 0.5 * (yp + yp.T)
+
+
+def floating_currents(h, yp, z, k, active, v=1.0):
+    """IFC currents (C,) of one tile for the rows ``active`` (bool (R,)) driven at ``v`` and the
+    others floating, from :func:`port_matrices` (``z = Yp⁻¹``, ``k = H·z``): the reference the
+    engine's per-cycle solve is tested against (numpy's LAPACK solve)."""
+    s = np.flatnonzero(active)
+    f = np.flatnonzero(~np.asarray(active, bool))
+    if s.size == 0:
+        return np.zeros(h.shape[0])
+    if s.size <= f.size:
+        return k[:, s] @ np.linalg.solve(z[np.ix_(s, s)], np.full(s.size, v))
+    vf = np.linalg.solve(yp[np.ix_(f, f)], -yp[np.ix_(f, s)] @ np.full(s.size, v)) if f.size \
+        else np.zeros(0)
+    return h[:, s] @ np.full(s.size, v) + h[:, f] @ vf
+
+
+def layer_floating_ports(g, device, tile: int, g_unit: float):
+    """The per-tile port data of one layer's array for the engine's floating-idle-row path
+    (``idle_rows: floating`` with wires): ``(zmat, ymat, kmat, hmat)``, each float64
+    ``(row tiles, column tiles, tile, tile)`` and zero-padded for partial tiles: ``Z = Yp⁻¹``
+    (ohm), ``Yp`` (siemens), and ``Kᵀ/ΔG``, ``Hᵀ/ΔG`` (rows × columns) so that the currents come
+    out in weight LSBs per volt of ``V_read`` (:func:`port_matrices`)."""
+    g = np.asarray(g, np.float64)
+    rows, cols = g.shape
+    nrt, nct = -(-rows // tile), -(-cols // tile)
+    out = [np.zeros((nrt, nct, tile, tile)) for _ in range(4)]
+    for a, r0 in enumerate(range(0, rows, tile)):
+        for b, c0 in enumerate(range(0, cols, tile)):
+            blk = g[r0:r0 + tile, c0:c0 + tile]
+            nr, nc = blk.shape
+            h, yp = port_matrices(blk, device.r_wire_row_ohm, device.r_wire_col_ohm,
+                                  device.r_driver_ohm)
+            z = np.linalg.inv(yp)
+            z = 0.5 * (z + z.T)
+            out[0][a, b, :nr, :nr] = z
+            out[1][a, b, :nr, :nr] = yp
+            out[2][a, b, :nr, :nc] = (h @ z).T / g_unit
+            out[3][a, b, :nr, :nc] = h.T / g_unit
+    return tuple(out)
 
 
 def layer_transfer(g, device, tile: int) -> np.ndarray:
@@ -340,6 +422,27 @@ def _unsolvable(device, r0, c0, why) -> XbarsimError:
         f"cannot be solved ({why}) with r_wire_row_ohm = {device.r_wire_row_ohm:g}, "
         f"r_wire_col_ohm = {device.r_wire_col_ohm:g}, iv_sinh_alpha = {device.iv_sinh_alpha:g}, "
         f"r_on_ohm = {device.r_on_ohm:g}, r_off_ohm = {device.r_off_ohm:g}")
+
+
+def layer_admittance_matrix(g, device, tile: int) -> np.ndarray:
+    """``Σ`` over a layer's row tiles of the sense-node admittance matrices (cols, cols),
+    siemens, block diagonal by column tile (one array, ``G+`` or ``G−``)."""
+    g = np.asarray(g, np.float64)
+    rows, cols = g.shape
+    out = np.zeros((cols, cols))
+    for r0 in range(0, rows, tile):
+        for c0 in range(0, cols, tile):
+            blk = g[r0:r0 + tile, c0:c0 + tile]
+            c1 = c0 + blk.shape[1]
+            out[c0:c1, c0:c1] += admittance_matrix(blk, device.r_wire_row_ohm,
+                                                   device.r_wire_col_ohm, device.r_driver_ohm)
+    return out
+
+
+def sense_nodes_couple(device) -> bool:
+    """Whether the sense nodes of a tile couple through the rows (``Y`` not diagonal): row-wire or
+    driver resistance lets a row node move with the column voltages."""
+    return device.r_wire_row_ohm > 0 or device.r_driver_ohm > 0
 
 
 def layer_admittance(g, device, tile: int) -> np.ndarray:

@@ -46,6 +46,14 @@ class LayerHardware:
     # Self-admittance of each column's sense node, both arrays and all row tiles summed
     # (siemens, (cols,)); set when the IFC front end is not ideal (xbarsim.hardware.frontend).
     g_ifc_s: np.ndarray | None = None
+    # The full sense-node admittance matrix (siemens, (cols, cols), block diagonal by column
+    # tile, both arrays and all row tiles summed) where the sense nodes couple through the rows
+    # (a non-ideal front end with row-wire or driver resistance); None: diagonal (g_ifc_s).
+    y_ifc_s: np.ndarray | None = None
+    # Idle rows floating with wires: the tiles' port data (zmat, ymat, kmat, hmat), each float64
+    # (2, row tiles, column tiles, tile, tile), G+ then G− (irdrop.layer_floating_ports); the
+    # engine then solves each cycle's pattern. None: the transfer matrices are exact.
+    floating_ports: tuple | None = None
 
     @property
     def rows(self) -> int:
@@ -68,9 +76,13 @@ class LayerHardware:
         sq = (self.g_pos_s ** 2 + self.g_neg_s ** 2) / self.g_unit_s ** 2
         return np.rint(sq * (1 << SQ_FRAC_BITS)).astype(np.int64)
 
-    def fixed_point_weights(self, column_gain=None) -> np.ndarray:
+    def fixed_point_weights(self, column_gain=None, column_mix=None) -> np.ndarray:
         """Effective weights in units of 2^-FRAC_BITS LSB (int64), what the engine adds up;
-        ``column_gain`` (cols,) scales each column first (an IFC front end's charge gain)."""
+        ``column_gain`` (cols,) scales each column first (an IFC front end's charge gain);
+        ``column_mix`` (cols, cols) mixes them instead (``w·Fᵀ``, a coupled front end's)."""
+        if column_mix is not None:
+            return np.rint(self.effective_levels() @ np.asarray(column_mix).T
+                           * (1 << FRAC_BITS)).astype(np.int64)
         if column_gain is not None:
             return np.rint(self.effective_levels() * np.asarray(column_gain)[None, :]
                            * (1 << FRAC_BITS)).astype(np.int64)
@@ -118,7 +130,8 @@ def build_hardware(network, device: DeviceCard | None = None, seed: int = 0) -> 
     columns' sense-node admittances are kept too (:mod:`xbarsim.hardware.frontend`). An ideal card gives exactly ``(G+ − G−)/ΔG = D``.
     """
     from ..config.section import check_seed
-    from .irdrop import layer_admittance, layer_transfer
+    from .irdrop import (layer_admittance, layer_admittance_matrix, layer_floating_ports,
+                         layer_transfer, sense_nodes_couple)
     from .nonideal import program_devices
 
     check_seed(seed)
@@ -131,7 +144,7 @@ def build_hardware(network, device: DeviceCard | None = None, seed: int = 0) -> 
             continue
         lw = network.weights[layer.name]
         mat = np.ascontiguousarray(lw.matrix, dtype=np.int32)
-        eff_pos = eff_neg = g_ifc = None
+        eff_pos = eff_neg = g_ifc = y_ifc = ports = None
         if static:
             g_pos, g_neg, dg = program_devices(mat, device, bits, seed, index)
             tile = network.spec.crossbar_size
@@ -140,10 +153,18 @@ def build_hardware(network, device: DeviceCard | None = None, seed: int = 0) -> 
                 eff_neg = layer_transfer(g_neg, device, tile)
             if device.has_front_end:
                 g_ifc = layer_admittance(g_pos, device, tile) + layer_admittance(g_neg, device, tile)
+                if sense_nodes_couple(device):
+                    y_ifc = (layer_admittance_matrix(g_pos, device, tile)
+                             + layer_admittance_matrix(g_neg, device, tile))
+            if device.idle_rows == "floating" and device.has_wires:
+                pp = layer_floating_ports(g_pos, device, tile, dg)
+                pn = layer_floating_ports(g_neg, device, tile, dg)
+                ports = tuple(np.ascontiguousarray(np.stack([a, b])) for a, b in zip(pp, pn))
         else:
             g_pos, g_neg, dg = program_pair(mat, device, bits)
         layers[layer.name] = LayerHardware(layer.name, mat, g_pos, g_neg, dg, int(lw.theta),
                                            np.asarray(lw.bias, np.int64), ideal=not static,
                                            g_eff_pos_s=eff_pos, g_eff_neg_s=eff_neg,
-                                           g_ifc_s=g_ifc)
+                                           g_ifc_s=g_ifc, y_ifc_s=y_ifc,
+                                           floating_ports=ports)
     return Hardware(device=device, weight_bits=bits, layers=layers, seed=int(seed))

@@ -23,8 +23,10 @@ from ..config.spec import parse_network
 from ..config.yamlio import loads_yaml
 from ..engine import Simulator
 from ..engine.encoding import schedule
-from ..hardware.frontend import front_end_terms
-from ..hardware.irdrop import column_admittance, solve_tile, transfer_general
+from ..engine.twin import floating_tile_twin
+from ..hardware.frontend import front_end_matrices, front_end_terms
+from ..hardware.irdrop import (admittance_matrix, column_admittance, port_matrices,
+                               sense_nodes_couple, solve_tile, transfer_general)
 from ..hardware.program import build_hardware
 from ..network.network import build_network
 from ..network.weights import LayerWeights, max_level
@@ -73,13 +75,36 @@ def dc_agreement(device: DeviceCard, cases=4, size=32, weight_bits=5, seed=0, p_
         out = run_ngspice(tile_netlist(g, rr, rc, rd, vd, driven, v_end))
         sp = np.array([out[f"i(ve{j})"] for j in range(size)])
         xb = solve_tile(g, rr, rc, rd, vd[:, None], driven, v_end[:, None])[:, 0]
-        t = transfer_general(g, rr, rc, rd, device.idle_rows) if (rr or rc or rd) else g
-        lin = vd @ t
-        if device.ifc_front_end != "ideal":
-            lin = lin - column_admittance(g, rr, rc, rd) * v_end
+        lin = engine_currents(g, device, act, v_end)
         nodal.append(np.abs(xb / sp - 1))
         engine.append(np.abs(lin / sp - 1))
     return DCResult(np.concatenate(nodal), np.concatenate(engine))
+
+
+def engine_currents(g, device, active, v_end):
+    """The IFC currents (C,) the engine's model gives one tile (one array) with the rows
+    ``active`` spiking at ``V_read`` and the sense nodes at ``v_end``: ``V·T`` (transfer matrix,
+    exact by superposition with driven idle rows), the per-cycle port solve of
+    :func:`xbarsim.engine.twin.floating_tile_twin` (floating idle rows with wires), minus
+    ``Y·V_x`` with a front end (the full matrix ``Y`` when the sense nodes couple, else its
+    diagonal). Before the engine's fixed-point rounding (``2^-20`` LSB)."""
+    rr, rc, rd = device.r_wire_row_ohm, device.r_wire_col_ohm, device.r_driver_ohm
+    R, C = g.shape
+    active = np.asarray(active, bool)
+    if device.idle_rows == "floating" and (rr or rc):
+        h, yp = port_matrices(g, rr, rc, rd)
+        z = np.linalg.inv(yp)
+        z = 0.5 * (z + z.T)
+        lin = device.v_read_v * floating_tile_twin(z, yp, (h @ z).T, h.T, R, C, active)
+    else:
+        t = transfer_general(g, rr, rc, rd, device.idle_rows) if (rr or rc or rd) else g
+        lin = np.where(active, device.v_read_v, 0.0) @ t
+    if device.ifc_front_end != "ideal":
+        if sense_nodes_couple(device):
+            lin = lin - admittance_matrix(g, rr, rc, rd) @ v_end
+        else:
+            lin = lin - column_admittance(g, rr, rc, rd) * v_end
+    return lin
 
 
 # ------------------------------------------------------------------------------------------------
@@ -122,6 +147,12 @@ def row_load(g, j, tile):
     return np.asarray(g)[:, c0:c0 + tile].sum(axis=1) - np.asarray(g)[:, j]
 
 
+def group_load(g, js, tile):
+    """Per row, the conductance of the columns of ``js``' tile outside ``js`` (siemens, (rows,))."""
+    c0 = (js[0] // tile) * tile
+    return np.asarray(g)[:, c0:c0 + tile].sum(axis=1) - np.asarray(g)[:, list(js)].sum(axis=1)
+
+
 def fidelity_network(rows, cols, bits, weight_bits, seed):
     """A one-layer fc network with positive-leaning random levels, and its inputs' θ scale."""
     spec = parse_network(Section(loads_yaml(_NET.format(rows=rows, cols=cols, bits=bits,
@@ -160,34 +191,52 @@ def transient_agreement(device: DeviceCard, cases=200, rows=32, bits=5, weight_b
     lh = hw["f1"]
     # the membrane preset ⌊θ/2⌋ + ½ LSB: integer charges then never land exactly on the
     # comparator level (an exact hit is a tie no simulator can resolve)
-    sim._plans["f1"] = plan = replace(sim._plans["f1"], v0=sim._plans["f1"].v0 + (1 << 19))
+    sim.set_plan("f1", replace(sim.plan("f1"), v0=sim.plan("f1").v0 + (1 << 19)))
+    plan = sim.plan("f1")
     _, fired, _, _ = sim.simulate_layer("f1", x.reshape(images, rows, 1, 1))
     fired = np.asarray(fired).reshape(images, cols)
     spk = schedule(encoding, top, top)
-    # xbarsim's membrane in floating point, for the tie margins
-    decay, gain, offset = front_end_terms(device, lh.g_ifc_s if lh.g_ifc_s is not None
-                                          else np.ones(cols), theta)
+    # xbarsim's membrane in floating point, for the tie margins: Q ← E·Q + F·W
     if device.ifc_front_end == "ideal":
-        decay, gain, offset = np.ones(cols), np.ones(cols), 0.0
-    w = lh.effective_levels() * gain[None, :]
+        emat, fmat, offset = np.eye(cols), np.eye(cols), 0.0
+    elif lh.y_ifc_s is not None:
+        emat, fmat, offset = front_end_matrices(device, lh.y_ifc_s, rows, theta)
+    else:
+        decay, gain, offset = front_end_terms(device, lh.g_ifc_s, theta)
+        emat, fmat = np.diag(decay), np.diag(gain)
+    w = lh.effective_levels() @ fmat.T
     q0 = plan.v0 / float(1 << 20)
     pairs = [(b, j) for b in range(images) for j in range(cols)][:cases]
     margin = np.full(len(pairs), np.inf)
-    for n, (b, j) in enumerate(pairs):
-        q = q0[j]
+    mimg = np.full((images, cols), np.inf)
+    for b in range(images):
+        q = q0.astype(np.float64).copy()
         for t in range(top):
-            q = q - (1.0 - decay[j]) * q + spk[x[b], t].astype(np.float64) @ w[:, j]
+            q = emat @ q + spk[x[b], t].astype(np.float64) @ w
             m = q - (theta + offset)
-            margin[n] = min(margin[n], abs(m) / theta)
-            if m >= 0:
-                q -= theta
+            mimg[b] = np.minimum(mimg[b], np.abs(m) / theta)
+            q = np.where(m >= 0, q - theta, q)
+    for n, (b, j) in enumerate(pairs):
+        margin[n] = mimg[b, j]
+    # coupled sense nodes (a front end with driver resistance): an image's columns share their
+    # row drivers in the netlist, one netlist per image
+    grouped = device.ifc_front_end != "ideal" and sdev.r_driver_ohm > 0
+    if grouped:
+        chunk = cols
     spice = np.zeros(len(pairs), np.int64)
     unclean = np.zeros(len(pairs), bool)
     for lo in range(0, len(pairs) if spice_counts is None else 0, chunk):
         part = pairs[lo:lo + chunk]
-        cs = [dict(g_pos=lh.g_pos_s[:, j], g_neg=lh.g_neg_s[:, j], x=x[b], q0=q0[j],
-                   theta=theta, g_unit=lh.g_unit_s, load_pos=row_load(lh.g_pos_s, j, rows),
-                   load_neg=row_load(lh.g_neg_s, j, rows)) for b, j in part]
+        if grouped:
+            cs = [dict(g_pos=lh.g_pos_s[:, j], g_neg=lh.g_neg_s[:, j], x=x[b], q0=q0[j],
+                       theta=theta, g_unit=lh.g_unit_s, group=b,
+                       load_pos=group_load(lh.g_pos_s, [jj for _, jj in part], rows),
+                       load_neg=group_load(lh.g_neg_s, [jj for _, jj in part], rows))
+                  for b, j in part]
+        else:
+            cs = [dict(g_pos=lh.g_pos_s[:, j], g_neg=lh.g_neg_s[:, j], x=x[b], q0=q0[j],
+                       theta=theta, g_unit=lh.g_unit_s, load_pos=row_load(lh.g_pos_s, j, rows),
+                       load_neg=row_load(lh.g_neg_s, j, rows)) for b, j in part]
         out = run_ngspice(column_netlist(cs, spk, sdev, top))
         for k in range(len(part)):
             h = np.array([out[f"h{k}_{t}"] for t in range(top)])

@@ -75,7 +75,10 @@ def column_netlist(cases, spk, device, cycles: int, title="columns", rise_frac=0
     ``V_read·ΔG·t_pulse``), ``g_unit`` (ΔG, siemens) and optionally ``bias`` (cycles,): a bias
     current delivering ``bias[t]`` LSBs during the read pulse of cycle ``t``; ``load_pos``,
     ``load_neg`` (R,), siemens: the conductance of the row's other columns in its tile, which load
-    its driver (to a sense node at 0 V) when ``r_driver_ohm > 0``. ``spk[x, t]`` is the encoding's
+    its driver (to a sense node at 0 V) when ``r_driver_ohm > 0``; ``group`` (optional): cases
+    with the same group are columns of one tile under one input (their ``x`` must be equal) and
+    share each row's driver node, so their sense nodes couple through ``r_driver_ohm`` as in the
+    circuit (their ``load_*`` should then leave out the group's columns). ``spk[x, t]`` is the encoding's
     schedule (row with count ``x`` spikes in cycle ``t``). ``device`` gives ``v_read_v``,
     ``t_pulse_s``, ``t_cycle_s``, ``r_driver_ohm``, ``ifc_front_end``, ``opamp_gain``,
     ``c_ifc_f``. Prints ``h<k>_<t>`` (the comparator decision of cycle ``t``, 0 or 1) and ``q<k>`` (the comparator's input at the end:
@@ -112,6 +115,7 @@ def column_netlist(cases, spk, device, cycles: int, title="columns", rise_frac=0
                  f"{_num(2 * dl - e)} {_num(tc)})")
     lines.append(f"Vrst rst 0 PULSE(0 1 {_num(t0 + tc)} {_num(e)} {_num(e)} {_num(dl - e)} "
                  f"{_num(tc)})")
+    shared = set()  # driver nodes already written
     for k, c in enumerate(cases):
         q_unit = v * c["g_unit"] * tp
         qth = c["theta"] * q_unit
@@ -122,11 +126,16 @@ def column_netlist(cases, spk, device, cycles: int, title="columns", rise_frac=0
             for sgn, gg, src in (("p", gp, f"p{int(xi)}" if xi > 0 else "0"),
                                  ("n", gn, f"m{int(xi)}" if xi > 0 else "0")):
                 if rd > 0:
-                    lines.append(f"Rd{sgn}{k}_{i} {src} w{sgn}{k}_{i} {_num(rd)}")
-                    lines.append(f"R{sgn}{k}_{i} w{sgn}{k}_{i} {xn} {_num(1.0 / gg)}")
-                    load = c.get(f"load_{'pos' if sgn == 'p' else 'neg'}")
-                    if load is not None and load[i] > 0:  # the row's other columns (at 0 V)
-                        lines.append(f"Rl{sgn}{k}_{i} w{sgn}{k}_{i} 0 {_num(1.0 / load[i])}")
+                    grp = c.get("group")
+                    owner = k if grp is None else f"g{grp}"
+                    node = f"w{sgn}{owner}_{i}"
+                    if grp is None or node not in shared:
+                        shared.add(node)
+                        lines.append(f"Rd{sgn}{owner}_{i} {src} {node} {_num(rd)}")
+                        load = c.get(f"load_{'pos' if sgn == 'p' else 'neg'}")
+                        if load is not None and load[i] > 0:  # the row's other columns (at 0 V)
+                            lines.append(f"Rl{sgn}{owner}_{i} {node} 0 {_num(1.0 / load[i])}")
+                    lines.append(f"R{sgn}{k}_{i} {node} {xn} {_num(1.0 / gg)}")
                 else:
                     lines.append(f"R{sgn}{k}_{i} {src} {xn} {_num(1.0 / gg)}")
         if fe == "ideal":  # virtual ground: a 0 V source whose current charges the membrane
