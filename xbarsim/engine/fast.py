@@ -30,7 +30,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..network.reference import im2col
-from . import kernels
+from . import blocked, kernels
 
 #: Shortest window (``T`` cycles) the engine uses the fast path for. Below it the cycle-loop kernels
 #: were as fast or faster on LeNet (benchmarks/bench_fast.py, 2026-12-02: engine/kernels 0.66-0.88×
@@ -106,7 +106,12 @@ def layer_fast(x4, plan, kernel, stride, pad, out_h, out_w, n_chunks, fired, res
     _certify(pre, mag, v0, thr, np.ascontiguousarray(btot, np.int64),
              np.ascontiguousarray(bdev, np.int64), T, g, fired, resid, need)
     todo = np.flatnonzero(need)
-    if len(todo):
+    if len(todo) and plan.narrow is not None:
+        w32, v032, thr32, b32 = plan.narrow
+        blocked.layer_blocked(x4, w32, kernel, stride, pad, out_h, out_w, plan.spk, v032, thr32,
+                              False, fired, resid, np.zeros((n_items, cols, 0), np.uint8),
+                              n_chunks, b32, todo.astype(np.int64), plan.scale)
+    elif len(todo):
         kernels.layer_grouped_items(x4, plan.w, kernel, stride, pad, out_h, out_w, plan.spk,
                                     plan.v0, plan.thr, False, fired, resid,
                                     np.zeros((n_items, cols, 0), np.uint8), n_chunks, plan.bsched,

@@ -18,7 +18,7 @@ from ..errors import XbarsimError
 from ..hardware.frontend import front_end_terms
 from ..hardware.program import FRAC_BITS, SQ_FRAC_BITS, Hardware, build_hardware
 from ..network.reference import im2col, pool, preactivation
-from . import fast, kernels, twin
+from . import blocked, fast, kernels, twin
 from .encoding import ENCODINGS, full_table_fits, layer_key, schedule
 from .ifc import IFCParams, ifc_levels, noise_key, normal_table
 from .stats import LayerStats
@@ -135,6 +135,8 @@ class _LayerPlan:
     dynamic: bool        # needs kernels.layer_nonideal (read noise, leak, comparator offsets)
     bsched: np.ndarray   # int64 (T, cols) bias current per cycle, fixed point (or (0, cols))
     scale: int = 1       # power of two dividing w, v0, thr and bsched (fast.scale_of)
+    narrow: tuple | None = None  # int32 (w, v0, thr, bsched) / scale for blocked.layer_blocked,
+    #                              None where a value could pass 2^30 (or dynamic, bernoulli)
 
 
 #: Below this much work per layer call (items × columns × (rows + cycles)) the kernels run on one
@@ -216,6 +218,10 @@ class Simulator:
                            rel * 2.0 ** (FRAC_BITS - SQ_FRAC_BITS / 2), sq)
         v0 = np.ascontiguousarray(start.astype(np.int64) * one)
         bsched = np.ascontiguousarray(bsched, dtype=np.int64)
+        dynamic = bool(rel > 0 or leak > 0 or np.any(cmp != thr) or leak_col is not None)
+        scale = fast.scale_of(w, v0, thr, bsched)
+        narrow = (None if dynamic or self.options.encoding == "bernoulli"
+                  else blocked.narrow_values(w, v0, thr, bsched, scale, spikes))
         return _LayerPlan(
             index=index,
             w=w,
@@ -227,9 +233,10 @@ class Simulator:
             key=key, cmp=cmp, sq=np.ascontiguousarray(sq), leak=leak, leak_col=leak_col,
             noise_scale=float(rel * 2.0 ** (FRAC_BITS - SQ_FRAC_BITS / 2)),
             nkey=noise_key(key),
-            dynamic=bool(rel > 0 or leak > 0 or np.any(cmp != thr) or leak_col is not None),
+            dynamic=dynamic,
             bsched=bsched,
-            scale=fast.scale_of(w, v0, thr, bsched),
+            scale=scale,
+            narrow=narrow,
         )
 
     # -- one layer ------------------------------------------------------------------------------
@@ -288,6 +295,11 @@ class Simulator:
                     kernels.layer_bernoulli(x4, plan.w, k, s, p, ho, wo, plan.window, plan.cycles,
                                             np.uint64(plan.key), image0, plan.v0, plan.thr, reset_zero,
                                             fired, resid, tr, plan.bsched)
+                elif self.options.backend == "numba" and plan.narrow is not None:
+                    w32, v032, thr32, b32 = plan.narrow
+                    blocked.layer_blocked(xk, w32, k, s, p, ho, wo, spk, v032, thr32, reset_zero,
+                                          fired, resid, tr, 64 * numba.get_num_threads(), b32,
+                                          np.arange(n_items, dtype=np.int64), plan.scale)
                 else:
                     kernels.layer_grouped(xk, plan.w, k, s, p, ho, wo, spk, plan.v0, plan.thr,
                                           reset_zero, fired, resid, tr, 64 * numba.get_num_threads(),

@@ -1,0 +1,168 @@
+"""The grouped cycle-loop kernel in int32, column block by column block (issue 15).
+
+:func:`layer_blocked` computes exactly what :func:`xbarsim.engine.kernels.layer_grouped` (and
+``layer_grouped_items``) computes — same counts, same residual membranes, same traces — from the
+layer's values divided by their common power of two ``g`` (``plan.scale``: ``2^FRAC_BITS`` on
+ideal devices), which leaves small integers. Adding, comparing and subtracting commute with that
+exact division, so where every membrane, column input and row sum provably stays below ``2^30``
+(:func:`narrow_values`; otherwise the engine keeps the int64 kernels) the int32 arithmetic gives
+the int64 kernel's values divided by ``g``; residuals are multiplied back. Its plain-numpy twin
+is :func:`xbarsim.engine.twin.layer_twin`, like the int64 kernel's.
+
+Why it is faster: int32 doubles the SIMD lanes of the row sums and cycle loop, and the columns are
+processed in blocks of :data:`BLOCK` so that, on wide layers, one block of the weight matrix stays
+in cache while a chunk of work items reuses it (the int64 kernel streams the whole matrix, up to
+18 MiB on ResNet-18, once per work item). The IFC step is written without branches.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .kernels import _gather_patch, _item_position
+
+#: Columns per block (int32: 64 columns = 4 AVX-512 / 8 AVX2 vectors, 256 B per weight row).
+BLOCK = 64
+
+#: Largest magnitude any int32 value of the kernel may reach (headroom below 2^31).
+LIMIT = 1 << 30
+
+
+def narrow_values(w, v0, thr, bsched, scale, spikes):
+    """``(w, v0, thr, bsched)`` divided by ``scale`` as contiguous int32 arrays when every value
+    :func:`layer_blocked` forms stays below :data:`LIMIT` in magnitude, else None.
+
+    Per column the bound is ``spikes·Σ_i |w_ij| + |v0_j| + 2·|thr_j| + Σ_t |bsched_tj|`` (``spikes``:
+    the most spikes one row sends in the window): it bounds every row sum, column input,
+    membrane before and after a reset; computed in float64 with the 2x headroom of LIMIT."""
+    g = int(scale)
+    if g < 1 or v0.dtype != np.int64 or w.dtype != np.int64:
+        return None
+    ws, v0s, ts, bs = w // g, v0 // g, thr // g, bsched // g
+    reach = spikes * np.abs(ws).astype(np.float64).sum(axis=0)
+    reach += np.abs(v0s).astype(np.float64) + 2.0 * np.abs(ts).astype(np.float64)
+    if bs.shape[0]:
+        reach += np.abs(bs).astype(np.float64).sum(axis=0)
+    if reach.size and reach.max() >= LIMIT:
+        return None
+    if np.any(ts <= 0):  # thresholds are positive; anything else stays on the int64 kernel
+        return None
+    return tuple(np.ascontiguousarray(a, np.int32) for a in (ws, v0s, ts, bs))
+
+
+@njit(parallel=True, cache=True)
+def layer_blocked(x, w, kernel, stride, pad, out_h, out_w, spk, v0, thr, reset_zero, fired,
+                  resid, trace, n_chunks, bsched, items, scale):
+    """:func:`xbarsim.engine.kernels.layer_grouped_items` on int32 values ``w``, ``v0``, ``thr``,
+    ``bsched`` (the int64 ones divided by ``scale``); ``resid`` (int64) gets the residual times
+    ``scale``. Only the work items in ``items`` are written."""
+    rows, cols = w.shape
+    window = spk.shape[0] - 1
+    cycles = spk.shape[1]
+    nbias = bsched.shape[0]
+    ntr = trace.shape[2]
+    do_trace = ntr > 0
+    positions = out_h * out_w
+    n_todo = items.shape[0]
+    n_chunks = max(1, min(n_todo, n_chunks))
+    g = np.int64(scale)
+    # a blank patch (all inputs zero) sees only v0 and the bias current: stepped once, copied
+    f0 = np.zeros(cols, np.int32)
+    r0 = v0.copy()
+    t0 = np.zeros((cols, ntr), np.uint8)
+    for t in range(cycles):
+        for j in range(cols):
+            vj = r0[j] + (bsched[t, j] if t < nbias else np.int32(0))
+            if vj >= thr[j]:
+                f0[j] += 1
+                vj = np.int32(0) if reset_zero else vj - thr[j]
+                if do_trace:
+                    t0[j, t] = 1
+            r0[j] = vj
+    nblocks = (cols + BLOCK - 1) // BLOCK
+    for chunk in prange(n_chunks):
+        lo = chunk * n_todo // n_chunks
+        hi = (chunk + 1) * n_todo // n_chunks
+        sums = np.zeros((window + 1, BLOCK), np.int32)
+        present = np.zeros(window + 1, np.uint8)
+        plist = np.zeros(window + 1, np.int64)
+        rvals = np.zeros(rows, np.int64)
+        ridx = np.zeros(rows, np.int64)
+        rneu = np.zeros(rows, np.int64)
+        acc = np.zeros(BLOCK, np.int32)
+        v = np.zeros(BLOCK, np.int32)
+        nf = np.zeros(BLOCK, np.int32)
+        th = np.zeros(BLOCK, np.int32)
+        for cb in range(nblocks):
+            c0 = cb * BLOCK
+            nc = min(BLOCK, cols - c0)
+            for j in range(nc):
+                th[j] = thr[c0 + j]
+            for k in range(lo, hi):
+                item = items[k]
+                b, _, oy, ox = _item_position(item, positions, out_w)
+                nact = _gather_patch(x, b, oy, ox, kernel, stride, pad, rvals, ridx, rneu)
+                if nact == 0:
+                    for j in range(nc):
+                        fired[item, c0 + j] = f0[c0 + j]
+                        resid[item, c0 + j] = np.int64(r0[c0 + j]) * g
+                    if do_trace:
+                        for j in range(nc):
+                            for t in range(ntr):
+                                trace[item, c0 + j, t] = t0[c0 + j, t]
+                    continue
+                npres = 0
+                for q in range(nact):
+                    val = rvals[q]
+                    if present[val] == 0:
+                        present[val] = 1
+                        plist[npres] = val
+                        npres += 1
+                        for j in range(nc):
+                            sums[val, j] = 0
+                for q in range(nact):
+                    val = rvals[q]
+                    r = ridx[q]
+                    for j in range(nc):
+                        sums[val, j] += w[r, c0 + j]
+                for j in range(nc):
+                    v[j] = v0[c0 + j]
+                    nf[j] = 0
+                for t in range(cycles):
+                    if t < nbias:
+                        for j in range(nc):
+                            acc[j] = bsched[t, c0 + j]
+                    else:
+                        for j in range(nc):
+                            acc[j] = 0
+                    for q in range(npres):
+                        val = plist[q]
+                        if spk[val, t]:
+                            for j in range(nc):
+                                acc[j] += sums[val, j]
+                    if do_trace:
+                        for j in range(nc):
+                            vj = v[j] + acc[j]
+                            if vj >= th[j]:
+                                nf[j] += 1
+                                trace[item, c0 + j, t] = 1
+                                vj = np.int32(0) if reset_zero else vj - th[j]
+                            v[j] = vj
+                    elif reset_zero:
+                        for j in range(nc):
+                            vj = v[j] + acc[j]
+                            f = np.int32(vj >= th[j])
+                            nf[j] += f
+                            v[j] = vj * (np.int32(1) - f)
+                    else:
+                        for j in range(nc):
+                            vj = v[j] + acc[j]
+                            f = np.int32(vj >= th[j])
+                            nf[j] += f
+                            v[j] = vj - f * th[j]
+                for q in range(npres):
+                    present[plist[q]] = 0
+                for j in range(nc):
+                    fired[item, c0 + j] = nf[j]
+                    resid[item, c0 + j] = np.int64(v[j]) * g
