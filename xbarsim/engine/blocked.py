@@ -25,16 +25,22 @@ from .kernels import _gather_patch, _item_position
 #: Columns per block (int32: 64 columns = 4 AVX-512 / 8 AVX2 vectors, 256 B per weight row).
 BLOCK = 64
 
+#: Columns are padded to a multiple of LANES (zero weights, threshold 1: padding never fires) and
+#: every inner loop runs over LANES columns with a constant trip count, which LLVM turns into
+#: whole vector operations; a loop over a run-time count of 8 or 16 columns ran scalar.
+LANES = 16
+
 #: Largest magnitude any int32 value of the kernel may reach (headroom below 2^31).
 LIMIT = 1 << 30
 
 
 def narrow_values(w, v0, thr, bsched, scale, spikes):
-    """``(w, v0, thr, bsched)`` divided by ``scale`` as contiguous int32 arrays when every value
-    :func:`layer_blocked` forms stays below :data:`LIMIT` in magnitude, else None.
+    """``(w, v0, thr, bsched)`` divided by ``scale`` as contiguous int32 arrays, their columns
+    padded to a multiple of :data:`LANES` (weights 0, ``v0`` 0, threshold 1, bias 0), when every
+    value :func:`layer_blocked` forms stays below :data:`LIMIT` in magnitude; else None.
 
     Per column the bound is ``spikes·Σ_i |w_ij| + |v0_j| + 2·|thr_j| + Σ_t |bsched_tj|`` (``spikes``:
-    the most spikes one row sends in the window): it bounds every row sum, column input,
+    the most spikes one row sends in the window): it bounds every row sum, column input and
     membrane before and after a reset; computed in float64 with the 2x headroom of LIMIT."""
     g = int(scale)
     if g < 1 or v0.dtype != np.int64 or w.dtype != np.int64:
@@ -48,16 +54,26 @@ def narrow_values(w, v0, thr, bsched, scale, spikes):
         return None
     if np.any(ts <= 0):  # thresholds are positive; anything else stays on the int64 kernel
         return None
-    return tuple(np.ascontiguousarray(a, np.int32) for a in (ws, v0s, ts, bs))
+    cols = w.shape[1]
+    pad = -cols % LANES
+
+    def padded(a, fill):
+        a = np.asarray(a, np.int32)
+        if pad:
+            a = np.concatenate([a, np.full(a.shape[:-1] + (pad,), fill, np.int32)], axis=-1)
+        return np.ascontiguousarray(a)
+    return padded(ws, 0), padded(v0s, 0), padded(ts, 1), padded(bs, 0)
 
 
 @njit(parallel=True, cache=True)
 def layer_blocked(x, w, kernel, stride, pad, out_h, out_w, spk, v0, thr, reset_zero, fired,
                   resid, trace, n_chunks, bsched, items, scale):
     """:func:`xbarsim.engine.kernels.layer_grouped_items` on int32 values ``w``, ``v0``, ``thr``,
-    ``bsched`` (the int64 ones divided by ``scale``); ``resid`` (int64) gets the residual times
-    ``scale``. Only the work items in ``items`` are written."""
-    rows, cols = w.shape
+    ``bsched`` (the int64 ones divided by ``scale``, columns padded as :func:`narrow_values`
+    does); ``fired``/``resid``/``trace`` have the layer's own columns, ``resid`` (int64) gets the
+    residual times ``scale``. Only the work items in ``items`` are written."""
+    rows, cpad = w.shape
+    cols = fired.shape[1]
     window = spk.shape[0] - 1
     cycles = spk.shape[1]
     nbias = bsched.shape[0]
@@ -68,11 +84,11 @@ def layer_blocked(x, w, kernel, stride, pad, out_h, out_w, spk, v0, thr, reset_z
     n_chunks = max(1, min(n_todo, n_chunks))
     g = np.int64(scale)
     # a blank patch (all inputs zero) sees only v0 and the bias current: stepped once, copied
-    f0 = np.zeros(cols, np.int32)
+    f0 = np.zeros(cpad, np.int32)
     r0 = v0.copy()
-    t0 = np.zeros((cols, ntr), np.uint8)
+    t0 = np.zeros((cpad, ntr), np.uint8)
     for t in range(cycles):
-        for j in range(cols):
+        for j in range(cpad):
             vj = r0[j] + (bsched[t, j] if t < nbias else np.int32(0))
             if vj >= thr[j]:
                 f0[j] += 1
@@ -80,7 +96,7 @@ def layer_blocked(x, w, kernel, stride, pad, out_h, out_w, spk, v0, thr, reset_z
                 if do_trace:
                     t0[j, t] = 1
             r0[j] = vj
-    nblocks = (cols + BLOCK - 1) // BLOCK
+    nblocks = (cpad + BLOCK - 1) // BLOCK
     for chunk in prange(n_chunks):
         lo = chunk * n_todo // n_chunks
         hi = (chunk + 1) * n_todo // n_chunks
@@ -90,14 +106,14 @@ def layer_blocked(x, w, kernel, stride, pad, out_h, out_w, spk, v0, thr, reset_z
         rvals = np.zeros(rows, np.int64)
         ridx = np.zeros(rows, np.int64)
         rneu = np.zeros(rows, np.int64)
-        acc = np.zeros(BLOCK, np.int32)
         v = np.zeros(BLOCK, np.int32)
         nf = np.zeros(BLOCK, np.int32)
         th = np.zeros(BLOCK, np.int32)
         for cb in range(nblocks):
             c0 = cb * BLOCK
-            nc = min(BLOCK, cols - c0)
-            for j in range(nc):
+            nl = min(BLOCK, cpad - c0)  # columns in this block, padding included
+            nc = min(BLOCK, cols - c0)           # real columns in this block
+            for j in range(nl):
                 th[j] = thr[c0 + j]
             for k in range(lo, hi):
                 item = items[k]
@@ -119,48 +135,45 @@ def layer_blocked(x, w, kernel, stride, pad, out_h, out_w, spk, v0, thr, reset_z
                         present[val] = 1
                         plist[npres] = val
                         npres += 1
-                        for j in range(nc):
+                        for j in range(nl):
                             sums[val, j] = 0
                 for q in range(nact):
                     val = rvals[q]
                     r = ridx[q]
-                    for j in range(nc):
+                    for j in range(nl):
                         sums[val, j] += w[r, c0 + j]
-                for j in range(nc):
+                for j in range(nl):
                     v[j] = v0[c0 + j]
                     nf[j] = 0
                 for t in range(cycles):
+                    # the column inputs go straight into the membranes (integer adds commute)
                     if t < nbias:
-                        for j in range(nc):
-                            acc[j] = bsched[t, c0 + j]
-                    else:
-                        for j in range(nc):
-                            acc[j] = 0
+                        for j in range(nl):
+                            v[j] += bsched[t, c0 + j]
                     for q in range(npres):
                         val = plist[q]
                         if spk[val, t]:
-                            for j in range(nc):
-                                acc[j] += sums[val, j]
+                            for j in range(nl):
+                                v[j] += sums[val, j]
                     if do_trace:
-                        for j in range(nc):
-                            vj = v[j] + acc[j]
+                        for j in range(nl):
+                            vj = v[j]
                             if vj >= th[j]:
                                 nf[j] += 1
-                                trace[item, c0 + j, t] = 1
+                                if j < nc:
+                                    trace[item, c0 + j, t] = 1
                                 vj = np.int32(0) if reset_zero else vj - th[j]
                             v[j] = vj
                     elif reset_zero:
-                        for j in range(nc):
-                            vj = v[j] + acc[j]
-                            f = np.int32(vj >= th[j])
+                        for j in range(nl):
+                            f = np.int32(v[j] >= th[j])
                             nf[j] += f
-                            v[j] = vj * (np.int32(1) - f)
+                            v[j] = v[j] * (np.int32(1) - f)
                     else:
-                        for j in range(nc):
-                            vj = v[j] + acc[j]
-                            f = np.int32(vj >= th[j])
+                        for j in range(nl):
+                            f = np.int32(v[j] >= th[j])
                             nf[j] += f
-                            v[j] = vj - f * th[j]
+                            v[j] = v[j] - f * th[j]
                 for q in range(npres):
                     present[plist[q]] = 0
                 for j in range(nc):
