@@ -36,17 +36,23 @@ def im2col(x: np.ndarray, kernel: int, stride: int, padding: int) -> np.ndarray:
 
 
 def exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Integer matrix product ``a @ b`` (``a`` of any rank ≥ 1, ``b`` 2-D) through float64 BLAS;
-    exact while every partial sum is < 2^53. ``a`` is flattened to one 2-D operand first, so a
-    batch of im2col patches is one GEMM (numpy's matmul on a 4-D ``a`` runs one small product per
-    leading index instead)."""
-    bound = float(np.abs(a).max(initial=0)) * float(np.abs(b).max(initial=0)) * a.shape[-1]
+    """Integer matrix product ``a @ b`` (``a`` of any rank ≥ 1, ``b`` 2-D) through BLAS: float32
+    while every partial sum is < 2^24 (a float32 holds every integer up to 2^24, so the GEMM is
+    exact whatever its order of summation), float64 while < 2^53, else int64. ``a`` is flattened
+    to one 2-D operand first, so a batch of im2col patches is one GEMM (numpy's matmul on a 4-D
+    ``a`` runs one small product per leading index instead)."""
+    amax = float(max(a.max(initial=0), -a.min(initial=0))) if a.size else 0.0
+    bmax = float(max(b.max(initial=0), -b.min(initial=0))) if b.size else 0.0
+    bound = amax * bmax * a.shape[-1]
     lead = a.shape[:-1]
-    a2 = a.reshape(-1, a.shape[-1])
-    if bound < 2.0 ** 53:
-        out = np.rint(a2.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
+    if bound < 2.0 ** 24:
+        a2 = a.astype(np.float32).reshape(-1, a.shape[-1])
+        out = (a2 @ b.astype(np.float32)).astype(np.int64)
+    elif bound < 2.0 ** 53:
+        a2 = a.astype(np.float64).reshape(-1, a.shape[-1])
+        out = np.rint(a2 @ b.astype(np.float64)).astype(np.int64)
     else:
-        out = a2.astype(np.int64) @ b.astype(np.int64)
+        out = a.reshape(-1, a.shape[-1]).astype(np.int64) @ b.astype(np.int64)
     return out.reshape(*lead, b.shape[-1])
 
 
