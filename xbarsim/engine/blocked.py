@@ -65,13 +65,59 @@ def narrow_values(w, v0, thr, bsched, scale, spikes):
     return padded(ws, 0), padded(v0s, 0), padded(ts, 1), padded(bs, 0)
 
 
+#: Longest window the certificate's tables are built for (their build is ``(T+1)·T`` int64).
+CERT_MAX_WINDOW = 1023
+
+
+def certificate_tables(spk, window, bsched):
+    """``(eup, elo, bup, blo, btot)`` for :func:`layer_blocked`'s certificate, or None where it
+    does not apply (a window longer than :data:`CERT_MAX_WINDOW`, or a table whose rows do not
+    send exactly ``x`` spikes in the window, e.g. a compact table).
+
+    With ``C(x, t)`` the spikes a row holding ``x`` has sent by the end of cycle ``t`` (from
+    ``spk``) and ``D(x, t) = T·C(x, t) − (t+1)·x``: ``eup[x] = max(0, max_t D)``, ``elo[x] =
+    max(0, max_t −D)`` over ``t = 0 … T−2``; the same for the bias current's running sum per
+    column (``bup``, ``blo``; its total ``btot``). ``bsched``: int32 ``(T or 0, cpad)``."""
+    T = int(window)
+    cpad = bsched.shape[1]
+    if T > CERT_MAX_WINDOW or spk.shape[0] != T + 1 or spk.shape[1] < T:
+        return None
+    xs = np.arange(T + 1, dtype=np.int64)
+    if not np.array_equal(spk[:, :T].sum(axis=1, dtype=np.int64), xs):
+        return None
+    zeros = np.zeros(cpad, np.int64)
+    if T < 2:
+        e = np.zeros(T + 1, np.int64)
+        btot = bsched.sum(axis=0, dtype=np.int64) if bsched.shape[0] else zeros
+        return e, e.copy(), zeros, zeros.copy(), btot
+    c = np.cumsum(spk[:, :T - 1], axis=1, dtype=np.int64)
+    d = T * c - np.arange(1, T, dtype=np.int64)[None, :] * xs[:, None]
+    eup = np.ascontiguousarray(np.maximum(d.max(axis=1), 0))
+    elo = np.ascontiguousarray(np.maximum((-d).max(axis=1), 0))
+    if bsched.shape[0]:
+        cum = np.cumsum(bsched.astype(np.int64), axis=0)
+        btot = np.ascontiguousarray(cum[-1])
+        bd = T * cum[:T - 1] - np.arange(1, T, dtype=np.int64)[:, None] * btot[None, :]
+        bup = np.ascontiguousarray(np.maximum(bd.max(axis=0), 0))
+        blo = np.ascontiguousarray(np.maximum((-bd).max(axis=0), 0))
+    else:
+        btot, bup, blo = zeros, zeros.copy(), zeros.copy()
+    return eup, elo, bup, blo, btot
+
+
 @njit(parallel=True, cache=True)
 def layer_blocked(x, w, kernel, stride, pad, out_h, out_w, spk, v0, thr, reset_zero, fired,
-                  resid, trace, n_chunks, bsched, items, scale):
+                  resid, trace, n_chunks, bsched, items, scale, cert, eup, elo, bup, blo, btot,
+                  ncert):
     """:func:`xbarsim.engine.kernels.layer_grouped_items` on int32 values ``w``, ``v0``, ``thr``,
     ``bsched`` (the int64 ones divided by ``scale``, columns padded as :func:`narrow_values`
     does); ``fired``/``resid``/``trace`` have the layer's own columns, ``resid`` (int64) gets the
-    residual times ``scale``. Only the work items in ``items`` are written."""
+    residual times ``scale``. Only the work items in ``items`` are written.
+
+    ``cert`` (reset by subtraction, no trace; tables from :func:`certificate_tables`): before its
+    cycle loop, each item's block of columns is tried with the per-level certificate (module
+    docstring); a block it settles skips the loop. ``ncert[chunk]`` counts the settled
+    (item, block) pairs."""
     rows, cpad = w.shape
     cols = fired.shape[1]
     window = spk.shape[0] - 1
@@ -109,6 +155,10 @@ def layer_blocked(x, w, kernel, stride, pad, out_h, out_w, spk, v0, thr, reset_z
         v = np.zeros(BLOCK, np.int32)
         nf = np.zeros(BLOCK, np.int32)
         th = np.zeros(BLOCK, np.int32)
+        pc = np.zeros(BLOCK, np.int64)
+        au = np.zeros(BLOCK, np.int64)
+        al = np.zeros(BLOCK, np.int64)
+        T = np.int64(window)
         for cb in range(nblocks):
             c0 = cb * BLOCK
             nl = min(BLOCK, cpad - c0)  # columns in this block, padding included
@@ -142,6 +192,50 @@ def layer_blocked(x, w, kernel, stride, pad, out_h, out_w, spk, v0, thr, reset_z
                     r = ridx[q]
                     for j in range(nl):
                         sums[val, j] += w[r, c0 + j]
+                if cert:
+                    for j in range(nl):
+                        pc[j] = btot[c0 + j]
+                        au[j] = bup[c0 + j]
+                        al[j] = blo[c0 + j]
+                    for q in range(npres):
+                        val = plist[q]
+                        eu = eup[val]
+                        el = elo[val]
+                        for j in range(nl):
+                            sv = np.int64(sums[val, j])
+                            pc[j] += val * sv
+                            pos = max(sv, 0)
+                            neg = pos - sv
+                            au[j] += pos * eu + neg * el
+                            al[j] += pos * el + neg * eu
+                    ok = True
+                    for j in range(nc):
+                        tj = np.int64(th[j])
+                        vj = np.int64(v0[c0 + j])
+                        ue = vj + pc[j]
+                        kk = max(ue // tj, 0)
+                        good = kk <= T
+                        if good and T >= 2:
+                            top = T * (kk + 1) * tj - au[j]
+                            good = T * vj + pc[j] < top and T * vj + (T - 1) * pc[j] < top
+                        if good and kk > 0 and T >= 2:
+                            base = T * (ue - kk * tj) - al[j]
+                            slope = T * tj - pc[j]
+                            good = base + slope >= 0 and base + (T - 1) * slope >= 0
+                        if not good:
+                            ok = False
+                            break
+                    if ok:
+                        for j in range(nc):
+                            tj = np.int64(th[j])
+                            ue = np.int64(v0[c0 + j]) + pc[j]
+                            kk = max(ue // tj, 0)
+                            fired[item, c0 + j] = np.int32(kk)
+                            resid[item, c0 + j] = (ue - kk * tj) * g
+                        for q in range(npres):
+                            present[plist[q]] = 0
+                        ncert[chunk] += 1
+                        continue
                 for j in range(nl):
                     v[j] = v0[c0 + j]
                     nf[j] = 0
