@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .kernels import _gather_patch, _item_position
+from .kernels import _item_position
 
 #: Columns per block (int32: 64 columns = 4 AVX-512 / 8 AVX2 vectors, 256 B per weight row).
 BLOCK = 64
@@ -63,6 +63,43 @@ def narrow_values(w, v0, thr, bsched, scale, spikes):
             a = np.concatenate([a, np.full(a.shape[:-1] + (pad,), fill, np.int32)], axis=-1)
         return np.ascontiguousarray(a)
     return padded(ws, 0), padded(v0s, 0), padded(ts, 1), padded(bs, 0)
+
+
+@njit(cache=True, inline="always")
+def _gather_nonzero(x, b, oy, ox, kernel, stride, pad, rvals, ridx):
+    """:func:`xbarsim.engine.kernels._gather_patch` without the input-neuron index and without a
+    branch on the value (every input is written, the count advances only past non-zero ones:
+    a data-dependent branch mispredicted on most rows of a hidden layer's patch)."""
+    chans, height, width = x.shape[1], x.shape[2], x.shape[3]
+    nact = 0
+    r = 0
+    for c in range(chans):
+        for ky in range(kernel):
+            iy = oy * stride + ky - pad
+            for kx in range(kernel):
+                ix = ox * stride + kx - pad
+                if iy >= 0 and iy < height and ix >= 0 and ix < width:
+                    val = x[b, c, iy, ix]
+                    rvals[nact] = val
+                    ridx[nact] = r
+                    nact += np.int64(val > 0)
+                r += 1
+    return nact
+
+
+#: Longest window the blocked kernel runs (its ``(T+1, T)`` spike-time table: 4 MiB at 1,023).
+MAX_WINDOW = 1023
+
+
+def spike_times(spk):
+    """``(times, nsp)``: ``times[x, :nsp[x]]`` (int32) the cycles in which a row holding ``x``
+    spikes under the schedule ``spk`` (uint8 ``(values, cycles)``), in order."""
+    nsp = spk.sum(axis=1, dtype=np.int64)
+    times = np.zeros((spk.shape[0], max(1, int(nsp.max(initial=0)))), np.int32)
+    rows, cyc = np.nonzero(spk)
+    first = np.concatenate([[0], np.cumsum(nsp)[:-1]])
+    times[rows, np.arange(len(rows)) - first[rows]] = cyc
+    return times, np.ascontiguousarray(nsp)
 
 
 #: Longest window the certificate's tables are built for (their build is ``(T+1)·T`` int64).
@@ -108,7 +145,7 @@ def certificate_tables(spk, window, bsched):
 @njit(parallel=True, cache=True)
 def layer_blocked(x, w, kernel, stride, pad, out_h, out_w, spk, v0, thr, reset_zero, fired,
                   resid, trace, n_chunks, bsched, items, scale, cert, eup, elo, bup, blo, btot,
-                  ncert):
+                  ncert, times, nsp):
     """:func:`xbarsim.engine.kernels.layer_grouped_items` on int32 values ``w``, ``v0``, ``thr``,
     ``bsched`` (the int64 ones divided by ``scale``, columns padded as :func:`narrow_values`
     does); ``fired``/``resid``/``trace`` have the layer's own columns, ``resid`` (int64) gets the
@@ -117,7 +154,8 @@ def layer_blocked(x, w, kernel, stride, pad, out_h, out_w, spk, v0, thr, reset_z
     ``cert`` (reset by subtraction, no trace; tables from :func:`certificate_tables`): before its
     cycle loop, each item's block of columns is tried with the per-level certificate (module
     docstring); a block it settles skips the loop. ``ncert[chunk]`` counts the settled
-    (item, block) pairs."""
+    (item, block) pairs. ``times[x, :nsp[x]]`` are the cycles in which a row holding ``x``
+    spikes (:func:`spike_times` of ``spk``)."""
     rows, cpad = w.shape
     cols = fired.shape[1]
     window = spk.shape[0] - 1
@@ -149,9 +187,10 @@ def layer_blocked(x, w, kernel, stride, pad, out_h, out_w, spk, v0, thr, reset_z
         sums = np.zeros((window + 1, BLOCK), np.int32)
         present = np.zeros(window + 1, np.uint8)
         plist = np.zeros(window + 1, np.int64)
-        rvals = np.zeros(rows, np.int64)
-        ridx = np.zeros(rows, np.int64)
-        rneu = np.zeros(rows, np.int64)
+        rvals = np.zeros(rows + 1, np.int64)  # + 1: the branch-free gather writes one past
+        ridx = np.zeros(rows + 1, np.int64)
+        kb = np.zeros(BLOCK, np.int64)
+        inp = np.zeros((cycles, BLOCK), np.int32)  # column inputs per cycle (zero between items)
         v = np.zeros(BLOCK, np.int32)
         nf = np.zeros(BLOCK, np.int32)
         th = np.zeros(BLOCK, np.int32)
@@ -168,7 +207,7 @@ def layer_blocked(x, w, kernel, stride, pad, out_h, out_w, spk, v0, thr, reset_z
             for k in range(lo, hi):
                 item = items[k]
                 b, _, oy, ox = _item_position(item, positions, out_w)
-                nact = _gather_patch(x, b, oy, ox, kernel, stride, pad, rvals, ridx, rneu)
+                nact = _gather_nonzero(x, b, oy, ox, kernel, stride, pad, rvals, ridx)
                 if nact == 0:
                     for j in range(nc):
                         fired[item, c0 + j] = f0[c0 + j]
@@ -214,6 +253,7 @@ def layer_blocked(x, w, kernel, stride, pad, out_h, out_w, spk, v0, thr, reset_z
                         vj = np.int64(v0[c0 + j])
                         ue = vj + pc[j]
                         kk = max(ue // tj, 0)
+                        kb[j] = kk
                         good = kk <= T
                         if good and T >= 2:
                             top = T * (kk + 1) * tj - au[j]
@@ -227,11 +267,10 @@ def layer_blocked(x, w, kernel, stride, pad, out_h, out_w, spk, v0, thr, reset_z
                             break
                     if ok:
                         for j in range(nc):
-                            tj = np.int64(th[j])
+                            kk = kb[j]
                             ue = np.int64(v0[c0 + j]) + pc[j]
-                            kk = max(ue // tj, 0)
                             fired[item, c0 + j] = np.int32(kk)
-                            resid[item, c0 + j] = (ue - kk * tj) * g
+                            resid[item, c0 + j] = (ue - kk * np.int64(th[j])) * g
                         for q in range(npres):
                             present[plist[q]] = 0
                         ncert[chunk] += 1
@@ -239,16 +278,22 @@ def layer_blocked(x, w, kernel, stride, pad, out_h, out_w, spk, v0, thr, reset_z
                 for j in range(nl):
                     v[j] = v0[c0 + j]
                     nf[j] = 0
+                # each count's row sum goes to the cycles it spikes in (``times``), so no
+                # cycle tests a count that does not spike; then the IFCs step cycle by cycle
+                for q in range(npres):
+                    val = plist[q]
+                    for e in range(nsp[val]):
+                        te = times[val, e]
+                        for j in range(nl):
+                            inp[te, j] += sums[val, j]
                 for t in range(cycles):
                     # the column inputs go straight into the membranes (integer adds commute)
                     if t < nbias:
                         for j in range(nl):
                             v[j] += bsched[t, c0 + j]
-                    for q in range(npres):
-                        val = plist[q]
-                        if spk[val, t]:
-                            for j in range(nl):
-                                v[j] += sums[val, j]
+                    for j in range(nl):
+                        v[j] += inp[t, j]
+                        inp[t, j] = 0
                     if do_trace:
                         for j in range(nl):
                             vj = v[j]

@@ -112,7 +112,8 @@ def layer_fast(x4, plan, kernel, stride, pad, out_h, out_w, n_chunks, fired, res
         blocked.layer_blocked(x4, w32, kernel, stride, pad, out_h, out_w, plan.spk, v032, thr32,
                               False, fired, resid, np.zeros((n_items, cols, 0), np.uint8),
                               n_chunks, b32, todo.astype(np.int64), plan.scale, False, z, z, z,
-                              z, z, np.zeros(max(1, min(len(todo), n_chunks)), np.int64))
+                              z, z, np.zeros(max(1, min(len(todo), n_chunks)), np.int64),
+                              *plan.times)
     elif len(todo):
         kernels.layer_grouped_items(x4, plan.w, kernel, stride, pad, out_h, out_w, plan.spk,
                                     plan.v0, plan.thr, False, fired, resid,

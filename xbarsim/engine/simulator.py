@@ -138,6 +138,7 @@ class _LayerPlan:
     narrow: tuple | None = None  # int32 (w, v0, thr, bsched) / scale for blocked.layer_blocked,
     #                              None where a value could pass 2^30 (or dynamic, bernoulli)
     cert: tuple | None = None  # blocked.certificate_tables for narrow, or None
+    times: tuple | None = None  # blocked.spike_times(spk) for narrow, or None
 
 
 #: Below this much work per layer call (items × columns × (rows + cycles)) the kernels run on one
@@ -235,6 +236,9 @@ class Simulator:
         spk = (np.zeros((1, cycles), np.uint8) if self.options.encoding == "bernoulli"
                else schedule(self.options.encoding, window, cycles)
                if full_table_fits(window, cycles) else None)
+        if spk is None or window > blocked.MAX_WINDOW:
+            narrow = None
+        times = blocked.spike_times(spk) if narrow is not None else None
         cert = (None if narrow is None or spk is None
                 else blocked.certificate_tables(spk, window, narrow[3]))
         return _LayerPlan(
@@ -251,6 +255,7 @@ class Simulator:
             scale=scale,
             narrow=narrow,
             cert=cert,
+            times=times,
         )
 
     # -- one layer ------------------------------------------------------------------------------
@@ -343,7 +348,7 @@ class Simulator:
         w32, v032, thr32, b32 = plan.narrow
         blocked.layer_blocked(xk, w32, k, s, p, ho, wo, spk, v032, thr32, reset_zero, fired, resid,
                               tr, n_chunks, b32, items, plan.scale, cert, eup, elo, bup, blo,
-                              btot, ncert)
+                              btot, ncert, *plan.times)
         if cert:
             tally[0] += len(items) * -(-w32.shape[1] // blocked.BLOCK)
             tally[1] += int(ncert.sum())
