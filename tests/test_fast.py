@@ -340,3 +340,17 @@ def test_default_engine_equals_reference_kernels(case, encoding, reset, device, 
     """The default engine as it runs (blocked kernel and its certificate below
     fast.MIN_WINDOW) against the cycle-loop kernels, on random networks."""
     check_network(*case, encoding, reset, device, ifc, drain, seed)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(network_case(), st.sampled_from(["uniform", "burst"]), st.sampled_from(sorted(DEVICES)),
+       st.integers(0, 2), st.integers(0, 99))
+def test_fast_path_with_the_blocked_fallback_equals_reference_kernels(case, encoding, device,
+                                                                      drain, seed):
+    """The fast path (forced on every window) with the blocked kernel as its fallback."""
+    saved = fast.MIN_WINDOW, fast.BLOCKED_FIRST
+    fast.MIN_WINDOW, fast.BLOCKED_FIRST = 1, False
+    try:
+        check_network(*case, encoding, "subtract", device, "ideal", drain, seed)
+    finally:
+        fast.MIN_WINDOW, fast.BLOCKED_FIRST = saved

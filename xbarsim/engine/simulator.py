@@ -362,6 +362,7 @@ class Simulator:
         hopeless = tally[0] >= fast.TRIAL_ITEMS and tally[1] > fast.GIVE_UP * tally[0]
         tally[0] += fired.shape[0]
         if (self.options.backend != "numba" or hopeless
+                or (fast.BLOCKED_FIRST and plan.narrow is not None)
                 or not fast.applies(self.options, plan, trace)):
             tally[1] += fired.shape[0]
             return False
