@@ -71,12 +71,28 @@ def preactivation(layer, weights, x: np.ndarray) -> np.ndarray:
 
 
 def pool(layer, x: np.ndarray) -> np.ndarray:
+    """Max- or average-pool over ``k × k`` windows at stride ``s``, as ``k²`` whole-array
+    maxima/sums of strided slices (a reduction over the two tiny window axes of a sliding-window
+    view ran several times slower)."""
     k, s = layer.kernel, layer.stride
-    win = sliding_window_view(x, (k, k), axis=(2, 3))[:, :, ::s, ::s]
+    ho = (x.shape[2] - k) // s + 1
+    wo = (x.shape[3] - k) // s + 1
+    out = None
+    for ky in range(k):
+        for kx in range(k):
+            part = x[:, :, ky:ky + s * (ho - 1) + 1:s, kx:kx + s * (wo - 1) + 1:s]
+            if layer.kind != "maxpool":
+                part = part.astype(np.int64)
+            if out is None:
+                out = part.copy()
+            elif layer.kind == "maxpool":
+                np.maximum(out, part, out=out)
+            else:
+                out += part
     if layer.kind == "maxpool":
-        return win.max(axis=(4, 5))
+        return out
     n = k * k
-    return ((win.sum(axis=(4, 5), dtype=np.int64) + n // 2) // n).astype(x.dtype)
+    return ((out + n // 2) // n).astype(x.dtype)
 
 
 def classify(counts: np.ndarray, preact: np.ndarray) -> np.ndarray:
