@@ -9,10 +9,25 @@ exact division, so where every membrane, column input and row sum provably stays
 the int64 kernel's values divided by ``g``; residuals are multiplied back. Its plain-numpy twin
 is :func:`xbarsim.engine.twin.layer_twin`, like the int64 kernel's.
 
-Why it is faster: int32 doubles the SIMD lanes of the row sums and cycle loop, and the columns are
-processed in blocks of :data:`BLOCK` so that, on wide layers, one block of the weight matrix stays
-in cache while a chunk of work items reuses it (the int64 kernel streams the whole matrix, up to
-18 MiB on ResNet-18, once per work item). The IFC step is written without branches.
+What differs from the int64 kernel, for speed (each measured, docs/performance.md):
+
+* int32 values: twice the SIMD lanes;
+* columns in blocks of :data:`BLOCK`, the work items of a chunk inside a block, so that one block
+  of a wide layer's weight matrix stays in cache while the chunk reuses it (the int64 kernel
+  streams the whole matrix, up to 18 MiB on ResNet-18, once per work item);
+* a spike-time table: each count's row sum is added to the input of the cycles it spikes in
+  (``times``), instead of testing every count present in every cycle;
+* a branch-free patch gather and IFC step;
+* a **per-level certificate** (deterministic encodings, reset by subtraction, no trace): with
+  ``S[x]`` the summed weights of the rows at count ``x`` (computed anyway), the membrane before
+  resets is ``T·u(t) = T·v0 + (t+1)·P + Σ_x S[x]·D(x, t) + (bias term)``, ``D(x, t) = T·C(x, t)
+  − (t+1)·x`` a per-layer table (``C``: spikes sent by the end of cycle ``t``), so ``Σ_x S[x]·D``
+  lies within ``[−Σ_x (S⁺·elo + S⁻·eup), Σ_x (S⁺·eup + S⁻·elo)]`` (:func:`certificate_tables`).
+  Where that band keeps every IFC of a block below its next level and above the levels already
+  crossed (the conditions of :mod:`xbarsim.engine.fast`, with this band instead of
+  ``⌊T/2⌋·Σ|w|``), the block's counts are ``⌊u_end/θ⌋`` and no cycle is simulated. Levels
+  instead of rows: signed weights that share a count cancel inside ``S[x]``, and rows at count
+  0 or ``T`` (most pixels of an MNIST image) have ``D = 0``.
 """
 
 from __future__ import annotations
@@ -25,9 +40,8 @@ from .kernels import _item_position
 #: Columns per block (int32: 64 columns = 4 AVX-512 / 8 AVX2 vectors, 256 B per weight row).
 BLOCK = 64
 
-#: Columns are padded to a multiple of LANES (zero weights, threshold 1: padding never fires) and
-#: every inner loop runs over LANES columns with a constant trip count, which LLVM turns into
-#: whole vector operations; a loop over a run-time count of 8 or 16 columns ran scalar.
+#: Columns are padded to a multiple of LANES (zero weights, threshold 1: padding never fires), so
+#: the inner loops over a block's columns run whole 16-lane int32 vectors with no scalar tail.
 LANES = 16
 
 #: Largest magnitude any int32 value of the kernel may reach (headroom below 2^31).
