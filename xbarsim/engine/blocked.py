@@ -101,6 +101,10 @@ def _gather_nonzero(x, b, oy, ox, kernel, stride, pad, rvals, ridx):
     return nact
 
 
+#: Up to this window the kernel clears all ``T + 1`` count sums per item instead of tracking the
+#: counts present row by row.
+DENSE_WINDOW = 63
+
 #: Longest window the blocked kernel runs (its ``(T+1, T)`` spike-time table: 4 MiB at 1,023).
 MAX_WINDOW = 1023
 
@@ -195,6 +199,7 @@ def layer_blocked(x, w, kernel, stride, pad, out_h, out_w, spk, v0, thr, reset_z
                     t0[j, t] = 1
             r0[j] = vj
     nblocks = (cpad + BLOCK - 1) // BLOCK
+    dense = window <= DENSE_WINDOW
     for chunk in prange(n_chunks):
         lo = chunk * n_todo // n_chunks
         hi = (chunk + 1) * n_todo // n_chunks
@@ -232,14 +237,27 @@ def layer_blocked(x, w, kernel, stride, pad, out_h, out_w, spk, v0, thr, reset_z
                                 trace[item, c0 + j, t] = t0[c0 + j, t]
                     continue
                 npres = 0
-                for q in range(nact):
-                    val = rvals[q]
-                    if present[val] == 0:
-                        present[val] = 1
-                        plist[npres] = val
-                        npres += 1
+                if dense:
+                    # short window: clear every count's sum, mark counts without a branch, then
+                    # list the marked ones (a data-dependent branch per row mispredicted)
+                    for val in range(window + 1):
                         for j in range(nl):
                             sums[val, j] = 0
+                    for q in range(nact):
+                        present[rvals[q]] = 1
+                    for val in range(1, window + 1):
+                        plist[npres] = val
+                        npres += np.int64(present[val])
+                        present[val] = 0
+                else:
+                    for q in range(nact):
+                        val = rvals[q]
+                        if present[val] == 0:
+                            present[val] = 1
+                            plist[npres] = val
+                            npres += 1
+                            for j in range(nl):
+                                sums[val, j] = 0
                 for q in range(nact):
                     val = rvals[q]
                     r = ridx[q]
@@ -285,8 +303,9 @@ def layer_blocked(x, w, kernel, stride, pad, out_h, out_w, spk, v0, thr, reset_z
                             ue = np.int64(v0[c0 + j]) + pc[j]
                             fired[item, c0 + j] = np.int32(kk)
                             resid[item, c0 + j] = (ue - kk * np.int64(th[j])) * g
-                        for q in range(npres):
-                            present[plist[q]] = 0
+                        if not dense:
+                            for q in range(npres):
+                                present[plist[q]] = 0
                         ncert[chunk] += 1
                         continue
                 for j in range(nl):
@@ -327,8 +346,9 @@ def layer_blocked(x, w, kernel, stride, pad, out_h, out_w, spk, v0, thr, reset_z
                             f = np.int32(v[j] >= th[j])
                             nf[j] += f
                             v[j] = v[j] - f * th[j]
-                for q in range(npres):
-                    present[plist[q]] = 0
+                if not dense:
+                    for q in range(npres):
+                        present[plist[q]] = 0
                 for j in range(nc):
                     fired[item, c0 + j] = nf[j]
                     resid[item, c0 + j] = np.int64(v[j]) * g
