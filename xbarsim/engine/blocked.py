@@ -101,6 +101,19 @@ def _gather_nonzero(x, b, oy, ox, kernel, stride, pad, rvals, ridx):
     return nact
 
 
+@njit(cache=True, inline="always")
+def _gather_interior(xf, base, off, rvals, ridx):
+    """:func:`_gather_nonzero` for a patch that lies wholly inside the image: input ``r`` of the
+    patch is ``xf[base + off[r]]`` (``xf`` the flat input), no bounds to test."""
+    nact = 0
+    for r in range(off.shape[0]):
+        val = xf[base + off[r]]
+        rvals[nact] = val
+        ridx[nact] = r
+        nact += np.int64(val > 0)
+    return nact
+
+
 #: Up to this window the kernel clears all ``T + 1`` count sums per item instead of tracking the
 #: counts present row by row.
 DENSE_WINDOW = 63
@@ -199,6 +212,13 @@ def layer_blocked(x, w, kernel, stride, pad, out_h, out_w, spk, v0, thr, reset_z
                     t0[j, t] = 1
             r0[j] = vj
     nblocks = (cpad + BLOCK - 1) // BLOCK
+    chans, height, width = x.shape[1], x.shape[2], x.shape[3]
+    xf = x.reshape(x.size)  # x is C-contiguous (the simulator passes np.ascontiguousarray)
+    off = np.zeros(rows, np.int64)  # flat offset of each patch row from its patch's corner
+    for c in range(chans):
+        for ky in range(kernel):
+            for kx in range(kernel):
+                off[(c * kernel + ky) * kernel + kx] = (c * height + ky) * width + kx
     dense = window <= DENSE_WINDOW
     for chunk in prange(n_chunks):
         lo = chunk * n_todo // n_chunks
@@ -226,7 +246,13 @@ def layer_blocked(x, w, kernel, stride, pad, out_h, out_w, spk, v0, thr, reset_z
             for k in range(lo, hi):
                 item = items[k]
                 b, _, oy, ox = _item_position(item, positions, out_w)
-                nact = _gather_nonzero(x, b, oy, ox, kernel, stride, pad, rvals, ridx)
+                iy0 = oy * stride - pad
+                ix0 = ox * stride - pad
+                if iy0 >= 0 and ix0 >= 0 and iy0 + kernel <= height and ix0 + kernel <= width:
+                    nact = _gather_interior(xf, ((b * chans) * height + iy0) * width + ix0, off,
+                                            rvals, ridx)
+                else:
+                    nact = _gather_nonzero(x, b, oy, ox, kernel, stride, pad, rvals, ridx)
                 if nact == 0:
                     for j in range(nc):
                         fired[item, c0 + j] = f0[c0 + j]
