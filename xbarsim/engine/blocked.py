@@ -241,6 +241,7 @@ def layer_blocked(x, w, kernel, stride, pad, out_h, out_w, spk, v0, thr, reset_z
             c0 = cb * BLOCK
             nl = min(BLOCK, cpad - c0)  # columns in this block, padding included
             nc = min(BLOCK, cols - c0)           # real columns in this block
+            nc8 = min(nl, (nc + 7) // 8 * 8)     # … rounded up to whole int64 vectors
             for j in range(nl):
                 th[j] = thr[c0 + j]
             for k in range(lo, hi):
@@ -290,7 +291,7 @@ def layer_blocked(x, w, kernel, stride, pad, out_h, out_w, spk, v0, thr, reset_z
                     for j in range(nl):
                         sums[val, j] += w[r, c0 + j]
                 if cert:
-                    for j in range(nl):
+                    for j in range(nc8):
                         pc[j] = btot[c0 + j]
                         au[j] = bup[c0 + j]
                         al[j] = blo[c0 + j]
@@ -298,7 +299,7 @@ def layer_blocked(x, w, kernel, stride, pad, out_h, out_w, spk, v0, thr, reset_z
                         val = plist[q]
                         eu = eup[val]
                         el = elo[val]
-                        for j in range(nl):
+                        for j in range(nc8):
                             sv = np.int64(sums[val, j])
                             pc[j] += val * sv
                             pos = max(sv, 0)
