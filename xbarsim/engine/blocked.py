@@ -229,6 +229,9 @@ def layer_blocked(x, w, kernel, stride, pad, out_h, out_w, spk, v0, thr, reset_z
         rvals = np.zeros(rows + 1, np.int64)  # + 1: the branch-free gather writes one past
         ridx = np.zeros(rows + 1, np.int64)
         kb = np.zeros(BLOCK, np.int64)
+        th64 = np.zeros(BLOCK, np.int64)
+        v064 = np.zeros(BLOCK, np.int64)
+        inv = np.zeros(BLOCK, np.float64)
         inp = np.zeros((cycles, BLOCK), np.int32)  # column inputs per cycle (zero between items)
         v = np.zeros(BLOCK, np.int32)
         nf = np.zeros(BLOCK, np.int32)
@@ -237,6 +240,7 @@ def layer_blocked(x, w, kernel, stride, pad, out_h, out_w, spk, v0, thr, reset_z
         au = np.zeros(BLOCK, np.int64)
         al = np.zeros(BLOCK, np.int64)
         T = np.int64(window)
+        t2 = np.int64(window >= 2)  # the band conditions exist from two cycles on
         for cb in range(nblocks):
             c0 = cb * BLOCK
             nl = min(BLOCK, cpad - c0)  # columns in this block, padding included
@@ -244,6 +248,9 @@ def layer_blocked(x, w, kernel, stride, pad, out_h, out_w, spk, v0, thr, reset_z
             nc8 = min(nl, (nc + 7) // 8 * 8)     # … rounded up to whole int64 vectors
             for j in range(nl):
                 th[j] = thr[c0 + j]
+                th64[j] = thr[c0 + j]
+                v064[j] = v0[c0 + j]
+                inv[j] = 1.0 / np.float64(thr[c0 + j])
             for k in range(lo, hi):
                 item = items[k]
                 b, _, oy, ox = _item_position(item, positions, out_w)
@@ -306,24 +313,26 @@ def layer_blocked(x, w, kernel, stride, pad, out_h, out_w, spk, v0, thr, reset_z
                             neg = pos - sv
                             au[j] += pos * eu + neg * el
                             al[j] += pos * el + neg * eu
-                    ok = True
-                    for j in range(nc):
-                        tj = np.int64(th[j])
-                        vj = np.int64(v0[c0 + j])
-                        ue = vj + pc[j]
-                        kk = max(ue // tj, 0)
+                    # every column's conditions, without a branch or a division: K = ⌊ue/θ⌋
+                    # from a float64 quotient (|ue| < 2^31: off by at most one), corrected
+                    bad = 0
+                    for j in range(nc8):
+                        tj = th64[j]
+                        vj = v064[j]
+                        pj = pc[j]
+                        ue = vj + pj
+                        kq = np.int64(np.float64(ue) * inv[j])
+                        kq = kq - np.int64(kq * tj > ue) + np.int64((kq + 1) * tj <= ue)
+                        kk = max(kq, 0)
                         kb[j] = kk
-                        good = kk <= T
-                        if good and T >= 2:
-                            top = T * (kk + 1) * tj - au[j]
-                            good = T * vj + pc[j] < top and T * vj + (T - 1) * pc[j] < top
-                        if good and kk > 0 and T >= 2:
-                            base = T * (ue - kk * tj) - al[j]
-                            slope = T * tj - pc[j]
-                            good = base + slope >= 0 and base + (T - 1) * slope >= 0
-                        if not good:
-                            ok = False
-                            break
+                        top = T * (kk + 1) * tj - au[j]
+                        base = T * (ue - kk * tj) - al[j]
+                        slope = T * tj - pj
+                        up = np.int64(T * vj + pj < top) & np.int64(T * vj + (T - 1) * pj < top)
+                        down = (np.int64(kk == 0) | (np.int64(base + slope >= 0)
+                                                     & np.int64(base + (T - 1) * slope >= 0)))
+                        bad |= np.int64(kk > T) | (t2 & (np.int64(1) - (up & down)))
+                    ok = bad == 0
                     if ok:
                         for j in range(nc):
                             kk = kb[j]
