@@ -6,8 +6,11 @@ Prints, for LeNet at M = 3, 4, 8 (batch 1 and 256) and ResNet-18 CIFAR-10 at M =
 
 * ``engine``: the cycle-level engine as it runs by default (backend ``numba``: the fast exact path
   of ``xbarsim/engine/fast.py`` where it applies, the cycle-loop kernels elsewhere);
-* ``kernels``: the same engine with the cycle-loop kernels everywhere (backend ``kernels``: the
-  engine before the fast path);
+* ``int64``: the default engine with the blocked int32 kernel of ``xbarsim/engine/blocked.py``
+  switched off (its plans' ``narrow`` removed): the engine as it was before issue 15's blocked
+  kernel (the GEMM fast path from M = 8, the int64 cycle-loop kernels elsewhere);
+* ``kernels``: the same engine with the int64 cycle-loop kernels everywhere (backend
+  ``kernels``: the engine before the fast path);
 * ``ideal``: xbarsim's ideal integer network (``run_ideal``: float64 GEMMs, exact);
 * ``shortcut``: :func:`shortcut` below — the same integer network with one float32 sgemm per
   conv/fc layer after im2col (exact while partial sums stay below 2^24; checked here against
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numba
@@ -115,21 +119,28 @@ def data(dataset, n):
 
 
 def measure(net, x, batch, rounds):
-    """{variant: best images/s} over ``rounds`` round-robin rounds, plus the fast path's tally."""
+    """{variant: best images/s} over ``rounds`` round-robin rounds, plus the fraction of (work
+    item, column block) pairs the blocked kernel's certificate settled per layer (0 where it was
+    switched off after its trial, see ``simulator.CERT_TRIAL``)."""
     fast = Simulator(net)
     kern = Simulator(net, hardware=fast.hardware, backend="kernels")
+    old = Simulator(net, hardware=fast.hardware)
+    old._plans = {k: replace(p, narrow=None, cert=None, times=None) for k, p in old._plans.items()}
     sig = net.quantize_input(x)
     plan = shortcut_plan(net)
     n = len(x)
     fast.run(x[:2], compare_ideal=False, batch=batch)  # compile / warm up
     kern.run(x[:2], compare_ideal=False, batch=batch)
+    old.run(x[:2], compare_ideal=False, batch=batch)
     want = run_ideal(net, sig[:min(n, 64)]).counts[net.spec.layers[-1].name]
     assert np.array_equal(shortcut(net, plan, sig[:min(n, 64)]), want), "shortcut is not exact"
-    fast.fast_fallback.clear()
     outs = {}
 
     def engine():
         outs["engine"] = fast.run(x, batch=batch, compare_ideal=False).predictions
+
+    def int64():
+        outs["int64"] = old.run(x, batch=batch, compare_ideal=False).predictions
 
     def kernels():
         outs["kernels"] = kern.run(x, batch=batch, compare_ideal=False).predictions
@@ -144,13 +155,14 @@ def measure(net, x, batch, rounds):
 
     best = {}
     for _ in range(rounds):
-        for name, fn in (("engine", engine), ("kernels", kernels), ("ideal", ideal),
-                         ("shortcut", short)):
+        for name, fn in (("engine", engine), ("int64", int64), ("kernels", kernels),
+                         ("ideal", ideal), ("shortcut", short)):
             t = time.perf_counter()
             fn()
             best[name] = min(best.get(name, np.inf), time.perf_counter() - t)
     assert np.array_equal(outs["engine"], outs["kernels"]), "fast path and kernels differ"
-    tally = {k: v[1] / v[0] for k, v in fast.fast_fallback.items() if v[0]}
+    assert np.array_equal(outs["int64"], outs["kernels"]), "int64 engine and kernels differ"
+    tally = {k: v[1] / v[0] for k, v in fast.cert_tally.items() if v[0]}
     return {k: n / v for k, v in best.items()}, tally
 
 
@@ -188,40 +200,44 @@ def main():
         tallies[(name, m, batch)] = tally
         print(f"  measured {name} M={m} batch {batch} ({n} images); load {loadavg()}", flush=True)
     print()
-    head = (f"{'workload':<24}{'images':>7}{'engine':>10}{'kernels':>10}{'ideal':>10}"
-            f"{'shortcut':>10}{'eng/short':>10}{'kern/short':>11}{'eng/kern':>9}")
+    head = (f"{'workload':<24}{'images':>7}{'engine':>10}{'int64':>10}{'kernels':>10}"
+            f"{'ideal':>10}{'shortcut':>10}{'eng/short':>10}{'i64/short':>10}{'kern/short':>11}"
+            f"{'eng/i64':>9}")
     print("images/s (best of rounds):")
     print(head)
     for name, m, batch, n, r in rows:
         label = f"{'LeNet' if name == 'lenet' else 'ResNet-18'} {m}-bit, batch {batch}"
-        print(f"{label:<24}{n:>7}{r['engine']:>10.1f}{r['kernels']:>10.1f}{r['ideal']:>10.1f}"
-              f"{r['shortcut']:>10.1f}{r['engine'] / r['shortcut']:>9.3f}x"
-              f"{r['kernels'] / r['shortcut']:>10.3f}x{r['engine'] / r['kernels']:>8.2f}x")
-    print("\nwork items left to the cycle loop by the fast path (fraction, per layer):")
+        print(f"{label:<24}{n:>7}{r['engine']:>10.1f}{r['int64']:>10.1f}{r['kernels']:>10.1f}"
+              f"{r['ideal']:>10.1f}{r['shortcut']:>10.1f}{r['engine'] / r['shortcut']:>9.3f}x"
+              f"{r['int64'] / r['shortcut']:>9.3f}x{r['kernels'] / r['shortcut']:>10.3f}x"
+              f"{r['engine'] / r['int64']:>8.2f}x")
+    print("\n(work item, column block) pairs settled by the blocked kernel's certificate, no cycle "
+          "loop (fraction, per layer):")
     for (name, m, batch), tally in tallies.items():
         print(f"  {name} M={m} batch {batch}: "
               + ", ".join(f"{k} {v:.2f}" for k, v in tally.items()))
     resnet = next(r for r in rows if r[0] == "resnet18")[4]
     print(f"\nResNet-18, all 10,000 CIFAR-10 test images at M = 4 (extrapolated from the rate "
-          f"above): engine {10_000 / resnet['engine'] / 60:.1f} min, kernels "
+          f"above): engine {10_000 / resnet['engine'] / 60:.1f} min, int64 "
+          f"{10_000 / resnet['int64'] / 60:.1f} min, kernels "
           f"{10_000 / resnet['kernels'] / 60:.1f} min, shortcut "
           f"{10_000 / resnet['shortcut'] / 60:.2f} min")
 
     print("\ncost against M (LeNet, batch 256, engine; ms per image):")
-    print(f"{'M':>3}{'T cycles':>9}{'engine':>9}{'kernels':>9}{'shortcut':>9}")
+    print(f"{'M':>3}{'T cycles':>9}{'engine':>9}{'int64':>9}{'kernels':>9}{'shortcut':>9}")
     for m in (3, 4, 5, 8):
         n = (512 if m < 8 else 256) // q
         r, _ = measure(load("lenet", m), xm[:n], 256, max(1, args.rounds - 1))
-        print(f"{m:>3}{2 ** m - 1:>9}{1e3 / r['engine']:>9.3f}{1e3 / r['kernels']:>9.3f}"
-              f"{1e3 / r['shortcut']:>9.4f}", flush=True)
+        print(f"{m:>3}{2 ** m - 1:>9}{1e3 / r['engine']:>9.3f}{1e3 / r['int64']:>9.3f}"
+              f"{1e3 / r['kernels']:>9.3f}{1e3 / r['shortcut']:>9.4f}", flush=True)
     print("\ncost against batch (LeNet 4-bit; ms per image):")
-    print(f"{'batch':>6}{'engine':>9}{'kernels':>9}{'shortcut':>9}")
+    print(f"{'batch':>6}{'engine':>9}{'int64':>9}{'kernels':>9}{'shortcut':>9}")
     net = load("lenet", 4)
     for batch in (1, 4, 16, 64, 256):
         n = max(batch, 256 // q)
         r, _ = measure(net, xm[:n], batch, max(1, args.rounds - 1))
-        print(f"{batch:>6}{1e3 / r['engine']:>9.3f}{1e3 / r['kernels']:>9.3f}"
-              f"{1e3 / r['shortcut']:>9.4f}", flush=True)
+        print(f"{batch:>6}{1e3 / r['engine']:>9.3f}{1e3 / r['int64']:>9.3f}"
+              f"{1e3 / r['kernels']:>9.3f}{1e3 / r['shortcut']:>9.4f}", flush=True)
     print(f"\nload average after: {loadavg()}")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -12,7 +13,7 @@ from xbarsim.config.device import DeviceCard
 from xbarsim.config.section import Section
 from xbarsim.config.spec import parse_network
 from xbarsim.config.yamlio import loads_yaml
-from xbarsim.engine import Simulator, fast, kernels, schedule
+from xbarsim.engine import Simulator, blocked, fast, kernels, schedule
 from xbarsim.engine.ifc import IFCParams
 from xbarsim.engine.simulator import _LayerPlan
 from xbarsim.hardware.program import FRAC_BITS
@@ -207,3 +208,149 @@ def check_applies(net, plan):
                  {"ifc": IFCParams(leak_per_cycle=0.1)}):
         sim = Simulator(net, **opts)
         assert not fast.applies(sim.options, sim.plan("c1"), trace=False), opts
+
+
+# -- the blocked int32 kernel (engine/blocked.py) ------------------------------------------------
+def blocked_call(x, plan_w, v0, thr, bsched, spk, window, k, s, p, ho, wo, reset_zero, ntrace,
+                 items, cert, chunks=5):
+    """Runs blocked.layer_blocked as the simulator does; None where the values do not fit int32."""
+    scale = fast.scale_of(plan_w, v0, thr, bsched)
+    narrow = blocked.narrow_values(plan_w, v0, thr, bsched, scale, window)
+    if narrow is None:
+        return None
+    w32, v032, thr32, b32 = narrow
+    tables = blocked.certificate_tables(spk, window, b32) if cert else None
+    z = np.zeros(1, np.int64)
+    eup, elo, bup, blo, btot = tables if tables is not None else (z,) * 5
+    n, cols = x.shape[0] * ho * wo, plan_w.shape[1]
+    f = np.full((n, cols), -1, np.int32)
+    r = np.full((n, cols), -1, np.int64)
+    tr = np.zeros((n, cols, ntrace), np.uint8)
+    ncert = np.zeros(max(1, min(len(items), chunks)), np.int64)
+    blocked.layer_blocked(x, w32, k, s, p, ho, wo, spk, v032, thr32, reset_zero, f, r, tr, chunks,
+                          b32, items, scale, tables is not None, eup, elo, bup, blo, btot, ncert,
+                          *blocked.spike_times(spk))
+    return f, r, tr, int(ncert.sum())
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(layer_case(), st.booleans(), st.booleans(), st.booleans(),
+       st.sampled_from(["uniform", "burst"]), st.integers(0, 2), st.integers(0, 2**32 - 1))
+def test_blocked_kernel_equals_the_int64_kernel(case, reset_zero, traced, cert, encoding, wide,
+                                                seed):
+    """layer_blocked (int32, column blocks, spike-time table, per-level certificate) against
+    layer_grouped on one layer: counts, residuals and traces bit for bit, on all items or a
+    subset, with 1 to 3 blocks of columns."""
+    x, w, k, s, p, window, drain, v0, thr, bsched = case
+    rng = np.random.default_rng(seed)
+    if wide:  # more columns than one block (blocked.BLOCK): repeat and perturb the columns
+        reps = -(-(wide * blocked.BLOCK + 3) // w.shape[1])
+        w = np.tile(w, (1, reps)) + rng.integers(-1, 2, size=(w.shape[0], w.shape[1] * reps)) * ONE
+        v0, thr = np.tile(v0, reps), np.tile(thr, reps)
+        bsched = np.tile(bsched, (1, reps))
+    w, v0, thr = (np.ascontiguousarray(a, np.int64) for a in (w, v0, thr))
+    bsched = np.ascontiguousarray(bsched, np.int64)
+    spk = schedule(encoding, window, window + drain)
+    b, _, h, wd = x.shape
+    ho, wo = (h + 2 * p - k) // s + 1, (wd + 2 * p - k) // s + 1
+    n, cols = b * ho * wo, w.shape[1]
+    ntrace = window + drain if traced else 0
+    want_f = np.zeros((n, cols), np.int32)
+    want_r = np.zeros((n, cols), np.int64)
+    want_t = np.zeros((n, cols, ntrace), np.uint8)
+    kernels.layer_grouped(x, w, k, s, p, ho, wo, spk, v0, thr, reset_zero, want_f, want_r,
+                          want_t, 5, bsched)
+    items = (np.arange(n, dtype=np.int64) if rng.random() < 0.5
+             else np.sort(rng.choice(n, size=max(1, n // 2), replace=False)).astype(np.int64))
+    got = blocked_call(x, w, v0, thr, bsched, spk, window, k, s, p, ho, wo, reset_zero, ntrace,
+                       items, cert and not reset_zero and not traced)
+    if got is None:  # non-integer weights at 2^-20 LSB: too large for int32, engine keeps int64
+        assert np.abs(w).sum(axis=0).max() * window >= blocked.LIMIT // 2
+        return
+    f, r, tr, _ = got
+    np.testing.assert_array_equal(f[items], want_f[items])
+    np.testing.assert_array_equal(r[items], want_r[items])
+    np.testing.assert_array_equal(tr[items], want_t[items])
+    rest = np.setdiff1d(np.arange(n), items)
+    assert (f[rest] == -1).all() and (r[rest] == -1).all()  # other items left as they were
+
+
+def test_blocked_certificate_settles_a_weakly_driven_layer():
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 16, size=(8, 1, 12, 12)).astype(np.int32)
+    w = rng.integers(-1, 2, size=(9, 4)).astype(np.int64) * ONE
+    thr = np.full(4, 20 * ONE, np.int64)
+    spk = schedule("uniform", 15, 15)
+    got = blocked_call(x, w, thr // 2, thr, np.zeros((0, 4), np.int64), spk, 15, 3, 1, 0, 10, 10,
+                       False, 0, np.arange(800, dtype=np.int64), True)
+    want_f = np.zeros((800, 4), np.int32)
+    want_r = np.zeros((800, 4), np.int64)
+    kernels.layer_grouped(x, w, 3, 1, 0, 10, 10, spk, thr // 2, thr, False, want_f, want_r,
+                          np.zeros((800, 4, 0), np.uint8), 5, np.zeros((0, 4), np.int64))
+    f, r, _, settled = got
+    np.testing.assert_array_equal(f, want_f)
+    np.testing.assert_array_equal(r, want_r)
+    assert settled > 0.9 * 800 and f.max() >= 1
+
+
+@pytest.mark.parametrize("encoding", ["uniform", "burst"])
+@pytest.mark.parametrize("window", [1, 3, 15, 255])
+def test_spike_times_and_certificate_tables(encoding, window):
+    spk = schedule(encoding, window, window + 2)
+    times, nsp = blocked.spike_times(spk)
+    for xv in range(window + 1):
+        np.testing.assert_array_equal(times[xv, :nsp[xv]], np.flatnonzero(spk[xv]))
+    rng = np.random.default_rng(window)
+    bias = np.diff((np.arange(window + 1)[:, None] * rng.integers(-9, 10, size=5)[None]
+                    + window // 2) // window, axis=0).astype(np.int32)
+    eup, elo, bup, blo, btot = blocked.certificate_tables(spk, window, bias)
+    T = window
+    for xv in range(T + 1):  # the definition, cycle by cycle
+        d = [T * int(spk[xv, :t + 1].sum()) - (t + 1) * xv for t in range(T - 1)]
+        assert eup[xv] == max([0] + d) and elo[xv] == max([0] + [-v for v in d])
+    np.testing.assert_array_equal(btot, bias.sum(axis=0))
+    for j in range(5):
+        d = [T * int(bias[:t + 1, j].sum()) - (t + 1) * int(btot[j]) for t in range(T - 1)]
+        assert bup[j] == max([0] + d) and blo[j] == max([0] + [-v for v in d])
+    # a compact table (rows renumbered) or a very long window gets no certificate
+    assert blocked.certificate_tables(spk[:2], window, bias) is None or window == 1
+    assert blocked.certificate_tables(schedule(encoding, 2047), 2047, bias[:0]) is None
+
+
+def test_narrow_values_keeps_int64_where_int32_could_overflow():
+    w = np.full((100, 3), 7 << FRAC_BITS, np.int64)
+    v0 = np.zeros(3, np.int64)
+    thr = np.full(3, 16 << FRAC_BITS, np.int64)
+    none = np.zeros((0, 3), np.int64)
+    w32, v032, thr32, b32 = blocked.narrow_values(w, v0, thr, none, 1 << FRAC_BITS, 255)
+    assert w32.dtype == np.int32 and w32.shape == (100, blocked.LANES) and (w32[:, :3] == 7).all()
+    assert (w32[:, 3:] == 0).all() and (thr32[3:] == 1).all() and (thr32[:3] == 16).all()
+    # the same weights at scale 1 (non-integer effective weights): 100·7·2^20·255 > 2^30
+    assert blocked.narrow_values(w, v0, thr, none, 1, 255) is None
+    # a window of 2^16 − 1 cycles over large weights passes 2^30 in scaled units too
+    big = np.full((5000, 3), 7 << FRAC_BITS, np.int64)
+    assert blocked.narrow_values(big, v0, thr, none, 1 << FRAC_BITS, 65535) is None
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(network_case(), st.sampled_from(["uniform", "burst", "bernoulli"]),
+       st.sampled_from(["subtract", "zero"]), st.sampled_from(sorted(DEVICES)),
+       st.sampled_from(sorted(IFCS)), st.integers(0, 2), st.integers(0, 99))
+def test_default_engine_equals_reference_kernels(case, encoding, reset, device, ifc, drain, seed):
+    """The default engine as it runs (blocked kernel and its certificate below
+    fast.MIN_WINDOW) against the cycle-loop kernels, on random networks."""
+    check_network(*case, encoding, reset, device, ifc, drain, seed)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(network_case(), st.sampled_from(["uniform", "burst"]), st.sampled_from(sorted(DEVICES)),
+       st.integers(0, 2), st.integers(0, 99))
+def test_fast_path_with_the_blocked_fallback_equals_reference_kernels(case, encoding, device,
+                                                                      drain, seed):
+    """The fast path (forced on every window) with the blocked kernel as its fallback."""
+    saved = fast.MIN_WINDOW, fast.BLOCKED_FIRST
+    fast.MIN_WINDOW, fast.BLOCKED_FIRST = 1, False
+    try:
+        check_network(*case, encoding, "subtract", device, "ideal", drain, seed)
+    finally:
+        fast.MIN_WINDOW, fast.BLOCKED_FIRST = saved

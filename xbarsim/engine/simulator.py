@@ -18,7 +18,7 @@ from ..errors import XbarsimError
 from ..hardware.frontend import front_end_matrices, front_end_terms
 from ..hardware.program import FRAC_BITS, SQ_FRAC_BITS, Hardware, build_hardware
 from ..network.reference import im2col, pool, preactivation
-from . import fast, kernels, twin
+from . import blocked, fast, kernels, twin
 from .encoding import ENCODINGS, full_table_fits, layer_key, schedule
 from .ifc import IFCParams, ifc_levels, noise_key, normal_table
 from .stats import LayerStats
@@ -141,11 +141,21 @@ class _LayerPlan:
     # idle rows floating with wires: (zmat, ymat, kmat, hmat) of LayerHardware.floating_ports,
     # each cycle's inputs solved per pattern (kernels.layer_floating); None: w is exact
     floating: tuple | None = None
+    narrow: tuple | None = None  # int32 (w, v0, thr, bsched) / scale for blocked.layer_blocked,
+    #                              None where a value could pass 2^30 (or dynamic, bernoulli)
+    cert: tuple | None = None  # blocked.certificate_tables for narrow, or None
+    times: tuple | None = None  # blocked.spike_times(spk) for narrow, or None
 
 
 #: Below this much work per layer call (items × columns × (rows + cycles)) the kernels run on one
 #: thread (issue 15: a tiny layer called with 2 threads took 36-80 ms, with 1 thread 0.3 ms).
 SERIAL_WORK = 1 << 20
+
+#: The blocked kernel's certificate is tried on a layer's first CERT_TRIAL (item, column block)
+#: pairs and kept only if it settled at least the fraction CERT_KEEP of them.
+CERT_TRIAL = 4096
+CERT_KEEP = 0.05
+_NO_TABLE = np.zeros(1, np.int64)
 
 #: Bias modes whose bias arrives as a current spread over the window (not a membrane preset).
 SPREAD_BIAS_MODES = ("current", "row")
@@ -185,6 +195,9 @@ class Simulator:
         #: ``{layer: [work items, items the fast path left to the cycle loop]}`` summed over runs
         #: (backend ``numba``; a layer the fast path does not cover counts all its items as left).
         self.fast_fallback = {}
+        #: ``{layer: [(item, column block) pairs tried, settled]}`` by the blocked kernel's
+        #: certificate (backend ``numba``), summed over runs.
+        self.cert_tally = {}
         top_sig = (1 << self.spec.signal_bits) - 1
         top_in = (1 << self.spec.input_bits) - 1
         for i, layer in enumerate(self.spec.layers):
@@ -234,21 +247,34 @@ class Simulator:
                            rel * 2.0 ** (FRAC_BITS - SQ_FRAC_BITS / 2), sq)
         v0 = np.ascontiguousarray(start.astype(np.int64) * one)
         bsched = np.ascontiguousarray(bsched, dtype=np.int64)
+        dynamic = bool(rel > 0 or leak > 0 or np.any(cmp != thr) or leak_col is not None
+                       or leak_mat is not None or hw.floating_ports is not None)
+        scale = fast.scale_of(w, v0, thr, bsched)
+        narrow = (None if dynamic or self.options.encoding == "bernoulli"
+                  else blocked.narrow_values(w, v0, thr, bsched, scale, spikes))
+        spk = (np.zeros((1, cycles), np.uint8) if self.options.encoding == "bernoulli"
+               else schedule(self.options.encoding, window, cycles)
+               if full_table_fits(window, cycles) else None)
+        if spk is None or window > blocked.MAX_WINDOW:
+            narrow = None
+        times = blocked.spike_times(spk) if narrow is not None else None
+        cert = (None if narrow is None or spk is None
+                else blocked.certificate_tables(spk, window, narrow[3]))
         return _LayerPlan(
             index=index,
             w=w,
             v0=v0,
             thr=thr, window=window, cycles=cycles,
-            spk=(np.zeros((1, cycles), np.uint8) if self.options.encoding == "bernoulli"
-                 else schedule(self.options.encoding, window, cycles)
-                 if full_table_fits(window, cycles) else None),
+            spk=spk,
             key=key, cmp=cmp, sq=np.ascontiguousarray(sq), leak=leak, leak_col=leak_col,
             noise_scale=float(rel * 2.0 ** (FRAC_BITS - SQ_FRAC_BITS / 2)),
             nkey=noise_key(key),
-            dynamic=bool(rel > 0 or leak > 0 or np.any(cmp != thr) or leak_col is not None
-                         or leak_mat is not None or hw.floating_ports is not None),
+            dynamic=dynamic,
             bsched=bsched,
-            scale=fast.scale_of(w, v0, thr, bsched),
+            scale=scale,
+            narrow=narrow,
+            cert=cert,
+            times=times,
             leak_mat=None if leak_mat is None else np.ascontiguousarray(leak_mat),
             floating=hw.floating_ports,
         )
@@ -333,6 +359,9 @@ class Simulator:
                     kernels.layer_bernoulli(x4, plan.w, k, s, p, ho, wo, plan.window, plan.cycles,
                                             np.uint64(plan.key), image0, plan.v0, plan.thr, reset_zero,
                                             fired, resid, tr, plan.bsched)
+                elif self.options.backend == "numba" and plan.narrow is not None:
+                    self._blocked(name, xk, plan, spk, k, s, p, ho, wo, reset_zero, fired, resid,
+                                  tr, np.arange(n_items, dtype=np.int64))
                 else:
                     kernels.layer_grouped(xk, plan.w, k, s, p, ho, wo, spk, plan.v0, plan.thr,
                                           reset_zero, fired, resid, tr, 64 * numba.get_num_threads(),
@@ -349,6 +378,26 @@ class Simulator:
         counts = np.minimum(fired, self.counter_top).astype(np.int32)
         return counts, fired, resid, tr
 
+    def _blocked(self, name, xk, plan, spk, k, s, p, ho, wo, reset_zero, fired, resid, tr,
+                 items):
+        """:func:`blocked.layer_blocked` on ``items``, with its certificate where it applies
+        (``plan.cert``, reset by subtraction, no trace) and has settled at least
+        :data:`CERT_KEEP` of the (item, column block) pairs of the layer's first
+        :data:`CERT_TRIAL` (the certificate only costs time where it settles nothing)."""
+        tally = self.cert_tally.setdefault(name, [0, 0])
+        useful = tally[0] < CERT_TRIAL or tally[1] >= CERT_KEEP * tally[0]
+        cert = plan.cert is not None and not reset_zero and tr.shape[2] == 0 and useful
+        eup, elo, bup, blo, btot = plan.cert if cert else (_NO_TABLE,) * 5
+        n_chunks = 64 * numba.get_num_threads()
+        ncert = np.zeros(max(1, min(len(items), n_chunks)), np.int64)
+        w32, v032, thr32, b32 = plan.narrow
+        blocked.layer_blocked(xk, w32, k, s, p, ho, wo, spk, v032, thr32, reset_zero, fired, resid,
+                              tr, n_chunks, b32, items, plan.scale, cert, eup, elo, bup, blo,
+                              btot, ncert, *plan.times)
+        if cert:
+            tally[0] += len(items) * -(-w32.shape[1] // blocked.BLOCK)
+            tally[1] += int(ncert.sum())
+
     def _fast(self, name, x4, plan, trace, k, s, p, ho, wo, fired, resid) -> bool:
         """Runs :func:`fast.layer_fast` into ``fired``/``resid`` where backend ``numba`` and
         :func:`fast.applies` allow it; False where it does not (the caller runs the kernels)."""
@@ -358,6 +407,7 @@ class Simulator:
         hopeless = tally[0] >= fast.TRIAL_ITEMS and tally[1] > fast.GIVE_UP * tally[0]
         tally[0] += fired.shape[0]
         if (self.options.backend != "numba" or hopeless
+                or (fast.BLOCKED_FIRST and plan.narrow is not None)
                 or not fast.applies(self.options, plan, trace)):
             tally[1] += fired.shape[0]
             return False

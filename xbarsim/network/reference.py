@@ -36,17 +36,28 @@ def im2col(x: np.ndarray, kernel: int, stride: int, padding: int) -> np.ndarray:
 
 
 def exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Integer matrix product ``a @ b`` (``a`` of any rank ≥ 1, ``b`` 2-D) through float64 BLAS;
-    exact while every partial sum is < 2^53. ``a`` is flattened to one 2-D operand first, so a
-    batch of im2col patches is one GEMM (numpy's matmul on a 4-D ``a`` runs one small product per
-    leading index instead)."""
-    bound = float(np.abs(a).max(initial=0)) * float(np.abs(b).max(initial=0)) * a.shape[-1]
+    """Integer matrix product ``a @ b`` (``a`` of any rank ≥ 1, ``b`` 2-D) through BLAS: float32
+    while every partial sum is < 2^24 (a float32 holds every integer up to 2^24, so the GEMM is
+    exact whatever its order of summation), float64 while < 2^53, else int64. ``a`` is flattened
+    to one 2-D operand first, so a batch of im2col patches is one GEMM (numpy's matmul on a 4-D
+    ``a`` runs one small product per leading index instead)."""
+    amax = float(max(a.max(initial=0), -a.min(initial=0))) if a.size else 0.0
+    bmax = float(max(b.max(initial=0), -b.min(initial=0))) if b.size else 0.0
+    bound = amax * bmax * a.shape[-1]
     lead = a.shape[:-1]
-    a2 = a.reshape(-1, a.shape[-1])
-    if bound < 2.0 ** 53:
-        out = np.rint(a2.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
+    if bound < 2.0 ** 24:
+        a2 = a.astype(np.float32, copy=False).reshape(-1, a.shape[-1])
+        bf = b.astype(np.float32)
+        if b.shape[-1] < 32:
+            # few columns: the transposed product (the long side as BLAS's N) ran 3x faster
+            out = (bf.T @ a2.T).T.astype(np.int64)
+        else:
+            out = (a2 @ bf).astype(np.int64)
+    elif bound < 2.0 ** 53:
+        a2 = a.astype(np.float64).reshape(-1, a.shape[-1])
+        out = np.rint(a2 @ b.astype(np.float64)).astype(np.int64)
     else:
-        out = a2.astype(np.int64) @ b.astype(np.int64)
+        out = a.reshape(-1, a.shape[-1]).astype(np.int64) @ b.astype(np.int64)
     return out.reshape(*lead, b.shape[-1])
 
 
@@ -55,6 +66,11 @@ def preactivation(layer, weights, x: np.ndarray) -> np.ndarray:
     lw = weights[layer.name]
     mat = lw.matrix
     if layer.kind == "conv":
+        xmax = float(max(x.max(initial=0), -x.min(initial=0))) if x.size else 0.0
+        wmax = float(max(mat.max(initial=0), -mat.min(initial=0))) if mat.size else 0.0
+        if xmax * wmax * mat.shape[0] < 2.0 ** 24:
+            # float32 before im2col: one copy of the patches instead of two (exact, as below)
+            x = x.astype(np.float32)
         cols = im2col(x, layer.kernel, layer.stride, layer.padding)
         acc = exact_matmul(cols, mat).transpose(0, 3, 1, 2)  # (B, C_out, Ho, Wo)
         bias = lw.bias[None, :, None, None]
@@ -65,12 +81,28 @@ def preactivation(layer, weights, x: np.ndarray) -> np.ndarray:
 
 
 def pool(layer, x: np.ndarray) -> np.ndarray:
+    """Max- or average-pool over ``k × k`` windows at stride ``s``, as ``k²`` whole-array
+    maxima/sums of strided slices (a reduction over the two tiny window axes of a sliding-window
+    view ran several times slower)."""
     k, s = layer.kernel, layer.stride
-    win = sliding_window_view(x, (k, k), axis=(2, 3))[:, :, ::s, ::s]
+    ho = (x.shape[2] - k) // s + 1
+    wo = (x.shape[3] - k) // s + 1
+    out = None
+    for ky in range(k):
+        for kx in range(k):
+            part = x[:, :, ky:ky + s * (ho - 1) + 1:s, kx:kx + s * (wo - 1) + 1:s]
+            if layer.kind != "maxpool":
+                part = part.astype(np.int64)
+            if out is None:
+                out = part.copy()
+            elif layer.kind == "maxpool":
+                np.maximum(out, part, out=out)
+            else:
+                out += part
     if layer.kind == "maxpool":
-        return win.max(axis=(4, 5))
+        return out
     n = k * k
-    return ((win.sum(axis=(4, 5), dtype=np.int64) + n // 2) // n).astype(x.dtype)
+    return ((out + n // 2) // n).astype(x.dtype)
 
 
 def classify(counts: np.ndarray, preact: np.ndarray) -> np.ndarray:

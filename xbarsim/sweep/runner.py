@@ -9,6 +9,7 @@ workers gives the same records, bit for bit.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import dataclasses
 import hashlib
 import multiprocessing
@@ -215,11 +216,36 @@ def execute(ctx, runs, *, store: Store | None = None, workers: int = 1, schedule
     return results
 
 
+#: Environment variables that size the BLAS / OpenMP thread pools of a spawned worker; they must
+#: be set before the worker imports numpy (the initializer runs too late: unpickling its
+#: arguments imports numpy), so they are set in this process while the workers start.
+_POOL_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+@contextlib.contextmanager
+def _worker_threads(threads):
+    """Each spawned worker gets ``threads`` BLAS and numba threads: with W workers on C cores,
+    C // W each (OpenBLAS's threads spin while waiting, so W workers with C threads each ran
+    slower than one process)."""
+    saved = {k: os.environ.get(k) for k in _POOL_ENV}
+    try:
+        for k in _POOL_ENV:
+            os.environ[k] = str(threads)
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def _execute_processes(ctx, todo, workers, finish):
     threads = max(1, (os.cpu_count() or 1) // workers)
     mp = multiprocessing.get_context("spawn")  # numba's thread pools are not fork-safe
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp, initializer=_init_worker,
-                                initargs=(ctx, threads, os.getpid())) as pool:
+    with _worker_threads(threads), \
+            cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp, initializer=_init_worker,
+                                   initargs=(ctx, threads, os.getpid())) as pool:
         futures = {pool.submit(_process_task, r["params"], r["seed"]): r for r in todo}
         try:
             for fut in cf.as_completed(futures):
