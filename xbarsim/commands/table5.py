@@ -110,7 +110,7 @@ def render(rows, checks, card, args) -> str:
         "# Table 5 on the xbarsim cost model",
         "",
         f"Made by `{env}{' '.join(shlex.quote(a) for a in argv)}` (circuit card `{card.name}`, "
-        f"`{file or 'built in'}`)" + (", DIR holding `mnist/` (docs/datasets.md)." if env
+        f"`{file or 'built in'}`)" + (", DIR holding `mnist/` and `cifar10/` (docs/datasets.md)." if env
                                       else "."),
         "",
         "Each row: the network at M = N = input bits = the row's bits, its events counted on:",
@@ -123,9 +123,11 @@ def render(rows, checks, card, args) -> str:
     if any("weights random" in r.inputs for r in rows):
         notes.append("**weights are random** where no trained file exists for a width (a network "
                      "`<name>-<M>b.yaml` beside the base YAML is used when it exists)")
-    if any(r.inputs.startswith("synthetic") for r in rows):
-        notes.append("**the CIFAR-10 networks run on seeded synthetic inputs** (their weights "
-                     "are random, so real CIFAR-10 images would add no meaning)")
+    synth = sorted({r.model for r in rows if r.inputs.startswith("synthetic")})
+    if synth:
+        notes.append(f"**{' and '.join(synth)} run{'s' if len(synth) == 1 else ''} on seeded "
+                     f"synthetic inputs** (random weights at every width, so real images would "
+                     f"add no meaning)")
     if any("shipped MNIST sample" in r.inputs for r in rows):
         notes.append("**LeNet runs on the 200-image MNIST sample shipped with xbarsim** "
                      "(XBARSIM_DATA is not set)")
