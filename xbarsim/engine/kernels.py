@@ -150,6 +150,23 @@ def _ifc_cycle(v, acc, thr, reset_zero, nf, trace, item, t, do_trace):
 
 
 @njit(cache=True, inline="always")
+def _integrate_and_fire(v, j, vj, acc, var, do_noise, cbase, t, ztab, noise_scale, cmp, thr,
+                        reset_zero, nf, do_trace, trace, item):
+    """One cycle of IFC ``j`` after its leak (``vj``: the leaked membrane): add the cycle's
+    charge and read noise, compare with the comparator level, count, trace and reset."""
+    vj = vj + acc[j]
+    if do_noise and var[j] > 0:
+        z = _hash_normal(_mix64(cbase[j] ^ np.uint64(t)), ztab)
+        vj = vj + np.int64(np.floor(noise_scale * np.sqrt(np.float64(var[j])) * z + 0.5))
+    if vj >= cmp[j]:
+        nf[j] += 1
+        if do_trace:
+            trace[item, j, t] = 1
+        vj = np.int64(0) if reset_zero else vj - thr[j]
+    v[j] = vj
+
+
+@njit(cache=True, inline="always")
 def _store(fired, resid, item, nf, v):
     for j in range(v.shape[0]):
         fired[item, j] = nf[j]
@@ -436,17 +453,9 @@ def layer_nonideal(x, w, sq, kernel, stride, pad, out_h, out_w, spk, bern, windo
                         vj = vj - np.int64(leak_col[j] * np.float64(vj))
                     elif do_leak:
                         vj = vj - np.int64(leak * np.float64(vj))
-                    vj = vj + acc[j]
-                    if do_noise and var[j] > 0:
-                        z = _hash_normal(_mix64(cbase[j] ^ np.uint64(t)), ztab)
-                        vj = vj + np.int64(np.floor(noise_scale * np.sqrt(np.float64(var[j])) * z
-                                                    + 0.5))
-                    if vj >= cmp[j]:
-                        nf[j] += 1
-                        if do_trace:
-                            trace[item, j, t] = 1
-                        vj = np.int64(0) if reset_zero else vj - thr[j]
-                    v[j] = vj
+                    _integrate_and_fire(v, j, vj, acc, var, do_noise, cbase, t, ztab,
+                                        noise_scale, cmp, thr, reset_zero, nf, do_trace, trace,
+                                        item)
             for q in range(npres):
                 present[plist[q]] = 0
             _store(fired, resid, item, nf, v)
@@ -630,15 +639,7 @@ def layer_floating(x, rows, sq, kernel, stride, pad, out_h, out_w, spk, bern, wi
                     vj = v[j]
                     if do_leak:
                         vj = vj - np.int64(leak * np.float64(vj))
-                    vj = vj + acc[j]
-                    if do_noise and var[j] > 0:
-                        z = _hash_normal(_mix64(cbase[j] ^ np.uint64(t)), ztab)
-                        vj = vj + np.int64(np.floor(noise_scale * np.sqrt(np.float64(var[j])) * z
-                                                    + 0.5))
-                    if vj >= cmp[j]:
-                        nf[j] += 1
-                        if do_trace:
-                            trace[item, j, t] = 1
-                        vj = np.int64(0) if reset_zero else vj - thr[j]
-                    v[j] = vj
+                    _integrate_and_fire(v, j, vj, acc, var, do_noise, cbase, t, ztab,
+                                        noise_scale, cmp, thr, reset_zero, nf, do_trace, trace,
+                                        item)
             _store(fired, resid, item, nf, v)
