@@ -69,8 +69,8 @@ def assert_identical(a: Path, b: Path):
 
 def test_shard_bounds_cover_the_images_in_whole_batches():
     assert shard_bounds(10, 4) == [(0, 4), (4, 8), (8, 10)]
-    b = shard_bounds(10_000, 256)
-    assert b[0] == (0, 768) and b[-1][1] == 10_000 and len(b) == 14
+    b = shard_bounds(10_000, 256)  # 10,000 / 16 = 625 images: the nearest whole batches, 512
+    assert b[0] == (0, 512) and b[-1] == (9728, 10_000) and len(b) == 20
     assert all(hi == lo2 for (_, hi), (lo2, _) in zip(b, b[1:]))
     with pytest.raises(XbarsimError, match="--shard-size: must be >= 1"):
         shard_bounds(10, 4, 0)
@@ -106,6 +106,48 @@ def test_few_images_on_two_workers_and_other_settings_refuse_the_old_shards(imag
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("xbarsim: error: ") and "holds shards of a run with other settings" \
         in err and "seed" in err
+
+
+START_METHOD = """
+import sys, numpy as np
+from xbarsim.sweep.runner import _start_method
+first = _start_method()
+from numba import njit, prange
+@njit(parallel=True)
+def total(a):
+    s = 0.0
+    for i in prange(a.shape[0]):
+        s += a[i]
+    return s
+total(np.ones(8))
+print(first, _start_method())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork is used on Linux only")
+def test_workers_are_forked_until_numba_has_started_its_threads():
+    """Forked workers start in milliseconds (nothing to import or unpickle); once numba's thread
+    pool runs in the parent, fork is unsafe and the workers are spawned."""
+    env = {k: v for k, v in os.environ.items() if k != "XBARSIM_START_METHOD"}
+    out = subprocess.run([sys.executable, "-c", START_METHOD], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["fork", "spawn"]
+
+
+def test_forked_and_spawned_workers_give_the_single_process_result(images, tmp_path):
+    """The command in a fresh process (its workers forked) and with XBARSIM_START_METHOD=spawn,
+    300 images on 2 workers, against one process."""
+    few = ("--samples", "300", "--shard-size", "100")
+    assert main(run_args(images, tmp_path / "one", *few)) == 0
+    for method in ("fork", "spawn"):
+        env = dict(os.environ, XBARSIM_START_METHOD=method, MPLBACKEND="Agg")
+        out = tmp_path / method
+        proc = subprocess.run([sys.executable, "-m", "xbarsim",
+                               *run_args(images, out, "--workers", "2", *few)],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr
+        assert_identical(tmp_path / "one", out)
 
 
 @pytest.mark.slow

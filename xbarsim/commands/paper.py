@@ -84,8 +84,9 @@ RECIPES = {
     "alexnet": Recipe("AlexNet", "CIFAR-10", "networks/alexnet-cifar10.yaml", "alexnet-cifar10",
                       PAPER_ALEXNET, 15, 2, 3, 1, 0, CIFAR_PLAIN, CIFAR_NC, CIFAR_NCWC),
     "resnet18": Recipe("ResNet-18", "CIFAR-10", "networks/resnet18-cifar10.yaml",
-                       "resnet18-cifar10", PAPER_RESNET, 20, 2, 1, 1, 0, CIFAR_PLAIN, CIFAR_NC,
-                       CIFAR_NCWC),
+                       "resnet18-cifar10", PAPER_RESNET, 20, 2, 1, 1, 0,
+                       CIFAR_PLAIN + ("--channels-last",), CIFAR_NC + ("--channels-last",),
+                       CIFAR_NCWC + ("--channels-last",)),
 }
 
 

@@ -235,7 +235,7 @@ def run(args) -> int:
         if args.workers != 1 or args.scheduler:
             from .run_shards import run_in_shards
             result = run_in_shards(args, network, images, labels, options, keep, writer,
-                                   progress)
+                                   progress, sim)
         else:
             result = sim.run(images, batch=args.batch, keep=keep, trace=writer,
                              progress=progress)

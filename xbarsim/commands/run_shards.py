@@ -10,7 +10,7 @@ import tempfile
 from ..errors import XbarsimError
 
 
-def run_in_shards(args, network, images, labels, options, keep, writer, progress):
+def run_in_shards(args, network, images, labels, options, keep, writer, progress, sim=None):
     """The merged result of the sharded run (identical to a single-process run)."""
     from ..sweep.shards import run_sharded
 
@@ -24,7 +24,7 @@ def run_in_shards(args, network, images, labels, options, keep, writer, progress
 
     common = {"batch": args.batch, "keep": keep, "workers": args.workers,
               "scheduler": args.scheduler, "shard_size": args.shard_size, "trace": writer,
-              "progress": progress, "log": log}
+              "progress": progress, "log": log, "sim": sim}
     if args.out:
         return run_sharded(network, images, labels, options, out=args.out, **common)
     with tempfile.TemporaryDirectory(prefix="xbarsim-run-") as tmp:

@@ -49,6 +49,9 @@ def register(sub) -> None:
     p.add_argument("--batch-norm", action="store_true",
                    help="plain: batch norm after every conv layer during training, folded into "
                    "the conv weights and biases before the file is written")
+    p.add_argument("--channels-last", action="store_true",
+                   help="keep conv tensors channels-last (NHWC) in training: faster conv steps on "
+                   "the CPU; the result differs in the last bits from the default layout")
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam",
                    help="adam (default) or sgd (Nesterov momentum 0.9)")
     p.add_argument("--schedule", choices=("cosine", "onecycle"), default="cosine",
@@ -140,7 +143,8 @@ def run(args) -> int:
                       finetune_lr=args.finetune_lr,
                       weight_decay=args.weight_decay, lam=args.lam, lambdas=lambdas,
                       alpha=args.alpha, grid=args.grid, shift=args.shift, flip=args.flip,
-                      batch_norm=args.batch_norm, optimizer=args.optimizer,
+                      batch_norm=args.batch_norm, channels_last=args.channels_last,
+                      optimizer=args.optimizer,
                       schedule=args.schedule, quantile=args.calib_quantile, seed=args.seed,
                       threads=args.threads, train_limit=args.train_limit,
                       test_limit=args.test_limit,

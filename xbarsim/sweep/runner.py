@@ -153,6 +153,10 @@ def _init_worker(ctx, threads, parent):
     if threads:
         import numba
         numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+        # a forked worker inherits this process's BLAS pool (the environment of _worker_threads
+        # only reaches a spawned one): W workers with C BLAS threads each on C cores spin
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(threads)
 
     def watch():  # a worker whose parent was killed (SIGKILL) exits instead of lingering
         while True:
@@ -240,9 +244,25 @@ def _worker_threads(threads):
                 os.environ[k] = v
 
 
+def _start_method() -> str:
+    """``fork`` where it is safe, else ``spawn``. A forked worker starts in milliseconds with
+    everything this process imported and holds (the network, the images: nothing is pickled),
+    where a spawned one imports numpy, numba and xbarsim again and unpickles the context (≈0.3 s
+    each, one after the other, and ≈0.5 s of imports). Fork is safe while numba has started no
+    thread pool in this process (its workqueue and GNU OpenMP layers are not fork-safe once
+    running), on Linux; ``XBARSIM_START_METHOD=spawn`` forces spawn."""
+    forced = os.environ.get("XBARSIM_START_METHOD", "").strip().lower()
+    if forced in ("spawn", "fork"):
+        return forced
+    if not sys.platform.startswith("linux"):
+        return "spawn"
+    from numba.np.ufunc import parallel
+    return "spawn" if getattr(parallel, "_is_initialized", True) else "fork"
+
+
 def _execute_processes(ctx, todo, workers, finish):
     threads = max(1, (os.cpu_count() or 1) // workers)
-    mp = multiprocessing.get_context("spawn")  # numba's thread pools are not fork-safe
+    mp = multiprocessing.get_context(_start_method())
     with _worker_threads(threads), \
             cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp, initializer=_init_worker,
                                    initargs=(ctx, threads, os.getpid())) as pool:

@@ -36,11 +36,14 @@ DEFAULT_SHARDS = 16
 
 
 def shard_bounds(n: int, batch: int, shard_size: int | None = None) -> list:
-    """``[(lo, hi)]`` covering ``0 … n`` in order; ``shard_size`` defaults to ``n / 16`` rounded up
-    to whole batches."""
+    """``[(lo, hi)]`` covering ``0 … n`` in order; ``shard_size`` defaults to ``n / 16`` rounded
+    to the nearest whole number of batches (at least one batch)."""
     if shard_size is None:
-        per = -(-n // DEFAULT_SHARDS)  # ceil(n / 16)
-        shard_size = max(batch, -(-per // batch) * batch)
+        # n / 16 rounded to the nearest whole number of batches (at least one): rounding up
+        # left a last shard far shorter than the others (10,000 images at batch 256: 13 shards
+        # of 768 and one of 16, so one of two workers ran a whole shard alone at the end)
+        per = n / DEFAULT_SHARDS
+        shard_size = batch * max(1, int(per / batch + 0.5))
     if shard_size < 1:
         raise XbarsimError(f"--shard-size: must be >= 1 (got {shard_size})")
     return [(lo, min(n, lo + shard_size)) for lo in range(0, n, shard_size)]
@@ -52,12 +55,14 @@ class ShardContext(SweepContext):
     worker (not pickled)."""
 
     def __init__(self, network, images, labels, options, batch, keep, trace_layers,
-                 trace_images):
+                 trace_images, sim=None):
         super().__init__(network, images, labels, options, batch)
         self.keep = keep
         self.trace_layers = trace_layers
         self.trace_images = trace_images
-        self._sim = None
+        # a simulator already built for these options: forked workers (and the in-process
+        # path) use it as it is instead of building their own (never pickled)
+        self._sim = sim
 
     def __getstate__(self):
         state = super().__getstate__()
@@ -151,19 +156,24 @@ def _load(path: Path) -> dict:
 
 
 def run_sharded(network, images, labels, options, *, batch, keep, out, workers=1,
-                scheduler=None, shard_size=None, trace=None, progress=False, log=None):
+                scheduler=None, shard_size=None, trace=None, progress=False, log=None,
+                sim=None):
     """Run ``images`` in shards on ``workers`` local processes or the Dask ``scheduler``;
     returns the merged :class:`RunResult` (the same, bit for bit, as one ``Simulator.run``) and
     appends the merged spike events to ``trace`` (a
     :class:`~xbarsim.engine.trace.TraceWriter`, closed by the caller). Finished shards are kept
-    in ``out/shards`` and reused by a rerun with the same settings."""
+    in ``out/shards`` and reused by a rerun with the same settings. ``sim``: a
+    :class:`Simulator` of ``network`` with ``options`` already built (else each worker builds
+    one)."""
     if workers < 1:
         raise XbarsimError(f"--workers: must be >= 1 (got {workers})")
     bounds = shard_bounds(len(images), batch, shard_size)
     tracing = trace is not None
     trace_images = None if not tracing or trace.images is None else trace.images
+    if sim is not None and (sim.network is not network or sim.options != options):
+        sim = None
     ctx = ShardContext(network, images, labels, options, batch, keep,
-                       list(trace.layers) if tracing else False, trace_images)
+                       list(trace.layers) if tracing else False, trace_images, sim)
     root = Path(out) / "shards"
     if root.exists() and not root.is_dir():
         raise XbarsimError(f"{root}: must be a directory (a file is there)")
