@@ -10,6 +10,8 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from xbarsim.config.section import Section
 from xbarsim.config.spec import parse_network
@@ -70,10 +72,50 @@ def test_conv_padding_stride_bias_and_maxpool_fc_tie_to_lower_index():
 
 
 def test_conv_preactivation_by_hand():
-    from xbarsim.network.reference import preactivation
+    """Both paths: the numba kernel (2 channels, as few as the output width) and im2col + GEMM."""
+    from xbarsim.network.reference import _few_columns, preactivation
     spec = spec_of(CONV_NET.replace("POOL", "maxpool"))
-    pre = preactivation(spec.layer("conv"), CONV_WEIGHTS, X3[None, None].astype(np.int32))
-    np.testing.assert_array_equal(pre[0], CONV_PRE)
+    assert _few_columns(spec.layer("conv"))
+    for backend in ("auto", "numba", "numpy"):
+        pre = preactivation(spec.layer("conv"), CONV_WEIGHTS, X3[None, None].astype(np.int32),
+                            backend=backend)
+        np.testing.assert_array_equal(pre[0], CONV_PRE)
+
+
+@settings(max_examples=60, deadline=None)
+@given(chans=st.integers(1, 3), cols=st.integers(1, 6), kernel=st.integers(1, 4),
+       stride=st.integers(1, 3), pad=st.integers(0, 2), size=st.integers(4, 11),
+       big=st.booleans(), seed=st.integers(0, 2 ** 31))
+def test_conv_kernel_and_numpy_twin_agree(chans, cols, kernel, stride, pad, size, big, seed):
+    """The numba conv sums (and the counts of the same pass) and im2col + GEMM give the same
+    integers, in int32 and (``big``: inputs and weights large enough that sums need more than 31
+    bits) in int64."""
+    from xbarsim.network.reference import _conv_kernel, preactivation
+    if size + 2 * pad < kernel:
+        return
+    spec = spec_of(HEAD + f"""input: {{shape: [{chans}, {size}, {size}]}}
+bits: {{signal: 4, weight: 4}}
+layers:
+  - {{name: conv, type: conv, out_channels: {cols}, kernel: {kernel}, stride: {stride},
+     padding: {pad}}}
+""")
+    layer = spec.layer("conv")
+    rng = np.random.default_rng(seed)
+    top, wtop = ((1 << 20), (1 << 14)) if big else (15, 7)
+    x = rng.integers(0, top + 1, (3, chans, size, size)).astype(np.int32)
+    x[rng.random(x.shape) < 0.5] = 0
+    weights = {"conv": lw(rng.integers(-wtop, wtop + 1, (cols, chans, kernel, kernel)),
+                          rng.integers(-50, 51, cols), int(rng.integers(1, 9)))}
+    a = preactivation(layer, weights, x, backend="numba")
+    b = preactivation(layer, weights, x, backend="numpy")
+    assert a.dtype == b.dtype == np.int64
+    np.testing.assert_array_equal(a, b)
+    top = 15
+    y, pre = _conv_kernel(layer, weights["conv"], x, top)  # the counts from the same pass
+    np.testing.assert_array_equal(pre, b)
+    expect = np.clip(np.floor_divide(b, weights["conv"].theta), 0, top)
+    assert y.dtype == np.int32
+    np.testing.assert_array_equal(y, expect)
 
 
 def test_avgpool_rounds_half_up_then_fc_tie_to_larger_preactivation():

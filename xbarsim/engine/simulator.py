@@ -17,7 +17,7 @@ from ..config.section import check_seed
 from ..errors import XbarsimError
 from ..hardware.frontend import front_end_matrices, front_end_terms
 from ..hardware.program import FRAC_BITS, SQ_FRAC_BITS, Hardware, build_hardware
-from ..network.reference import im2col, pool, preactivation
+from ..network.reference import ideal_layer, im2col, pool
 from . import blocked, fast, kernels, twin
 from .encoding import ENCODINGS, full_table_fits, layer_key, schedule
 from .ifc import IFCParams, ifc_levels, noise_key, normal_table
@@ -510,9 +510,7 @@ class Simulator:
         top_sig = (1 << self.spec.signal_bits) - 1
         x = values[layer.inputs[0]]
         if layer.is_compute:
-            pre = preactivation(layer, self.network.weights, x)
-            theta = self.network.weights[layer.name].theta
-            return np.clip(np.floor_divide(pre, theta), 0, top_sig).astype(np.int32), pre
+            return ideal_layer(layer, self.network.weights, x, top_sig)
         if layer.kind in ("maxpool", "avgpool"):
             return pool(layer, x), None
         if layer.kind == "flatten":

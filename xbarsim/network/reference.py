@@ -61,10 +61,19 @@ def exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out.reshape(*lead, b.shape[-1])
 
 
-def preactivation(layer, weights, x: np.ndarray) -> np.ndarray:
-    """Membrane totals ``Σ x·D + bias + ⌊θ/2⌋`` of a conv/fc layer, shape ``(B, *out_shape)``."""
+def preactivation(layer, weights, x: np.ndarray, backend: str = "auto") -> np.ndarray:
+    """Membrane totals ``Σ x·D + bias + ⌊θ/2⌋`` of a conv/fc layer, shape ``(B, *out_shape)``.
+
+    ``backend``: ``numpy`` (im2col and one BLAS GEMM) or ``auto``: the same, except for a conv
+    layer with no more output channels than :data:`~xbarsim.network.conv_kernel.MAX_COLS` and
+    its output width, whose sums :func:`~xbarsim.network.conv_kernel.conv_sums` (numba) computes
+    from the input map in place; ``numba``: that kernel for every conv layer. All give the same
+    integers."""
     lw = weights[layer.name]
     mat = lw.matrix
+    if layer.kind == "conv" and len(x) and (backend == "numba"
+                                            or (backend == "auto" and _few_columns(layer))):
+        return _conv_kernel(layer, lw, x, None)[1]
     if layer.kind == "conv":
         xmax = float(max(x.max(initial=0), -x.min(initial=0))) if x.size else 0.0
         wmax = float(max(mat.max(initial=0), -mat.min(initial=0))) if mat.size else 0.0
@@ -78,6 +87,39 @@ def preactivation(layer, weights, x: np.ndarray) -> np.ndarray:
         acc = exact_matmul(x.reshape(x.shape[0], -1), mat)
         bias = lw.bias[None, :]
     return acc + bias + lw.theta // 2
+
+
+def ideal_layer(layer, weights, x: np.ndarray, top: int) -> tuple:
+    """``(counts, pre)`` of a conv/fc layer: ``clip(⌊pre/θ⌋, 0, top)`` as int32 and
+    :func:`preactivation`; a conv layer with few output channels computes both in one numba pass
+    (the integer division and clipping of numpy cost more than its sums)."""
+    lw = weights[layer.name]
+    if layer.kind == "conv" and len(x) and _few_columns(layer):
+        return _conv_kernel(layer, lw, x, top)
+    pre = preactivation(layer, weights, x, backend="numpy")
+    return np.clip(np.floor_divide(pre, lw.theta), 0, top).astype(np.int32), pre
+
+
+def _conv_kernel(layer, lw, x, top):
+    from .conv_kernel import conv_sums
+
+    mat = lw.matrix
+    shape = (x.shape[0], layer.cols) + tuple(layer.out_shape[1:])
+    pre = np.empty(shape, np.int64)
+    counts = np.empty(shape if top is not None else (0,) + shape[1:], np.int32)
+    xmax = float(max(x.max(initial=0), -x.min(initial=0)))
+    wmax = float(max(mat.max(initial=0), -mat.min(initial=0))) if mat.size else 0.0
+    # int32 sums where no partial sum can reach 2^31 (SIMD lanes twice as many), else int64
+    wt = np.int32 if xmax * wmax * mat.shape[0] < 2.0 ** 31 else np.int64
+    conv_sums(np.ascontiguousarray(x, np.int32), np.ascontiguousarray(mat, wt), layer.kernel,
+              layer.stride, layer.padding, (lw.bias + lw.theta // 2).astype(np.int64),
+              int(lw.theta), 0 if top is None else int(top), pre, counts)
+    return (counts if top is not None else None), pre
+
+
+def _few_columns(layer) -> bool:
+    from .conv_kernel import MAX_COLS
+    return layer.cols <= min(MAX_COLS, layer.out_shape[2])
 
 
 def pool(layer, x: np.ndarray) -> np.ndarray:
@@ -133,9 +175,7 @@ def run_ideal(network, signals: np.ndarray, keep=None) -> IdealResult:
     for layer in spec.layers:
         x = values[layer.inputs[0]]
         if layer.is_compute:
-            pre = preactivation(layer, network.weights, x)
-            y = np.clip(np.floor_divide(pre, network.weights[layer.name].theta), 0, top)
-            y = y.astype(np.int32)
+            y, pre = ideal_layer(layer, network.weights, x, top)
             if layer.name == last:
                 preact = pre
         elif layer.kind in ("maxpool", "avgpool"):
