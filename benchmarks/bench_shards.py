@@ -7,7 +7,9 @@ included, each into a fresh ``--out``):
 
 * ``plain``: ``xbarsim run NET --samples N`` — one process, numba's default threads;
 * ``workers 1``: ``… --workers 1`` — the sharded code path in this process (same threads);
-* ``workers 2``: ``… --workers 2`` — two worker processes, ``cores // 2`` threads each;
+* ``workers 2``: ``… --workers 2`` — two worker processes, ``cores // 2`` threads each (forked
+  from the command's process where numba has not started its threads: the default on Linux;
+  ``XBARSIM_START_METHOD=spawn`` in the environment measures spawned ones);
 * ``pool of 1``: the ``--workers 2`` code path with a pool of one worker process given
   ``cores // 2`` threads, i.e. one of the two workers above alone (``--workers`` cannot ask for
   this: ``--workers 1`` runs in-process), to separate the scaling of the workers from the
