@@ -76,7 +76,10 @@ def quantize_images(images: np.ndarray, bits: int) -> np.ndarray:
         raise TypeError(f"images must be uint8 (got {images.dtype})")
     top = (1 << bits) - 1
     # rint(u*top/255) computed exactly in integers; a tie (x.5) cannot occur since 255 is odd.
-    return ((images.astype(np.int64) * (2 * top) + 255) // 510).astype(np.int32)
+    # Computed once for the 256 byte values, then looked up (the arithmetic on every pixel, in
+    # int64 with a floor division, took 0.2 s per 10,000 MNIST images)
+    table = ((np.arange(256, dtype=np.int64) * (2 * top) + 255) // 510).astype(np.int32)
+    return table[images]
 
 
 def build_network(spec: NetworkSpec, weights: dict | None = None) -> Network:
