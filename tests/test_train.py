@@ -319,3 +319,39 @@ layers:
 
 
 FRAC = __import__("xbarsim.hardware", fromlist=["FRAC_BITS"]).FRAC_BITS
+
+
+def test_float16_copy_of_a_float_network_reads_back_within_its_rounding(tiny, tmp_path):
+    """``halve_float_form`` (how the shipped ResNet-18 float network fits the repository): the
+    weights come back within float16's rounding, everything else exactly; a weight float16
+    cannot hold is refused."""
+    pytest.importorskip("torch")
+    from xbarsim.errors import DataError
+    from xbarsim.network.weights import atomic_savez
+    from xbarsim.train.loop import halve_float_form, read_float_form
+
+    _, spec = tiny
+    rng = np.random.default_rng(3)
+    arrays = {"meta.format": np.array("xbarsim-weights-1"), "meta.method": np.array("plain"),
+              "input.act_scale": np.array(1 / 7)}
+    for layer in spec.compute_layers:
+        arrays[f"{layer.name}.weight"] = rng.normal(0, 0.2, layer.weight_shape).astype(np.float32)
+        arrays[f"{layer.name}.bias_float"] = rng.normal(0, 0.1, layer.cols).astype(np.float32)
+        arrays[f"{layer.name}.act_scale"] = np.array(0.5)
+    src, dst = tmp_path / "f32.npz", tmp_path / "f16.npz"
+    atomic_savez(src, arrays)
+    worst = halve_float_form(src, dst)
+    assert 0 < worst < 2.0 ** -11
+    a, sa, ia = read_float_form(src, spec)
+    b, sb, ib = read_float_form(dst, spec)
+    assert (sa, ia) == (sb, ib)
+    for name in a:
+        np.testing.assert_array_equal(a[name][1], b[name][1])  # biases untouched
+        top = np.abs(a[name][0]).max()
+        assert np.abs(a[name][0] - b[name][0]).max() <= worst * top
+        assert not np.array_equal(a[name][0], b[name][0])
+    arrays["conv1.weight"] = arrays["conv1.weight"] * 1e6
+    atomic_savez(src, arrays)
+    with pytest.raises(DataError, match="does not fit float16"):
+        halve_float_form(src, tmp_path / "bad.npz")
+    assert not (tmp_path / "bad.npz").exists()

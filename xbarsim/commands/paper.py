@@ -84,7 +84,7 @@ RECIPES = {
     "alexnet": Recipe("AlexNet", "CIFAR-10", "networks/alexnet-cifar10.yaml", "alexnet-cifar10",
                       PAPER_ALEXNET, 15, 2, 3, 1, 0, CIFAR_PLAIN, CIFAR_NC, CIFAR_NCWC),
     "resnet18": Recipe("ResNet-18", "CIFAR-10", "networks/resnet18-cifar10.yaml",
-                       "resnet18-cifar10", PAPER_RESNET, 20, 2, 1, 1, 0,
+                       "resnet18-cifar10", PAPER_RESNET, 6, 2, 1, 1, 0,
                        CIFAR_PLAIN + ("--channels-last",), CIFAR_NC + ("--channels-last",),
                        CIFAR_NCWC + ("--channels-last",)),
 }
@@ -106,7 +106,7 @@ def register(sub) -> None:
     p.add_argument("--bits", default="5,4,3", help="widths M = N for the tables (default 5,4,3); "
                    "training follows this order")
     p.add_argument("--epochs", type=int, default=None,
-                   help="float training epochs (default: LeNet 30, AlexNet 15, ResNet-18 20)")
+                   help="float training epochs (default: LeNet 30, AlexNet 15, ResNet-18 6)")
     p.add_argument("--nc-epochs", type=int, default=None,
                    help="Neuron Convergence epochs (default: LeNet 8, AlexNet 1, ResNet-18 2)")
     p.add_argument("--finetune-epochs", type=int, default=None,

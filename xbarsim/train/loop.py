@@ -341,6 +341,33 @@ def save_float_form(path, model: QNet, act_scale: dict, in_scale: float, meta: d
     atomic_savez(path, arrays)
 
 
+def halve_float_form(src, dst) -> float:
+    """Copy the float-form file ``src`` to ``dst`` with every ``L.weight`` stored as float16
+    (biases and scales as they are): half the size, for shipping a float network that would be
+    over the repository's file limit in float32 (ResNet-18: 45 MB). Readers cast to float64 as
+    before. Returns the largest relative rounding error of a weight tensor (its largest change
+    over its largest magnitude); refuses a weight outside float16's range."""
+    from ..io.files import load_npz_file
+
+    z = load_npz_file(src, lambda why: DataError(f"{src}: {why}"),
+                      lambda key, why: DataError(f"{src}: {key}: {why}"))
+    arrays, worst = {}, 0.0
+    for key, a in z.items():
+        if key.endswith(".weight") and a.dtype.kind == "f":
+            top = float(np.abs(a).max(initial=0.0))
+            if top >= float(np.finfo(np.float16).max):
+                raise DataError(f"{src}: {key}: a weight of magnitude {top:.4g} does not fit "
+                                f"float16")
+            h = a.astype(np.float16)
+            if top > 0:
+                worst = max(worst, float(np.abs(h.astype(np.float64) - a).max()) / top)
+            a = h
+        arrays[key] = a
+    arrays["meta.weights_dtype"] = np.array("float16")
+    atomic_savez(dst, arrays)
+    return worst
+
+
 def read_float_form(path, spec) -> tuple:
     """``(state in count units, state as stored, act_scale, in_scale)`` from a float-form file."""
     from ..io.files import load_npz_file
