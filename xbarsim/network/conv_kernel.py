@@ -34,7 +34,7 @@ def conv_sums(x, w, kernel, stride, pad, shift, theta, top, out, counts):
     window of the input map to the channel's whole output map, a loop along the output row that
     compiles to SIMD; ``⌊v/θ⌋`` from a float64 quotient, corrected (exact for |v| < 2^52)."""
     b_n, chans, height, width = x.shape
-    rows, cols = w.shape
+    cols = w.shape[1]
     out_h, out_w = out.shape[2], out.shape[3]
     want = counts.shape[0] > 0
     th = np.int64(theta)
