@@ -84,7 +84,7 @@ RECIPES = {
     "alexnet": Recipe("AlexNet", "CIFAR-10", "networks/alexnet-cifar10.yaml", "alexnet-cifar10",
                       PAPER_ALEXNET, 15, 2, 3, 1, 0, CIFAR_PLAIN, CIFAR_NC, CIFAR_NCWC),
     "resnet18": Recipe("ResNet-18", "CIFAR-10", "networks/resnet18-cifar10.yaml",
-                       "resnet18-cifar10", PAPER_RESNET, 6, 2, 1, 1, 0,
+                       "resnet18-cifar10", PAPER_RESNET, 6, 1, 1, 0, 0,
                        CIFAR_PLAIN + ("--channels-last",), CIFAR_NC + ("--channels-last",),
                        CIFAR_NCWC + ("--channels-last",)),
 }
@@ -108,13 +108,13 @@ def register(sub) -> None:
     p.add_argument("--epochs", type=int, default=None,
                    help="float training epochs (default: LeNet 30, AlexNet 15, ResNet-18 6)")
     p.add_argument("--nc-epochs", type=int, default=None,
-                   help="Neuron Convergence epochs (default: LeNet 8, AlexNet 1, ResNet-18 2)")
+                   help="Neuron Convergence epochs (default: LeNet 8, AlexNet 2, ResNet-18 1)")
     p.add_argument("--finetune-epochs", type=int, default=None,
-                   help="NC+WC fine-tuning epochs (default: LeNet 3, AlexNet and ResNet-18 1)")
+                   help="NC+WC fine-tuning epochs (default: LeNet 3, AlexNet 3, ResNet-18 1)")
     p.add_argument("--t3-finetune-epochs", type=int, default=None,
                    help="Table 3 w/: epochs of fine-tuning with the clustered weights and float "
-                   "signals after Weight Clustering (default: LeNet 2, else 1; 0 = clustering "
-                   "alone)")
+                   "signals after Weight Clustering (default: LeNet 2, AlexNet 1, ResNet-18 0; "
+                   "0 = clustering alone)")
     p.add_argument("--cycle-epochs", type=int, default=None,
                    help="hardware-aware fine-tuning epochs after NC+WC (cycle-level engine in the "
                    "forward pass), for the last Table 4 row (default: LeNet 2, else 0 = none)")
