@@ -120,19 +120,24 @@ def total(a):
         s += a[i]
     return s
 total(np.ones(8))
-print(first, _start_method())
+second = _start_method()
+import numba.np.ufunc.parallel as P
+P._is_initialized = False
+sys.modules["torch"] = object()  # stands for an imported PyTorch
+print(first, second, _start_method())
 """
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork is used on Linux only")
 def test_workers_are_forked_until_numba_has_started_its_threads():
     """Forked workers start in milliseconds (nothing to import or unpickle); once numba's thread
-    pool runs in the parent, fork is unsafe and the workers are spawned."""
+    pool runs in the parent, or PyTorch is imported, fork is unsafe and the workers are
+    spawned."""
     env = {k: v for k, v in os.environ.items() if k != "XBARSIM_START_METHOD"}
     out = subprocess.run([sys.executable, "-c", START_METHOD], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=300, check=False)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["fork", "spawn"]
+    assert out.stdout.split() == ["fork", "spawn", "spawn"]
 
 
 def test_forked_and_spawned_workers_give_the_single_process_result(images, tmp_path):

@@ -250,12 +250,13 @@ def _start_method() -> str:
     where a spawned one imports numpy, numba and xbarsim again and unpickles the context (≈0.3 s
     each, one after the other, and ≈0.5 s of imports). Fork is safe while numba has started no
     thread pool in this process (its workqueue and GNU OpenMP layers are not fork-safe once
-    running), on Linux; ``XBARSIM_START_METHOD=spawn`` forces spawn."""
+    running) and PyTorch is not imported, on Linux; ``XBARSIM_START_METHOD=spawn`` (or ``fork``)
+    forces the choice."""
     forced = os.environ.get("XBARSIM_START_METHOD", "").strip().lower()
     if forced in ("spawn", "fork"):
         return forced
-    if not sys.platform.startswith("linux"):
-        return "spawn"
+    if not sys.platform.startswith("linux") or "torch" in sys.modules:
+        return "spawn"  # PyTorch's thread pools and CUDA state do not survive a fork either
     from numba.np.ufunc import parallel
     return "spawn" if getattr(parallel, "_is_initialized", True) else "fork"
 
