@@ -1,8 +1,8 @@
 """The ideal network's conv pre-activations for layers with few output channels, in numba.
 
-``Σ x·D`` of a conv layer, in int32 where no sum can reach 2^31 (else int64): exact, like :func:`xbarsim.network.reference.preactivation`'s numpy path
-(im2col then one BLAS GEMM), its plain-numpy twin (tests/test_reference.py checks the two
-give the same integers).
+``Σ x·D`` of a conv layer, in int32 where no sum can reach 2^31 (else int64): exact, like
+:func:`xbarsim.network.reference.preactivation`'s numpy path (im2col then one BLAS GEMM), its
+plain-numpy twin (tests/test_reference.py checks the two give the same integers).
 
 Why: with few output channels (LeNet's conv1 has 8) the GEMM is a sliver and the time goes into
 building the im2col copy (``C·k²`` values per output position) and converting it; this kernel
@@ -79,4 +79,3 @@ def conv_sums(x, w, kernel, stride, pad, shift, theta, top, out, counts):
                         else:
                             q = v // th
                         counts[b, o, oy, ox] = min(max(q, np.int64(0)), np.int64(top))
-

@@ -35,15 +35,18 @@ def im2col(x: np.ndarray, kernel: int, stride: int, padding: int) -> np.ndarray:
     return win.transpose(0, 2, 3, 1, 4, 5).reshape(b, ho, wo, c * kernel * kernel)
 
 
+def _magnitude(a: np.ndarray) -> float:
+    """The largest ``|value|`` of ``a`` (0 for an empty array), for the exactness bounds."""
+    return float(max(a.max(initial=0), -a.min(initial=0))) if a.size else 0.0
+
+
 def exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Integer matrix product ``a @ b`` (``a`` of any rank ≥ 1, ``b`` 2-D) through BLAS: float32
     while every partial sum is < 2^24 (a float32 holds every integer up to 2^24, so the GEMM is
     exact whatever its order of summation), float64 while < 2^53, else int64. ``a`` is flattened
     to one 2-D operand first, so a batch of im2col patches is one GEMM (numpy's matmul on a 4-D
     ``a`` runs one small product per leading index instead)."""
-    amax = float(max(a.max(initial=0), -a.min(initial=0))) if a.size else 0.0
-    bmax = float(max(b.max(initial=0), -b.min(initial=0))) if b.size else 0.0
-    bound = amax * bmax * a.shape[-1]
+    bound = _magnitude(a) * _magnitude(b) * a.shape[-1]
     lead = a.shape[:-1]
     if bound < 2.0 ** 24:
         a2 = a.astype(np.float32, copy=False).reshape(-1, a.shape[-1])
@@ -75,9 +78,7 @@ def preactivation(layer, weights, x: np.ndarray, backend: str = "auto") -> np.nd
                                             or (backend == "auto" and _few_columns(layer))):
         return _conv_kernel(layer, lw, x, None)[1]
     if layer.kind == "conv":
-        xmax = float(max(x.max(initial=0), -x.min(initial=0))) if x.size else 0.0
-        wmax = float(max(mat.max(initial=0), -mat.min(initial=0))) if mat.size else 0.0
-        if xmax * wmax * mat.shape[0] < 2.0 ** 24:
+        if _magnitude(x) * _magnitude(mat) * mat.shape[0] < 2.0 ** 24:
             # float32 before im2col: one copy of the patches instead of two (exact, as below)
             x = x.astype(np.float32)
         cols = im2col(x, layer.kernel, layer.stride, layer.padding)
@@ -107,10 +108,8 @@ def _conv_kernel(layer, lw, x, top):
     shape = (x.shape[0], layer.cols) + tuple(layer.out_shape[1:])
     pre = np.empty(shape, np.int64)
     counts = np.empty(shape if top is not None else (0,) + shape[1:], np.int32)
-    xmax = float(max(x.max(initial=0), -x.min(initial=0)))
-    wmax = float(max(mat.max(initial=0), -mat.min(initial=0))) if mat.size else 0.0
     # int32 sums where no partial sum can reach 2^31 (SIMD lanes twice as many), else int64
-    wt = np.int32 if xmax * wmax * mat.shape[0] < 2.0 ** 31 else np.int64
+    wt = np.int32 if _magnitude(x) * _magnitude(mat) * mat.shape[0] < 2.0 ** 31 else np.int64
     conv_sums(np.ascontiguousarray(x, np.int32), np.ascontiguousarray(mat, wt), layer.kernel,
               layer.stride, layer.padding, (lw.bias + lw.theta // 2).astype(np.int64),
               int(lw.theta), 0 if top is None else int(top), pre, counts)
