@@ -344,7 +344,7 @@ def save_float_form(path, model: QNet, act_scale: dict, in_scale: float, meta: d
 def halve_float_form(src, dst) -> float:
     """Copy the float-form file ``src`` to ``dst`` with every ``L.weight`` stored as float16
     (biases and scales as they are): half the size, for shipping a float network that would be
-    over the repository's file limit in float32 (ResNet-18: 45 MB). Readers cast to float64 as
+    over the repository's file limit in float32 (ResNet-18: 41 MB). Readers cast to float64 as
     before. Returns the largest relative rounding error of a weight tensor (its largest change
     over its largest magnitude); refuses a weight outside float16's range."""
     from ..io.files import load_npz_file
