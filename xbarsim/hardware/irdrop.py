@@ -6,10 +6,25 @@ docs/nonidealities.md documents the physics and the solve.
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
-from scipy.sparse.linalg import splu
 
 from ..errors import XbarsimError
+
+
+# scipy.sparse is imported where a circuit is solved, not with the module: it costs ≈0.1-0.2 s, and
+# a network of ideal wires (every shipped one) builds its hardware without solving anything
+def _csc(*a, **k):
+    from scipy.sparse import csc_matrix
+    return csc_matrix(*a, **k)
+
+
+def _csr(*a, **k):
+    from scipy.sparse import csr_matrix
+    return csr_matrix(*a, **k)
+
+
+def splu(m):
+    from scipy.sparse.linalg import splu as lu
+    return lu(m)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -99,7 +114,7 @@ class TileCircuit:
         r = np.concatenate([w[0], d[0]]).astype(np.int64)
         c = np.concatenate([w[1], d[1]]).astype(np.int64)
         v = np.concatenate([w[2], d[2]])
-        return sp.csc_matrix((v, (r, c)), shape=(self.n, self.n))
+        return _csc((v, (r, c)), shape=(self.n, self.n))
 
     def _rhs(self, gd, vdrive):
         """Right-hand sides for driver voltages ``vdrive`` (R, K): injections from fixed nodes."""
@@ -146,7 +161,7 @@ class TileCircuit:
             return np.full((self.R, self.C), float(v_read))
         x = splu(self._matrix(self.g)).solve(self._rhs(self.g, vdrive))[:, 0]  # linear start
         w = self._wire_matrix()
-        wire = sp.csc_matrix((w[2], (w[0].astype(np.int64), w[1].astype(np.int64))),
+        wire = _csc((w[2], (w[0].astype(np.int64), w[1].astype(np.int64))),
                              shape=(self.n, self.n))
         b_wire = self._rhs(np.zeros_like(self.g), vdrive)[:, 0] if self.free_rows else 0.0
         for _ in range(max_iter):
@@ -174,7 +189,7 @@ class TileCircuit:
 
     def _matrix_devices_only(self, gd):
         d = self._device_stamps(gd)
-        return sp.csc_matrix((d[2], (d[0].astype(np.int64), d[1].astype(np.int64))),
+        return _csc((d[2], (d[0].astype(np.int64), d[1].astype(np.int64))),
                              shape=(self.n, self.n))
 
     def effective_transfer(self, v_read, alpha):
@@ -263,7 +278,7 @@ def solve_tile(g, r_row, r_col, r_driver, vdrive, driven=None, v_end=None, ports
     rr = np.concatenate([na, nb, na, nb, a[to_src]])
     cc = np.concatenate([na, nb, nb, na, a[to_src]])
     vv = np.concatenate([gn, gn, -gn, -gn, gv[to_src]])
-    full = sp.csr_matrix((vv, (rr, cc)), shape=(n, n))
+    full = _csr((vv, (rr, cc)), shape=(n, n))
     rhs = np.zeros((n, K))
     np.add.at(rhs, a[to_src], gv[to_src][:, None] * src[-1 - b[to_src]])
     free = np.flatnonzero(~is_fixed)
