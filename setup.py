@@ -16,11 +16,17 @@ SHIPPED = ("networks", "devices", "circuits")
 PATTERNS = ("*.yaml", "*.npz")
 
 
+def in_wheel(path: Path) -> bool:
+    """The float stages (``networks/*-float.npz``, 1-21 MB each) are what ``xbarsim paper``
+    starts from in a source checkout; nothing an installed package runs reads them."""
+    return not path.name.endswith("-float.npz")
+
+
 def shipped_files():
     here = Path(__file__).resolve().parent
     for folder in SHIPPED:
         for pattern in PATTERNS:
-            yield from sorted((here / folder).glob(pattern))
+            yield from (p for p in sorted((here / folder).glob(pattern)) if in_wheel(p))
 
 
 class BuildPyWithShipped(build_py):
