@@ -102,7 +102,8 @@ def test_nir_round_trip_gives_identical_counts(path, tmp_path, capsys):
 @pytest.mark.slow
 @pytest.mark.parametrize("path", SLOW, ids=lambda p: p.stem)
 def test_nir_round_trip_gives_identical_counts_big_networks(path, tmp_path, capsys):
-    _round_trip(path, tmp_path, capsys, 256)
+    # ResNet-18 runs ≈30 images/s at 4 bits and far fewer at 8: 16 images cover every layer
+    _round_trip(path, tmp_path, capsys, 16 if path.name.startswith("resnet18") else 256)
 
 
 @pytest.mark.nir

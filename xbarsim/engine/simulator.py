@@ -151,6 +151,27 @@ class _LayerPlan:
 #: thread (issue 15: a tiny layer called with 2 threads took 36-80 ms, with 1 thread 0.3 ms).
 SERIAL_WORK = 1 << 20
 
+_BLAS = []
+
+
+def _blas_serial():
+    """BLAS on one thread while a run's numba kernels use several (a context manager).
+
+    OpenBLAS's threads spin for a while after each GEMM of the ideal network, and numba's
+    threads spin after each kernel: on two cores the two pools took turns, so LeNet with two
+    numba threads ran no faster than with one (10,000 images at M = 4: 2.65-3.08 s with both
+    pools at two threads, 1.92 s with BLAS on one; ResNet-18 unchanged, 13-14 images/s). The
+    counts do not depend on it."""
+    import contextlib
+
+    if numba.get_num_threads() < 2:
+        return contextlib.nullcontext()
+    if not _BLAS:
+        from threadpoolctl import ThreadpoolController  # numpy's BLAS is loaded by now
+        _BLAS.append(ThreadpoolController())
+    return _BLAS[0].limit(limits=1, user_api="blas")
+
+
 #: The blocked kernel's certificate is tried on a layer's first CERT_TRIAL (item, column block)
 #: pairs and kept only if it settled at least the fraction CERT_KEEP of them.
 CERT_TRIAL = 4096
@@ -439,9 +460,11 @@ class Simulator:
         if progress:
             from tqdm import tqdm
             starts = tqdm(starts, total=len(starts), unit="batch", leave=False)
-        for lo in starts:
-            part = self._run_batch(signals[lo:lo + batch], keep, compare_ideal, trace, image0 + lo)
-            result = part if result is None else result.merge(part)
+        with _blas_serial():
+            for lo in starts:
+                part = self._run_batch(signals[lo:lo + batch], keep, compare_ideal, trace,
+                                       image0 + lo)
+                result = part if result is None else result.merge(part)
         if result is None:
             result = self._run_batch(signals[:0], keep, compare_ideal, None, image0)
         return result
