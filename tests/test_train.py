@@ -355,3 +355,46 @@ def test_float16_copy_of_a_float_network_reads_back_within_its_rounding(tiny, tm
     with pytest.raises(DataError, match="does not fit float16"):
         halve_float_form(src, tmp_path / "bad.npz")
     assert not (tmp_path / "bad.npz").exists()
+
+
+@pytest.mark.train
+def test_paper_command_trains_measures_and_merges_its_tables(tiny, tmp_path):
+    """`xbarsim paper` end to end on a tiny network: it trains every stage into --workdir, writes
+    Tables 2-4 with the cycle-level column equal to the engine's own run of the NC+WC file, and
+    --from-json gives the same tables back without measuring."""
+    pytest.importorskip("torch")
+    _mnist_or_skip()
+    import json
+
+    import xbarsim
+    from xbarsim import datasets
+
+    yaml_path, _ = tiny
+    work = tmp_path / "work"
+    common = ["paper", "lenet", "--network", str(yaml_path), "--workdir", str(work), "--ship", "",
+              "--bits", "3", "--samples", "100", "--seed", "0"]
+    train = ["--train-limit", "2000", "--epochs", "2", "--nc-epochs", "1", "--finetune-epochs", "1",
+             "--t3-finetune-epochs", "0", "--cycle-epochs", "0"]
+    r = subprocess.run([sys.executable, "-m", "xbarsim", *common, *train, "--json",
+                        str(tmp_path / "t.json"), "--out", str(tmp_path / "t.md")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert {p.name for p in work.glob("*.npz")} >= {"plain.npz", "nc-3b.npz", "ncwc-3b.npz",
+                                                     "wo-3b.npz"}
+    figs = json.loads((tmp_path / "t.json").read_text())
+    row = figs["tables"]["4"]["3"]
+    images, labels = datasets.load_dataset("mnist", split="test", download=False, limit=100)
+    res = xbarsim.Simulator(xbarsim.load_network(yaml_path, weights=work / "ncwc-3b.npz")).run(
+        images)
+    assert row["w_cycle"] == pytest.approx(100 * res.accuracy(labels))
+    assert row["w_ideal"] == pytest.approx(100 * res.ideal_accuracy(labels))
+    assert row["w_cycle_vs_ideal_differ"] == int(np.sum(res.predictions != res.ideal_predictions))
+    md = (tmp_path / "t.md").read_text()
+    assert "Table 2" in md and "Table 4" in md
+    r = subprocess.run([sys.executable, "-m", "xbarsim", *common, "--from-json",
+                        str(tmp_path / "t.json"), "--out", str(tmp_path / "again.md")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    again = (tmp_path / "again.md").read_text()
+    table = lambda text: text[text.index("Table 2"):]  # noqa: E731 (the header names the command)
+    assert table(again) == table(md)
