@@ -250,6 +250,46 @@ def test_classify_rules():
     assert classify(counts, preact).tolist() == [2, 1, 1, 1]
 
 
+@settings(max_examples=25, deadline=None)
+@given(cols=st.integers(17, 24), kernel=st.integers(1, 3), stride=st.integers(1, 2),
+       n=st.integers(2, 5), seed=st.integers(0, 2 ** 31))
+def test_conv_layers_sliced_by_images_give_the_same_integers(cols, kernel, stride, n, seed):
+    """A batch whose im2col patches pass PATCH_BYTES goes through a few images at a time: counts
+    and pre-activations are those of one call (here one image a slice against the whole batch)."""
+    from xbarsim.network import reference as R
+    spec = spec_of(HEAD + f"""input: {{shape: [2, 7, 7]}}
+bits: {{signal: 4, weight: 4}}
+layers:
+  - {{name: conv, type: conv, out_channels: {cols}, kernel: {kernel}, stride: {stride}, padding: 1}}
+  - {{name: conv2, type: conv, out_channels: 18, kernel: 3, padding: 1}}
+  - {{name: flatten, type: flatten}}
+  - {{name: fc, type: fc, out_features: 3}}
+""")
+    rng = np.random.default_rng(seed)
+    weights = {layer.name: lw(rng.integers(-7, 8, (layer.cols,) + tuple(layer.in_shape[:1])
+                                           + ((layer.kernel,) * 2 if layer.kind == "conv" else
+                                              tuple(layer.in_shape[1:]))),
+                              rng.integers(-30, 31, layer.cols), int(rng.integers(1, 40)))
+               for layer in spec.compute_layers}
+    net = build_network(spec, weights)
+    x = rng.integers(0, 16, (n, 2, 7, 7)).astype(np.int32)
+    whole = run_ideal(net, x)
+    saved = R.PATCH_BYTES
+    try:
+        R.PATCH_BYTES = 1
+        assert R._slice(spec.layer("conv"), weights["conv"]) == 1
+        sliced = run_ideal(net, x)
+        pre = R.preactivation(spec.layer("conv"), weights, x, backend="numpy")
+    finally:
+        R.PATCH_BYTES = saved
+    np.testing.assert_array_equal(pre, R.preactivation(spec.layer("conv"), weights, x,
+                                                       backend="numpy"))
+    np.testing.assert_array_equal(sliced.preact, whole.preact)
+    np.testing.assert_array_equal(sliced.predictions, whole.predictions)
+    for name in whole.counts:
+        np.testing.assert_array_equal(sliced.counts[name], whole.counts[name])
+
+
 def test_batch_rows_are_independent():
     spec = spec_of(FC_NET)
     weights = {"fc": lw([d for d, _ in FC_ROWS], [b for _, b in FC_ROWS], 4)}
