@@ -61,7 +61,8 @@ def test_shipped_alexnet_figures_on_all_10000_test_images(m):
 
 # ResNet-18: correct predictions (ideal integer, cycle-level) on the first 1,000 CIFAR-10 test images,
 # as measured by `xbarsim run networks/resnet18-cifar10-4b.yaml --samples 1000` (4 min 19 s with
-# the tables measured beside it; docs/tables-resnet18.md has all 10,000). Only 4 bits is trained so far.
+# the tables measured beside it; docs/tables-resnet18.md has all 10,000). Only the 4-bit network
+# is trained so far.
 RESNET_1000 = {4: (830, 787)}
 RESNET_BITS = (4,)
 
