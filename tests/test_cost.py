@@ -350,19 +350,29 @@ def test_table5_ratios_within_the_issue_tolerances(monkeypatch):
     assert "| Lenet 4-bit | 4 |" in md and "13.9x" in md
 
 
-def test_table5_reads_real_cifar10_for_a_network_with_trained_widths():
-    """AlexNet ships trained widths, so its events come from real CIFAR-10 test images; a network
-    with random weights at every width (ResNet-18 today) keeps seeded synthetic inputs."""
+def test_table5_reads_real_cifar10_for_a_network_with_trained_widths(tmp_path):
+    """A CIFAR-10 network with a trained width (AlexNet at every width, ResNet-18 at 4 bits) is
+    costed on real CIFAR-10 test images, its untrained widths with random weights on the same
+    images; a network with random weights at every width keeps seeded synthetic inputs."""
+    import shutil
+
     from xbarsim.io import datasets
 
     if datasets.find_dataset("cifar10", "test") is None:
         pytest.skip("CIFAR-10 not found: set XBARSIM_DATA to a folder with cifar10/")
     rows = t5.evaluate(models=[("Alexnet", "alexnet-cifar10.yaml"),
                                ("Resnet", "resnet18-cifar10.yaml")],
-                       bits=(4,), images={"Alexnet": 2, "Resnet": 1})
-    src = {r.model: r.inputs for r in rows}
-    assert src["Alexnet"].startswith("CIFAR-10 test set, 2 images; weights alexnet-cifar10-4b.npz")
-    assert src["Resnet"].startswith("synthetic images") and "weights random" in src["Resnet"]
+                       bits=(4, 8), images={"Alexnet": 2, "Resnet": 1})
+    src = {(r.model, r.bits): r.inputs for r in rows}
+    assert src["Alexnet", 4].startswith("CIFAR-10 test set, 2 images; weights alexnet-cifar10-4b.npz")
+    assert src["Resnet", 4] == "CIFAR-10 test set, 1 images; weights resnet18-cifar10-4b.npz"
+    assert src["Resnet", 8] == "CIFAR-10 test set, 1 images; weights random"
+    (tmp_path / "networks").mkdir()  # the base YAML without a trained width beside it
+    shutil.copy(t5.NETWORKS_DIR / "alexnet-cifar10.yaml", tmp_path / "networks")
+    shutil.copytree(t5.NETWORKS_DIR.parent / "devices", tmp_path / "devices")
+    alone = t5.evaluate(models=[("Alexnet", "alexnet-cifar10.yaml")], bits=(4,),
+                        images={"Alexnet": 1}, networks_dir=tmp_path / "networks")
+    assert alone[0].inputs.startswith("synthetic images") and "weights random" in alone[0].inputs
     x, _ = datasets.load_dataset("cifar10", "test", 2, download=False)
     net = t5.build_network(t5.variant(t5.load_network_spec(
         t5.NETWORKS_DIR / "alexnet-cifar10-4b.yaml"), 4))
@@ -384,6 +394,8 @@ def test_table5_command_writes_markdown(tmp_path, capsys, monkeypatch):
     text = out.read_text()
     assert text.startswith("# Table 5 on the xbarsim cost model")
     assert "**weights are random**" in text and "synthetic" in text
+    assert ("**Resnet mixes trained and random widths** (trained at 4 bits, random at 8, 3)"
+            in text)
     assert "| Alexnet 8->3 speedup |" in text and "3.79 / 0.27 = 14.0x" in text
     assert main(["table5", "--resnet-images", "0"]) == 2
     assert "--resnet-images: must be >= 1 (got 0)" in capsys.readouterr().err
