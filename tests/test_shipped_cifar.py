@@ -36,14 +36,19 @@ def _shipped(m, name="alexnet-cifar10"):
     return xbarsim.load_network(path)
 
 
+def _check_first(name, m, n):
+    """The shipped ``name`` at ``m`` bits: its widths and bias mode, and far above chance (10 %) on
+    the first ``n`` test images (trained weights, real inputs), ideal and cycle-level."""
+    images, labels = _cifar_or_skip()
+    net = _shipped(m, name)
+    assert (net.spec.signal_bits, net.spec.weight_bits, net.spec.bias_mode) == (m, m, "current")
+    res = xbarsim.Simulator(net).run(images[:n])
+    assert res.ideal_accuracy(labels[:n]) >= 0.6 and res.accuracy(labels[:n]) >= 0.6
+
+
 @pytest.mark.parametrize("m", SHIPPED_BITS)
 def test_shipped_alexnet_on_the_first_200_test_images(m):
-    images, labels = _cifar_or_skip()
-    net = _shipped(m)
-    assert (net.spec.signal_bits, net.spec.weight_bits, net.spec.bias_mode) == (m, m, "current")
-    res = xbarsim.Simulator(net).run(images[:200])
-    # far above chance (10 %): trained weights, real inputs
-    assert res.ideal_accuracy(labels[:200]) >= 0.6 and res.accuracy(labels[:200]) >= 0.6
+    _check_first("alexnet-cifar10", m, 200)
 
 
 @pytest.mark.slow
@@ -69,12 +74,7 @@ RESNET_BITS = (4,)
 
 @pytest.mark.parametrize("m", RESNET_BITS)
 def test_shipped_resnet18_on_the_first_32_test_images(m):
-    images, labels = _cifar_or_skip()
-    net = _shipped(m, "resnet18-cifar10")
-    assert (net.spec.signal_bits, net.spec.weight_bits, net.spec.bias_mode) == (m, m, "current")
-    res = xbarsim.Simulator(net).run(images[:32])
-    # far above chance (10 %): trained weights, real inputs
-    assert res.ideal_accuracy(labels[:32]) >= 0.6 and res.accuracy(labels[:32]) >= 0.6
+    _check_first("resnet18-cifar10", m, 32)
 
 
 @pytest.mark.slow
