@@ -104,8 +104,10 @@ def render(rows, checks, card, args) -> str:
     inputs = {}
     for r in rows:
         src, _, wsrc = r.inputs.partition("; weights ")
-        entry = inputs.setdefault(r.model, {"src": src, "how": r.stats_from, "nets": []})
+        entry = inputs.setdefault(r.model, {"src": src, "how": r.stats_from, "nets": [],
+                                            "random": [], "trained": []})
         entry["nets"].append(f"{r.bits}-bit `networks/{r.network}.yaml` (weights {wsrc})")
+        entry["random" if wsrc == "random" else "trained"].append(r.bits)
     lines = [
         "# Table 5 on the xbarsim cost model",
         "",
@@ -128,15 +130,13 @@ def render(rows, checks, card, args) -> str:
         notes.append(f"**{' and '.join(synth)} run{'s' if len(synth) == 1 else ''} on seeded "
                      f"synthetic inputs** (random weights at every width, so real images would "
                      f"add no meaning)")
-    for model in inputs:  # a model with trained and random widths: its savings mix the two
-        mine = [r for r in rows if r.model == model]
-        rand = [r.bits for r in mine if "weights random" in r.inputs]
-        if rand and len(rand) < len(mine):
-            done = [r.bits for r in mine if "weights random" not in r.inputs]
+    for model, e in inputs.items():  # a model with trained and random widths: its savings mix both
+        if e["random"] and e["trained"]:
             notes.append(f"**{model} mixes trained and random widths** (trained at "
-                         f"{', '.join(map(str, done))} bits, random at "
-                         f"{', '.join(map(str, rand))}), so its energy savings compare networks "
-                         f"with different weights; its speeds and areas do not depend on them")
+                         f"{', '.join(map(str, e['trained']))} bits, random at "
+                         f"{', '.join(map(str, e['random']))}), so its energy savings compare "
+                         f"networks with different weights; its speeds and areas do not depend on "
+                         f"them")
     if any("shipped MNIST sample" in r.inputs for r in rows):
         notes.append("**LeNet runs on the 200-image MNIST sample shipped with xbarsim** "
                      "(XBARSIM_DATA is not set)")
