@@ -485,3 +485,84 @@ def test_window_follows_input_bits_through_a_pool():
     images = np.random.default_rng(0).integers(0, 256, (3, 1, 8, 8), dtype=np.uint8)
     res = Simulator(build_network(spec)).run(images)
     assert res.stats["conv"].window_cycles == 255
+
+
+# -- batches on threads of their own (Simulator.run with numba threads >= 2) --------------------
+
+def _threads_or_skip():
+    import numba
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one CPU: numba has a single thread")
+    return numba
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32 - 1), st.sampled_from(["uniform", "burst", "bernoulli"]),
+       st.sampled_from(["membrane", "current", "row"]), st.booleans(), st.integers(8, 11))
+def test_batches_on_threads_give_the_serial_run_bit_for_bit(seed, encoding, bias_mode, noisy,
+                                                            batch):
+    """Counts, predictions, stats and trace files of a run whose batches went to two threads are
+    those of the one-loop run, with every encoding, bias mode and the non-idealities on."""
+    import tempfile
+    from dataclasses import replace
+    from pathlib import Path
+
+    from xbarsim.engine.ifc import IFCParams
+    from xbarsim.engine.trace import TraceWriter
+    from xbarsim.hardware.program import build_hardware
+    from xbarsim.network.weights import random_weights
+
+    numba = _threads_or_skip()
+    spec = make_spec(NET.format(c=2, h=8, w=8, mi=4, m=4, c1=3, k=3, p=1, f1=5).replace(
+        "weights: random", f"weights: random\ncrossbar: {{bias: {bias_mode}}}"))
+    net = build_network(spec, random_weights(spec, seed))
+    kw = {}
+    if noisy:
+        card = replace(spec.device, variation_rel=0.1, read_noise_rel=0.1, stuck_on_rate=0.02)
+        kw = dict(hardware=build_hardware(net, card, seed=seed % 1000),
+                  ifc=IFCParams(threshold_sigma_rel=0.05, leak_per_cycle=0.02))
+    x = np.random.default_rng(seed).integers(0, 16, size=(3 * batch + 1, 2, 8, 8)).astype(np.int32)
+    before = numba.get_num_threads()
+    runs = []
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            sim = Simulator(net, encoding=encoding, seed=seed, **kw)
+            with tempfile.TemporaryDirectory() as tmp:
+                writer = TraceWriter(tmp, spec)
+                res = sim.run(x, keep="all", batch=batch, trace=writer)
+                writer.close()
+                files = {p.name: p.read_bytes() for p in sorted(Path(tmp).iterdir())}
+            runs.append((sim.batch_threads, res, files))
+    finally:
+        numba.set_num_threads(before)
+    (t1, a, fa), (t2, b, fb) = runs
+    if numba.threading_layer() not in ("omp", "tbb"):
+        pytest.skip(f"numba's {numba.threading_layer()} layer: batches stay in one loop")
+    assert (t1, t2) == (1, 2)
+    for name in a.counts:
+        np.testing.assert_array_equal(a.counts[name], b.counts[name], err_msg=name)
+    np.testing.assert_array_equal(a.predictions, b.predictions)
+    np.testing.assert_array_equal(a.ideal_predictions, b.ideal_predictions)
+    assert {n: s.to_dict() for n, s in a.stats.items()} == {n: s.to_dict() for n, s in b.stats.items()}
+    assert fa == fb and len(fa) > 1
+
+
+def test_small_batches_and_one_batch_stay_in_one_loop():
+    from xbarsim.engine.simulator import BATCH_THREADS_MIN
+    from xbarsim.network.weights import random_weights
+
+    numba = _threads_or_skip()
+    spec = make_spec(NET.format(c=1, h=8, w=8, mi=4, m=4, c1=2, k=3, p=0, f1=4))
+    net = build_network(spec, random_weights(spec, 3))
+    x = np.random.default_rng(0).integers(0, 16, size=(40, 1, 8, 8)).astype(np.int32)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(2)
+        sim = Simulator(net)
+        sim.run(x, batch=BATCH_THREADS_MIN - 1)
+        assert sim.batch_threads == 1
+        sim.run(x, batch=len(x))
+        assert sim.batch_threads == 1
+    finally:
+        numba.set_num_threads(before)

@@ -173,7 +173,7 @@ def certificate_tables(spk, window, bsched):
     return eup, elo, bup, blo, btot
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def layer_blocked(x, w, kernel, stride, pad, out_h, out_w, spk, v0, thr, reset_zero, fired,
                   resid, trace, n_chunks, bsched, items, scale, cert, eup, elo, bup, blo, btot,
                   ncert, times, nsp):

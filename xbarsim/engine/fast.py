@@ -128,7 +128,7 @@ def layer_fast(x4, plan, kernel, stride, pad, out_h, out_w, n_chunks, fired, res
     return len(todo)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _certify(pre, mag, v0, thr, btot, bdev, window, scale, fired, resid, need):
     """Writes ``fired``/``resid`` of every certified IFC; ``need[i] = 1`` for items with any IFC
     the bound cannot settle (their rows are left for the cycle loop)."""

@@ -234,7 +234,7 @@ def _grouped_buffers(window, rows, cols):
             np.zeros(cols, np.int32))
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def layer_grouped(x, w, kernel, stride, pad, out_h, out_w, spk, v0, thr, reset_zero,
                   fired, resid, trace, n_chunks, bsched):
     rows, cols = w.shape
@@ -291,7 +291,7 @@ def layer_grouped(x, w, kernel, stride, pad, out_h, out_w, spk, v0, thr, reset_z
             _store(fired, resid, item, nf, v)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def layer_grouped_items(x, w, kernel, stride, pad, out_h, out_w, spk, v0, thr, reset_zero,
                         fired, resid, trace, n_chunks, bsched, items):
     """:func:`layer_grouped` on the work items listed in ``items`` only (the others' rows of
@@ -310,7 +310,7 @@ def layer_grouped_items(x, w, kernel, stride, pad, out_h, out_w, spk, v0, thr, r
                           plist, rvals, ridx, rneu, acc, v, nf)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def layer_bernoulli(x, w, kernel, stride, pad, out_h, out_w, window, cycles, key, image0,
                     v0, thr, reset_zero, fired, resid, trace, bsched):
     """Like :func:`layer_grouped` with Bernoulli spikes drawn per input neuron and cycle."""
@@ -355,7 +355,7 @@ def _hash_normal(h, ztab):
     return ztab[np.int64(h >> np.uint64(64 - ZTAB_BITS))]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def layer_nonideal(x, w, sq, kernel, stride, pad, out_h, out_w, spk, bern, window, key, image0,
                    v0, thr, cmp, leak, noise_scale, nkey, ztab, reset_zero, fired, resid, trace,
                    n_chunks, bsched, leak_col=None, leak_mat=None):
@@ -561,7 +561,7 @@ def _floating_input(acc, act, rows, zmat, ymat, kmat, hmat, unit, tact, sl, fl, 
                         acc[c0 + j] -= d
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def layer_floating(x, rows, sq, kernel, stride, pad, out_h, out_w, spk, bern, window, key,
                    image0, v0, thr, cmp, leak, noise_scale, nkey, ztab, reset_zero, fired, resid,
                    trace, n_chunks, bsched, zmat, ymat, kmat, hmat, unit):

@@ -21,7 +21,7 @@ from numba import njit, prange
 MAX_COLS = 16
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def conv_sums(x, w, kernel, stride, pad, shift, theta, top, out, counts):
     """``out[b, o, oy, ox] = Σ_{c,ky,kx} x[b, c, oy·s+ky−p, ox·s+kx−p] · w[(c·k+ky)·k+kx, o]
     + shift[o]`` (zero outside the map) and, where ``counts`` has images, the ideal counts
