@@ -21,6 +21,7 @@ w_i``, zero inputs cost nothing), then each cycle adds only the ``S[x]`` whose s
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -643,3 +644,19 @@ def layer_floating(x, rows, sq, kernel, stride, pad, out_h, out_w, spk, bern, wi
                                         noise_scale, cmp, thr, reset_zero, nf, do_trace, trace,
                                         item)
             _store(fired, resid, item, nf, v)
+
+
+@njit(parallel=True, cache=True)
+def _start_threads(a):
+    for i in prange(a.shape[0]):
+        a[i] = i
+
+
+def threading_layer() -> str:
+    """The name of numba's threading layer (``omp``, ``tbb``, ``workqueue``), starting it with a
+    trivial parallel kernel where none has run in this process yet."""
+    try:
+        return numba.threading_layer()
+    except ValueError:  # no parallel kernel has run yet: the layer is chosen at the first
+        _start_threads(np.zeros(2, np.int64))
+        return numba.threading_layer()

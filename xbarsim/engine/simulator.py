@@ -179,8 +179,8 @@ def _blas_serial():
 BATCH_THREADS_MIN = 8
 
 
-def _batch_threads(batch: int, left: int) -> int:
-    """How many Python threads the remaining ``left`` batches of ``batch`` images run on: numba's
+def _batch_threads(batch: int, batches: int) -> int:
+    """How many Python threads a run's ``batches`` batches of ``batch`` images run on: numba's
     thread count where it is 2 or more, the batches are large enough and numba's threading layer
     may be entered from several threads at once (``omp``, ``tbb``; not ``workqueue``); else 1.
 
@@ -190,13 +190,9 @@ def _batch_threads(batch: int, left: int) -> int:
     cores, ResNet-18 at batch 64 1.37× (issue 15). Counts do not depend on it: each batch's draws
     are keyed by its images and the batches are merged in order."""
     threads = numba.get_num_threads()
-    if threads < 2 or left < 1 or batch < BATCH_THREADS_MIN:
+    if threads < 2 or batches < 2 or batch < BATCH_THREADS_MIN:
         return 1
-    try:
-        layer = numba.threading_layer()  # known once a parallel kernel has run (the 1st batch)
-    except ValueError:
-        return 1
-    return min(threads, left) if layer in ("omp", "tbb") else 1
+    return min(threads, batches) if kernels.threading_layer() in ("omp", "tbb") else 1
 
 
 class _DeferredTrace:
@@ -513,18 +509,17 @@ class Simulator:
         self.batch_threads = 1
         try:
             with _blas_serial():
-                todo = iter(starts)
-                for lo in todo:  # serially until the batches may run on threads of their own
-                    part = self._run_batch(signals[lo:lo + batch], keep, compare_ideal, trace,
-                                           image0 + lo)
-                    result = part if result is None else result.merge(part)
-                    if bar is not None:
-                        bar.update(1)
-                    threads = _batch_threads(batch, len(starts) - lo // batch - 1)
-                    if threads > 1:
-                        result = self._run_threaded(signals, todo, batch, keep, compare_ideal,
-                                                    trace, image0, threads, result, bar)
-                        break
+                threads = _batch_threads(batch, len(starts))
+                if threads > 1:
+                    result = self._run_threaded(signals, starts, batch, keep, compare_ideal,
+                                                trace, image0, threads, bar)
+                else:
+                    for lo in starts:
+                        part = self._run_batch(signals[lo:lo + batch], keep, compare_ideal,
+                                               trace, image0 + lo)
+                        result = part if result is None else result.merge(part)
+                        if bar is not None:
+                            bar.update(1)
         finally:
             if bar is not None:
                 bar.close()
@@ -532,11 +527,11 @@ class Simulator:
             result = self._run_batch(signals[:0], keep, compare_ideal, None, image0)
         return result
 
-    def _run_threaded(self, signals, todo, batch, keep, compare_ideal, trace, image0, threads,
-                      result, bar):
-        """The batches of ``todo`` on ``threads`` Python threads, one numba thread each, merged
-        into ``result`` in order (so the result, and the trace written in order, are those of
-        the serial loop). A few batches run ahead of the merge, no more (memory)."""
+    def _run_threaded(self, signals, starts, batch, keep, compare_ideal, trace, image0, threads,
+                      bar):
+        """The batches at ``starts`` on ``threads`` Python threads, one numba thread each, merged
+        in order: the result, and the trace written in that order, are those of the one loop. At
+        most ``2 * threads`` batches are in flight (memory)."""
         from concurrent.futures import ThreadPoolExecutor
 
         def one(lo):
@@ -547,10 +542,11 @@ class Simulator:
             return part, sink
 
         self.batch_threads = threads
+        result = None
         pending = collections.deque()
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="xbarsim-batch") as ex:
             try:
-                for lo in todo:
+                for lo in starts:
                     pending.append(ex.submit(one, lo))
                     while len(pending) >= 2 * threads:
                         result = self._merge_next(pending, result, bar)
