@@ -212,7 +212,6 @@ class _DeferredTrace:
     def replay(self):
         for call in self.calls:
             self.writer.write(*call)
-        self.calls = []
 
 
 #: The blocked kernel's certificate is tried on a layer's first CERT_TRIAL (item, column block)
@@ -506,20 +505,20 @@ class Simulator:
             from tqdm import tqdm
             bar = tqdm(total=len(starts), unit="batch", leave=False)
         result = None
-        self.batch_threads = 1
         try:
             with _blas_serial():
                 threads = _batch_threads(batch, len(starts))
-                if threads > 1:
-                    result = self._run_threaded(signals, starts, batch, keep, compare_ideal,
-                                                trace, image0, threads, bar)
-                else:
-                    for lo in starts:
-                        part = self._run_batch(signals[lo:lo + batch], keep, compare_ideal,
-                                               trace, image0 + lo)
-                        result = part if result is None else result.merge(part)
-                        if bar is not None:
-                            bar.update(1)
+                self.batch_threads = threads
+                parts = (self._threaded_parts(signals, starts, batch, keep, compare_ideal, trace,
+                                              image0, threads) if threads > 1 else
+                         ((self._run_batch(signals[lo:lo + batch], keep, compare_ideal, trace,
+                                           image0 + lo), None) for lo in starts))
+                for part, sink in parts:
+                    if sink is not None:
+                        sink.replay()
+                    if bar is not None:
+                        bar.update(1)
+                    result = part if result is None else result.merge(part)
         finally:
             if bar is not None:
                 bar.close()
@@ -527,11 +526,12 @@ class Simulator:
             result = self._run_batch(signals[:0], keep, compare_ideal, None, image0)
         return result
 
-    def _run_threaded(self, signals, starts, batch, keep, compare_ideal, trace, image0, threads,
-                      bar):
-        """The batches at ``starts`` on ``threads`` Python threads, one numba thread each, merged
-        in order: the result, and the trace written in that order, are those of the one loop. At
-        most ``2 * threads`` batches are in flight (memory)."""
+    def _threaded_parts(self, signals, starts, batch, keep, compare_ideal, trace, image0,
+                        threads):
+        """``(RunResult, deferred trace or None)`` of the batches at ``starts``, in order, run on
+        ``threads`` Python threads with one numba thread each; merged in that order they give the
+        result and the trace files of the one loop. At most ``2 * threads`` batches are in
+        flight (memory)."""
         from concurrent.futures import ThreadPoolExecutor
 
         def one(lo):
@@ -541,30 +541,18 @@ class Simulator:
                                    image0 + lo)
             return part, sink
 
-        self.batch_threads = threads
-        result = None
         pending = collections.deque()
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="xbarsim-batch") as ex:
             try:
                 for lo in starts:
                     pending.append(ex.submit(one, lo))
-                    while len(pending) >= 2 * threads:
-                        result = self._merge_next(pending, result, bar)
+                    if len(pending) >= 2 * threads:
+                        yield pending.popleft().result()
                 while pending:
-                    result = self._merge_next(pending, result, bar)
-            finally:
+                    yield pending.popleft().result()
+            finally:  # an error, or the caller stopped: the batches not started are dropped
                 for fut in pending:
                     fut.cancel()
-        return result
-
-    @staticmethod
-    def _merge_next(pending, result, bar):
-        part, sink = pending.popleft().result()
-        if sink is not None:
-            sink.replay()
-        if bar is not None:
-            bar.update(1)
-        return part if result is None else result.merge(part)
 
     def _run_batch(self, x, keep, compare_ideal, trace, image0) -> RunResult:
         spec = self.spec
