@@ -288,8 +288,16 @@ def test_same_seed_same_counts_any_batch():
     a = Simulator(net, encoding="bernoulli", seed=42).run(x, keep="all", batch=9)
     b = Simulator(net, encoding="bernoulli", seed=42).run(x, keep="all", batch=2)
     c = Simulator(net, encoding="bernoulli", seed=43).run(x, keep="all", batch=9)
-    for name in a.counts:
-        np.testing.assert_array_equal(a.counts[name], b.counts[name])
+    d = Simulator(net, encoding="bernoulli", seed=42).run(x, keep="all", batch=1)
+    for other in (b, d):  # the batches' results concatenated and their stats summed
+        np.testing.assert_array_equal(a.predictions, other.predictions)
+        np.testing.assert_array_equal(a.ideal_predictions, other.ideal_predictions)
+        for name in a.counts:
+            np.testing.assert_array_equal(a.counts[name], other.counts[name])
+            np.testing.assert_array_equal(a.ideal_counts[name], other.ideal_counts[name])
+        for name in a.stats:
+            assert a.stats[name].to_dict(row_pulses=True) == \
+                other.stats[name].to_dict(row_pulses=True)
     assert any(not np.array_equal(a.counts[n], c.counts[n]) for n in a.counts)
 
 

@@ -104,14 +104,27 @@ class RunResult:
 
     def merge(self, other: "RunResult") -> "RunResult":
         """Concatenate two runs over different images (stats add)."""
-        def cat(a, b):
-            return {k: np.concatenate([a[k], b[k]]) for k in a}
+        return RunResult.concat([self, other])
+
+    @staticmethod
+    def concat(parts) -> "RunResult":
+        """One run from runs over consecutive images, in order (stats add): each array is
+        copied once, where merging the parts one by one would copy the growing result again for
+        every part (quadratic in the number of batches at batch 1)."""
+        parts = list(parts)
+        if len(parts) == 1:
+            return parts[0]
+
+        def cat(name):
+            return {k: np.concatenate([getattr(p, name)[k] for p in parts])
+                    for k in getattr(parts[0], name)}
         ideal = None
-        if self.ideal_predictions is not None and other.ideal_predictions is not None:
-            ideal = np.concatenate([self.ideal_predictions, other.ideal_predictions])
-        return RunResult(np.concatenate([self.predictions, other.predictions]), ideal,
-                         cat(self.counts, other.counts), cat(self.ideal_counts, other.ideal_counts),
-                         {k: self.stats[k].merge(other.stats[k]) for k in self.stats})
+        if all(p.ideal_predictions is not None for p in parts):
+            ideal = np.concatenate([p.ideal_predictions for p in parts])
+        return RunResult(np.concatenate([p.predictions for p in parts]), ideal, cat("counts"),
+                         cat("ideal_counts"),
+                         {k: LayerStats.total([p.stats[k] for p in parts])
+                          for k in parts[0].stats})
 
 
 @dataclass(frozen=True)
@@ -504,7 +517,7 @@ class Simulator:
         if progress and starts:
             from tqdm import tqdm
             bar = tqdm(total=len(starts), unit="batch", leave=False)
-        result = None
+        done = []
         try:
             with _blas_serial():
                 threads = _batch_threads(batch, len(starts))
@@ -518,13 +531,13 @@ class Simulator:
                         sink.replay()
                     if bar is not None:
                         bar.update(1)
-                    result = part if result is None else result.merge(part)
+                    done.append(part)
         finally:
             if bar is not None:
                 bar.close()
-        if result is None:
-            result = self._run_batch(signals[:0], keep, compare_ideal, None, image0)
-        return result
+        if not done:
+            return self._run_batch(signals[:0], keep, compare_ideal, None, image0)
+        return RunResult.concat(done)
 
     def _threaded_parts(self, signals, starts, batch, keep, compare_ideal, trace, image0,
                         threads):

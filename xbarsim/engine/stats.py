@@ -62,19 +62,20 @@ class LayerStats:
         return self.saturated / self.outputs if self.outputs else 0.0
 
     def merge(self, other: "LayerStats") -> "LayerStats":
-        assert self.name == other.name
-        out = LayerStats(self.name, self.kind, neurons=self.neurons,
-                         window_cycles=self.window_cycles)
-        for f in fields(self):
-            if f.name in ("name", "kind", "neurons", "window_cycles"):
-                continue
-            a, b = getattr(self, f.name), getattr(other, f.name)
-            if f.name == "row_pulses":
-                if a.size == 0:
-                    a = np.zeros_like(b)
-                if b.size == 0:
-                    b = np.zeros_like(a)
-            setattr(out, f.name, a + b)
+        return LayerStats.total([self, other])
+
+    @staticmethod
+    def total(parts) -> "LayerStats":
+        """The stats of one layer summed over runs on different images (``parts``, one layer)."""
+        first = parts[0]
+        assert all(p.name == first.name for p in parts)
+        out = LayerStats(first.name, first.kind, neurons=first.neurons,
+                         window_cycles=first.window_cycles)
+        for name in _SUMMED:
+            setattr(out, name, sum(getattr(p, name) for p in parts))
+        rows = [p.row_pulses for p in parts if p.row_pulses.size]
+        out.row_pulses = (np.sum(rows, axis=0, dtype=np.int64) if rows else
+                          np.zeros(0, np.int64))
         return out
 
     def to_dict(self, row_pulses: bool = False) -> dict:
@@ -89,3 +90,8 @@ class LayerStats:
         d["mismatch_fraction"] = self.mismatch_fraction
         d["saturated_fraction"] = self.saturated_fraction
         return d
+
+
+#: The fields of :class:`LayerStats` that add over images (``row_pulses`` adds as an array).
+_SUMMED = tuple(f.name for f in fields(LayerStats)
+                if f.name not in ("name", "kind", "neurons", "window_cycles", "row_pulses"))

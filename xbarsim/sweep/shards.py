@@ -220,11 +220,10 @@ def run_sharded(network, images, labels, options, *, batch, keep, out, workers=1
 def merge(root: Path, runs: list, writer=None) -> RunResult:
     """The shards of ``runs`` (all finished) merged in order; their spike events appended to
     ``writer``'s files (a TraceWriter)."""
-    result = None
+    results = []
     for run in runs:
         part = _load(root / f"{run['key']}.npz")
-        res = part["result"]
-        result = res if result is None else result.merge(res)
+        results.append(part["result"])
         if writer is not None and part["trace"] is not None:
             tr = part["trace"]
             for name, ev in tr["events"].items():
@@ -233,4 +232,4 @@ def merge(root: Path, runs: list, writer=None) -> RunResult:
                 writer.meta[name]["events"] += len(ev)
                 writer.meta[name]["cycles"] = tr["cycles"][name]
             writer.traced_images.update(int(i) for i in tr["images"])
-    return result
+    return RunResult.concat(results)
