@@ -394,7 +394,7 @@ def test_table5_command_writes_markdown(tmp_path, capsys, monkeypatch):
     text = out.read_text()
     assert text.startswith("# Table 5 on the xbarsim cost model")
     assert "**weights are random**" in text and "synthetic" in text
-    assert ("**Resnet mixes trained and random widths** (trained at 4 bits, random at 8, 3)"
+    assert ("**Resnet mixes trained and random widths** (trained at 4, 3 bits, random at 8)"
             in text)
     assert "| Alexnet 8->3 speedup |" in text and "3.79 / 0.27 = 14.0x" in text
     assert main(["table5", "--resnet-images", "0"]) == 2
