@@ -125,11 +125,16 @@ def render(rows, checks, card, args) -> str:
     if any("weights random" in r.inputs for r in rows):
         notes.append("**weights are random** where no trained file exists for a width (a network "
                      "`<name>-<M>b.yaml` beside the base YAML is used when it exists)")
-    synth = sorted({r.model for r in rows if r.inputs.startswith("synthetic")})
-    if synth:
-        notes.append(f"**{' and '.join(synth)} run{'s' if len(synth) == 1 else ''} on seeded "
-                     f"synthetic inputs** (random weights at every width, so real images would "
-                     f"add no meaning)")
+    # seeded synthetic images stand in for two reasons: no width has trained weights (real images
+    # would add no meaning), or the trained networks' data set is not found (activity estimated)
+    for why, prefix in (("random weights at every width, so real images would add no meaning",
+                         "synthetic images"),
+                        ("their data set is not found: energies from synthetic activity, "
+                         "accuracy not scored", "synthetic inputs")):
+        synth = sorted({r.model for r in rows if r.inputs.startswith(prefix)})
+        if synth:
+            notes.append(f"**{' and '.join(synth)} run{'s' if len(synth) == 1 else ''} on seeded "
+                         f"synthetic inputs** ({why})")
     for model, e in inputs.items():  # a model with trained and random widths: its savings mix both
         if e["random"] and e["trained"]:
             notes.append(f"**{model} mixes trained and random widths** (trained at "
