@@ -398,3 +398,24 @@ def test_paper_command_trains_measures_and_merges_its_tables(tiny, tmp_path):
     again = (tmp_path / "again.md").read_text()
     table = lambda text: text[text.index("Table 2"):]  # noqa: E731 (the header names the command)
     assert table(again) == table(md)
+
+
+def test_paper_recipes_scale_the_nc_penalty_above_4_bits_for_resnet18_only():
+    """Eq. 3's penalty is summed in counter units (they grow as 2^M): the ResNet-18 recipe divides
+    --lambda by 2^(M-4) above 4 bits in both NC stages; 3 and 4 bits, the other options and the
+    other recipes (their shipped networks were trained at one λ) are untouched."""
+    from xbarsim.commands.paper import RECIPES
+
+    r = RECIPES["resnet18"]
+    lam = lambda args: float(args[args.index("--lambda") + 1])  # noqa: E731
+    for m in (3, 4):
+        assert r.stage_args(r.nc_args, m) == list(r.nc_args)
+        assert r.stage_args(r.ncwc_args, m) == list(r.ncwc_args)
+    assert lam(r.stage_args(r.nc_args, 8)) == pytest.approx(lam(r.nc_args) / 16)
+    assert lam(r.stage_args(r.ncwc_args, 5)) == pytest.approx(lam(r.ncwc_args) / 2)
+    eight = r.stage_args(r.nc_args, 8)
+    assert [a for i, a in enumerate(eight) if i != eight.index("--lambda") + 1] == \
+        [a for i, a in enumerate(r.nc_args) if i != list(r.nc_args).index("--lambda") + 1]
+    for name in ("lenet", "alexnet"):
+        other = RECIPES[name]
+        assert other.stage_args(other.nc_args, 8) == list(other.nc_args)
