@@ -1,8 +1,8 @@
 """The shipped trained AlexNet and ResNet-18 CIFAR-10 networks score what docs/tables-alexnet.md
 and docs/tables-resnet18.md say on the real CIFAR-10 test set: the ideal integer network and the
 cycle-level engine, correct predictions pinned (both are deterministic), AlexNet on all 10,000
-test images and ResNet-18 at 3, 4 and 8 bits on the first 1,000 (slow), and a quick check of every shipped
-width on the first images. Skips where CIFAR-10 is not found (set XBARSIM_DATA;
+test images and ResNet-18 at 3, 4 and 8 bits on the first 1,000 (slow), and a quick check of
+every shipped width on the first images. Skips where CIFAR-10 is not found (set XBARSIM_DATA;
 docs/datasets.md)."""
 
 from __future__ import annotations

@@ -126,15 +126,16 @@ def render(rows, checks, card, args) -> str:
         notes.append("**weights are random** where no trained file exists for a width (a network "
                      "`<name>-<M>b.yaml` beside the base YAML is used when it exists)")
     # seeded synthetic images stand in for two reasons: no width has trained weights (real images
-    # would add no meaning), or the trained networks' data set is not found (activity estimated)
-    for why, prefix in (("random weights at every width, so real images would add no meaning",
-                         "synthetic images"),
-                        ("their data set is not found: energies from synthetic activity, "
-                         "accuracy not scored", "synthetic inputs")):
-        synth = sorted({r.model for r in rows if r.inputs.startswith(prefix)})
-        if synth:
-            notes.append(f"**{' and '.join(synth)} run{'s' if len(synth) == 1 else ''} on seeded "
-                         f"synthetic inputs** ({why})")
+    # would add no meaning), or a trained network's data set is not found (activity estimated)
+    synth = {model: e for model, e in inputs.items() if e["src"].startswith("synthetic")}
+    for why, models in (
+            ("random weights at every width, so real images would add no meaning",
+             sorted(m for m, e in synth.items() if not e["trained"])),
+            ("their data set is not found: energies from synthetic activity, accuracy not scored",
+             sorted(m for m, e in synth.items() if e["trained"]))):
+        if models:
+            notes.append(f"**{' and '.join(models)} run{'s' if len(models) == 1 else ''} on "
+                         f"seeded synthetic inputs** ({why})")
     for model, e in inputs.items():  # a model with trained and random widths: its savings mix both
         if e["random"] and e["trained"]:
             notes.append(f"**{model} mixes trained and random widths** (trained at "
