@@ -400,6 +400,48 @@ def test_paper_command_trains_measures_and_merges_its_tables(tiny, tmp_path):
     assert table(again) == table(md)
 
 
+def test_paper_from_json_adds_a_width_to_an_earlier_merge_without_torch(tmp_path):
+    """A new width's --json merges with the shipped docs/tables-resnet18.json (itself a merge):
+    the widths already there keep their figures, the text lists each measuring run once, a file
+    of another float network is refused in one line, and no PyTorch is needed to measure
+    nothing."""
+    import copy
+    import json
+
+    root = Path(__file__).resolve().parent.parent
+    shipped = root / "docs" / "tables-resnet18.json"
+    old = json.loads(shipped.read_text())
+    assert len(old["commands"]) == 2
+    five = copy.deepcopy(old)
+    five["tables"] = {k: {"5": t["4"]} for k, t in old["tables"].items()}
+    five["command"] = "xbarsim paper resnet18 --bits 5 --json five.json"
+    five.pop("commands")
+    (tmp_path / "five.json").write_text(json.dumps(five))
+    block = ("import sys; sys.modules['torch'] = None; from xbarsim.cli import main; "
+             "sys.argv[0] = 'xbarsim'; sys.exit(main())")
+    merge = lambda files, out: subprocess.run(  # noqa: E731
+        [sys.executable, "-c", block, "paper", "resnet18", "--bits", "5,4,3", "--from-json",
+         files, "--out", str(out), "--json", str(out.with_suffix(".json"))],
+        capture_output=True, text=True, cwd=tmp_path)
+    r = merge(f"five.json,{shipped}", tmp_path / "all.md")
+    assert r.returncode == 0, r.stderr
+    md = (tmp_path / "all.md").read_text()
+    assert "| | 5-bit | 4-bit | 3-bit |" in md
+    header = md.split("\n")[2]
+    for cmd in [five["command"], *old["commands"]]:
+        assert header.count(f"`{cmd}`") == 1, cmd
+    merged = json.loads((tmp_path / "all.json").read_text())
+    for k, t in old["tables"].items():
+        for m in ("4", "3"):
+            assert merged["tables"][k][m] == t[m]
+        assert merged["tables"][k]["5"] == t["4"]
+    five["ideal"] = old["ideal"] + 1.0
+    (tmp_path / "other.json").write_text(json.dumps(five))
+    r = merge(f"{shipped},other.json", tmp_path / "bad.md")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "not the same float network" in r.stderr and not (tmp_path / "bad.md").exists()
+
+
 def test_paper_recipes_scale_the_nc_penalty_above_4_bits_for_resnet18_only():
     """Eq. 3's penalty is summed in counter units (they grow as 2^M): the ResNet-18 recipe divides
     --lambda by 2^(M-4) above 4 bits in both NC stages; 3 and 4 bits, the other options and the

@@ -191,10 +191,11 @@ def run(args) -> int:
     from ..config.section import check_seed
 
     check_seed(args.seed, "--seed")
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        raise XbarsimError("xbarsim paper needs PyTorch: pip install -e '.[train]'") from None
+    if not args.from_json:  # merging earlier runs' figures trains and measures nothing
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            raise XbarsimError("xbarsim paper needs PyTorch: pip install -e '.[train]'") from None
     from ..io.paths import check_out_dir, check_out_file
 
     names = list(RECIPES) if args.which == "all" else [args.which]
@@ -268,6 +269,8 @@ def train_missing(name, args, log) -> Path:
 
 
 def run_one(name, args, out_md, out_json) -> None:
+    if args.from_json:
+        return tables_from_json(name, args, out_md, out_json)
     from ..network import build_network
     from ..network.reference import run_ideal
     from ..config.spec import load_network_spec
@@ -279,8 +282,6 @@ def run_one(name, args, out_md, out_json) -> None:
     from ..network.weights import load_weights, save_weights
 
     r = RECIPES[name]
-    if args.from_json:
-        return tables_from_json(name, args, out_md, out_json)
     t_start = time.time()
     widths = [int(b) for b in args.bits.split(",")]
     lines_log = []
@@ -420,6 +421,12 @@ def _command() -> str:
     return " ".join(shlex.quote(a) for a in ["xbarsim"] + sys.argv[1:])
 
 
+def _measured_by(figs) -> list:
+    """The commands that measured a --json file's figures: its own, or, for a file that is itself
+    a --from-json merge (docs/tables-<network>.json), the commands of the runs it merged."""
+    return list(figs.get("commands") or [figs.get("command", "?")])
+
+
 def tables_from_json(name, args, out_md, out_json) -> None:
     """The tables of ``name`` from the JSON of earlier runs (their widths merged; each run's
     command is listed in the text)."""
@@ -436,7 +443,7 @@ def tables_from_json(name, args, out_md, out_json) -> None:
             raise XbarsimError(f"--from-json: {path}: figures of {figs.get('network')}, not {name}")
         tables = {int(k): {int(m): v for m, v in t.items()} for k, t in figs["tables"].items()}
         if merged is None:
-            merged = dict(figs, tables=tables, commands=[figs.get("command", "?")],
+            merged = dict(figs, tables=tables, commands=_measured_by(figs),
                           seconds={"total": figs["seconds"].get("total", 0.0)})
             continue
         for key in ("ideal", "samples"):
@@ -445,7 +452,7 @@ def tables_from_json(name, args, out_md, out_json) -> None:
                                    f"first file's {merged[key]} (not the same float network)")
         for k, t in tables.items():
             merged["tables"][k].update(t)
-        merged["commands"].append(figs.get("command", "?"))
+        merged["commands"] += [c for c in _measured_by(figs) if c not in merged["commands"]]
         merged["seconds"]["total"] += figs["seconds"].get("total", 0.0)
         names = {row["file"] for row in merged.get("training", [])}
         merged["training"] = merged.get("training", []) + [
