@@ -391,6 +391,11 @@ def test_paper_command_trains_measures_and_merges_its_tables(tiny, tmp_path):
     assert row["w_cycle_vs_ideal_differ"] == int(np.sum(res.predictions != res.ideal_predictions))
     md = (tmp_path / "t.md").read_text()
     assert "Table 2" in md and "Table 4" in md
+    # the header's time says how much of the run trained the missing stages
+    sec = figs["seconds"]
+    assert 0 < sec["training"] < sec["total"]
+    assert (f"{sec['total'] / 60:.1f} min in all: {sec['training'] / 60:.1f} min training the "
+            f"missing stages") in md.split("\n")[2]
     r = subprocess.run([sys.executable, "-m", "xbarsim", *common, "--from-json",
                         str(tmp_path / "t.json"), "--out", str(tmp_path / "again.md")],
                        capture_output=True, text=True)
@@ -417,6 +422,7 @@ def test_paper_from_json_adds_a_width_to_an_earlier_merge_without_torch(tmp_path
     five = copy.deepcopy(old)
     five["tables"] = {k: {"5": t["4"]} for k, t in old["tables"].items()}
     five["command"] = "xbarsim paper resnet18 --bits 5 --json five.json"
+    five["seconds"] = {"total": 600.0, "training": 240.0}
     five.pop("commands")
     (tmp_path / "five.json").write_text(json.dumps(five))
     block = ("import sys; sys.modules['torch'] = None; from xbarsim.cli import main; "
@@ -432,6 +438,8 @@ def test_paper_from_json_adds_a_width_to_an_earlier_merge_without_torch(tmp_path
     header = md.split("\n")[2]
     for cmd in [five["command"], *old["commands"]]:
         assert header.count(f"`{cmd}`") == 1, cmd
+    # the earlier runs did not record their training time apart: the sum says it is included
+    assert "min in all, training of any missing stage included" in header
     merged = json.loads((tmp_path / "all.json").read_text())
     for k, t in old["tables"].items():
         for m in ("4", "3"):

@@ -293,6 +293,7 @@ def run_one(name, args, out_md, out_json) -> None:
     work = train_missing(name, args, log)
     if args.train_only:
         return
+    t_trained = time.time()
     base = load_network_spec(args.network or r.network)
     plain = work / "plain.npz"
     cycle_epochs = _pick(args.cycle_epochs, r.cycle_epochs)
@@ -406,6 +407,7 @@ def run_one(name, args, out_md, out_json) -> None:
                                              for k, v in row.items() if not k.endswith("_file")))
     figs["training"] = training_record(work, widths)
     figs["seconds"]["total"] = time.time() - t_start
+    figs["seconds"]["training"] = t_trained - t_start  # the stages missing from the workdir
     text = format_tables(figs, widths, args, r, work)
     print(text)
     from ..io.atomic import atomic_write_text
@@ -444,7 +446,8 @@ def tables_from_json(name, args, out_md, out_json) -> None:
         tables = {int(k): {int(m): v for m, v in t.items()} for k, t in figs["tables"].items()}
         if merged is None:
             merged = dict(figs, tables=tables, commands=_measured_by(figs),
-                          seconds={"total": figs["seconds"].get("total", 0.0)})
+                          seconds={k: figs["seconds"][k] for k in ("total", "training")
+                                   if k in figs["seconds"]})
             continue
         for key in ("ideal", "samples"):
             if figs[key] != merged[key]:
@@ -453,7 +456,12 @@ def tables_from_json(name, args, out_md, out_json) -> None:
         for k, t in tables.items():
             merged["tables"][k].update(t)
         merged["commands"] += [c for c in _measured_by(figs) if c not in merged["commands"]]
-        merged["seconds"]["total"] += figs["seconds"].get("total", 0.0)
+        merged["seconds"]["total"] = merged["seconds"].get("total", 0.0) \
+            + figs["seconds"].get("total", 0.0)
+        if "training" in merged["seconds"] and "training" in figs["seconds"]:
+            merged["seconds"]["training"] += figs["seconds"]["training"]
+        else:  # a run that did not record its training time: the sum is not known
+            merged["seconds"].pop("training", None)
         names = {row["file"] for row in merged.get("training", [])}
         merged["training"] = merged.get("training", []) + [
             row for row in figs.get("training", []) if row["file"] not in names]
@@ -517,7 +525,12 @@ def format_tables(figs, widths, args, r=None, work=None) -> str:
     measured = ("" if not figs.get("commands") else
                 " from the figures measured by " + " and ".join(f"`{c}`" for c in figs["commands"]))
     total = figs.get("seconds", {}).get("total")
-    took = (f", {total / 60:.1f} min of measuring once trained" if total is not None else "")
+    training = figs.get("seconds", {}).get("training")
+    took = ("" if total is None else
+            f", {total / 60:.1f} min in all, training of any missing stage included"
+            if training is None else
+            f", {total / 60:.1f} min in all: {training / 60:.1f} min training the missing stages, "
+            f"{(total - training) / 60:.1f} min measuring")
     parts = [f"# {r.label} on {r.dataset}: the paper's Tables 2, 3 and 4\n",
              f"Made by `{cmd}`{measured} with `XBARSIM_DATA` naming the folder that holds "
              f"`{'mnist' if r.dataset == 'MNIST' else 'cifar10'}/` (docs/datasets.md); it trains "
