@@ -423,6 +423,10 @@ def test_paper_from_json_adds_a_width_to_an_earlier_merge_without_torch(tmp_path
     five["tables"] = {k: {"5": t["4"]} for k, t in old["tables"].items()}
     five["command"] = "xbarsim paper resnet18 --bits 5 --json five.json"
     five["seconds"] = {"total": 600.0, "training": 240.0}
+    # only the new width was measured with --cycle-epochs: its hardware-aware row is shown, "—"
+    # in the widths without one
+    five["tables"]["4"]["5"] = dict(five["tables"]["4"]["5"], hw_ideal=87.25, hw_cycle=86.75,
+                                    hw_cycle_vs_ideal_differ=77, hw_file="ncwc-cycle-5b.npz")
     five.pop("commands")
     (tmp_path / "five.json").write_text(json.dumps(five))
     block = ("import sys; sys.modules['torch'] = None; from xbarsim.cli import main; "
@@ -440,11 +444,15 @@ def test_paper_from_json_adds_a_width_to_an_earlier_merge_without_torch(tmp_path
         assert header.count(f"`{cmd}`") == 1, cmd
     # the earlier runs did not record their training time apart: the sum says it is included
     assert "min in all, training of any missing stage included" in header
+    assert md.count("| w/ + hardware-aware fine-tuning | 87.25% | — | — |") == 1
+    assert md.count("| w/ + hardware-aware fine-tuning | 86.75% | — | — |") == 1
+    assert "| w/ + hardware-aware: images where cycle-level ≠ run_ideal | 77 | — | — |" in md
+    assert "; w/ + hardware-aware fine-tuning: `ncwc-cycle-5b.npz`." in md
     merged = json.loads((tmp_path / "all.json").read_text())
     for k, t in old["tables"].items():
         for m in ("4", "3"):
             assert merged["tables"][k][m] == t[m]
-        assert merged["tables"][k]["5"] == t["4"]
+        assert merged["tables"][k]["5"] == five["tables"][k]["5"]
     five["ideal"] = old["ideal"] + 1.0
     (tmp_path / "other.json").write_text(json.dumps(five))
     r = merge(f"{shipped},other.json", tmp_path / "bad.md")

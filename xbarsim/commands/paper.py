@@ -575,11 +575,11 @@ def format_tables(figs, widths, args, r=None, work=None) -> str:
                        {m: t[3][m]["wo"] for m in widths}, {m: t[3][m]["w"] for m in widths},
                        [("WC alone, no fine-tuning", [_pct(t[3][m]["w_clustering_only"])
                                                       for m in widths])]))
-    def hw_row(kind):
-        if not all(f"hw_{kind}" in t[4][m] for m in widths):
+    def hw_row(kind):  # a width measured without --cycle-epochs gets "—"
+        if not any(f"hw_{kind}" in t[4][m] for m in widths):
             return []
         return [("w/ + hardware-aware fine-tuning",
-                 [_pct(t[4][m][f"hw_{kind}"]) for m in widths])]
+                 [_pct(t[4][m].get(f"hw_{kind}")) for m in widths])]
 
     parts.append(block(4, "Table 4 (ideal integer network, run_ideal): signals and weights "
                        "quantized, M = N",
@@ -601,22 +601,23 @@ def format_tables(figs, widths, args, r=None, work=None) -> str:
               + " |"]
     if all("w_cycle" in t[4][m] for m in widths):
         for key, name in (("w", "w/"), ("wo", "w/o"), ("hw", "w/ + hardware-aware")):
-            if all(f"{key}_cycle_vs_ideal_differ" in t[4][m] for m in widths):
+            if any(f"{key}_cycle_vs_ideal_differ" in t[4][m] for m in widths):
                 checks.append(f"| {name}: images where cycle-level ≠ run_ideal | "
-                              + " | ".join(str(t[4][m][f"{key}_cycle_vs_ideal_differ"])
+                              + " | ".join(str(t[4][m].get(f"{key}_cycle_vs_ideal_differ", "—"))
                                            for m in widths) + " |")
     parts.append("**Consistency checks**\n\n" + "\n".join(checks) + "\n")
     hw = (("; w/ + hardware-aware fine-tuning: "
-           + ", ".join(f"`{t[4][m]['hw_file']}`" for m in widths))
-          if all("hw_ideal" in t[4][m] for m in widths) else "")
+           + ", ".join(f"`{t[4][m]['hw_file']}`" for m in widths if "hw_ideal" in t[4][m]))
+          if any("hw_ideal" in t[4][m] for m in widths) else "")
     timing = ["| | " + " | ".join(f"{m}-bit" for m in widths) + " |",
               "|---|" + "---:|" * len(widths)]
     for key, name in (("wo", "w/o"), ("w", "w/"), ("hw", "w/ + hardware-aware")):
         for kind, what in (("ideal", "run_ideal"), ("cycle", "cycle-level engine")):
             k = f"{key}_{kind}_seconds"
-            if all(k in t[4][m] for m in widths):
+            if any(k in t[4][m] for m in widths):
                 timing.append(f"| {name}: {what}, s | "
-                              + " | ".join(f"{t[4][m][k]:.1f}" for m in widths) + " |")
+                              + " | ".join(f"{t[4][m][k]:.1f}" if k in t[4][m] else "—"
+                                           for m in widths) + " |")
     if len(timing) > 2:
         parts.append(f"**Wall time of the Table 4 runs** ({figs['samples']} images each; what "
                       "else ran on the machine is not controlled, see the notes)\n\n"
