@@ -495,6 +495,10 @@ r_wire_col_ohm: 3
     ("drift_t0_s: 0", "d.yaml:1: drift_t0_s: must be > 0 (got 0.0)"),
     ("r_wire_row_ohms: 1", "d.yaml:1: r_wire_row_ohms: unknown key; did you mean 'r_wire_row_ohm'?"),
     ("iv_sinh_alpha: 50", "d.yaml:1: iv_sinh_alpha: must be <= 20 (got 50.0)"),
+    # a pulse longer than the default cycle (2 ns) is reported at t_pulse_s, with its line
+    ("name: d\nt_pulse_s: 5.0e-9", "d.yaml:2: t_pulse_s: must be <= t_cycle_s = 2e-09 (the "
+     "default; write a t_cycle_s at least as long) (got 5e-09)"),
+    ("t_pulse_s: 5.0e-9\nt_cycle_s: 4.0e-9", "d.yaml:2: t_cycle_s: must be >= 5e-09 (got 4e-09)"),
 ])
 def test_card_errors_are_one_line(text, message):
     with pytest.raises(ConfigError) as err:

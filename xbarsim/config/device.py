@@ -300,6 +300,9 @@ def _parse_circuit(sec: Section, t_pulse: float, alpha: float) -> dict:
         c_ifc_f=sec.float("c_ifc_f", 1e-12, lo=0, lo_open=True, hi=1.0),
         t_cycle_s=sec.float("t_cycle_s", 2e-9, lo=t_pulse, hi=1.0),
     )
+    if out["t_cycle_s"] < t_pulse:  # only the default can be: a written t_cycle_s was checked
+        raise sec.error("t_pulse_s", f"must be <= t_cycle_s = {out['t_cycle_s']:g} (the default; "
+                        f"write a t_cycle_s at least as long)", t_pulse)
     def bad(key, message, got):
         raise sec.error(key, message, got)
 
