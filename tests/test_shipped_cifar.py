@@ -91,7 +91,7 @@ def test_shipped_hardware_aware_alexnet_on_all_10000_test_images(m):
 # ResNet-18: correct predictions (ideal integer, cycle-level) on the first 1,000 CIFAR-10 test images,
 # as measured by `xbarsim run networks/resnet18-cifar10-<M>b.yaml --samples 1000` (4-bit: 4 min 19 s
 # with the tables measured beside it; 3-bit: 97 s with the 3-bit tables beside it; 8-bit: 264 s,
-# nothing beside it; 5-bit: 735 s, niced, with the 5-bit NC training beside it;
+# nothing beside it; 5-bit: 56 s alone (735 s niced beside the 5-bit NC training);
 # docs/tables-resnet18.md has all 10,000 at 5, 4 and 3 bits)
 RESNET_1000 = {3: (801, 691), 4: (830, 787), 5: (851, 844), 8: (857, 859)}
 RESNET_BITS = (3, 4, 5, 8)
