@@ -575,11 +575,16 @@ def format_tables(figs, widths, args, r=None, work=None) -> str:
                        {m: t[3][m]["wo"] for m in widths}, {m: t[3][m]["w"] for m in widths},
                        [("WC alone, no fine-tuning", [_pct(t[3][m]["w_clustering_only"])
                                                       for m in widths])]))
-    def hw_row(kind):  # a width measured without --cycle-epochs gets "—"
-        if not any(f"hw_{kind}" in t[4][m] for m in widths):
-            return []
-        return [("w/ + hardware-aware fine-tuning",
-                 [_pct(t[4][m].get(f"hw_{kind}")) for m in widths])]
+    def cells(key, fmt=str):
+        """Table 4's ``key`` for each width, "—" where a width lacks it (one measured without
+        --cycle-epochs, say); None where every width does."""
+        if not any(key in t[4][m] for m in widths):
+            return None
+        return [fmt(t[4][m][key]) if key in t[4][m] else "—" for m in widths]
+
+    def hw_row(kind):
+        vals = cells(f"hw_{kind}", _pct)
+        return [] if vals is None else [("w/ + hardware-aware fine-tuning", vals)]
 
     parts.append(block(4, "Table 4 (ideal integer network, run_ideal): signals and weights "
                        "quantized, M = N",
@@ -601,10 +606,10 @@ def format_tables(figs, widths, args, r=None, work=None) -> str:
               + " |"]
     if all("w_cycle" in t[4][m] for m in widths):
         for key, name in (("w", "w/"), ("wo", "w/o"), ("hw", "w/ + hardware-aware")):
-            if any(f"{key}_cycle_vs_ideal_differ" in t[4][m] for m in widths):
+            vals = cells(f"{key}_cycle_vs_ideal_differ")
+            if vals is not None:
                 checks.append(f"| {name}: images where cycle-level ≠ run_ideal | "
-                              + " | ".join(str(t[4][m].get(f"{key}_cycle_vs_ideal_differ", "—"))
-                                           for m in widths) + " |")
+                              + " | ".join(vals) + " |")
     parts.append("**Consistency checks**\n\n" + "\n".join(checks) + "\n")
     hw = (("; w/ + hardware-aware fine-tuning: "
            + ", ".join(f"`{t[4][m]['hw_file']}`" for m in widths if "hw_ideal" in t[4][m]))
@@ -613,11 +618,9 @@ def format_tables(figs, widths, args, r=None, work=None) -> str:
               "|---|" + "---:|" * len(widths)]
     for key, name in (("wo", "w/o"), ("w", "w/"), ("hw", "w/ + hardware-aware")):
         for kind, what in (("ideal", "run_ideal"), ("cycle", "cycle-level engine")):
-            k = f"{key}_{kind}_seconds"
-            if any(k in t[4][m] for m in widths):
-                timing.append(f"| {name}: {what}, s | "
-                              + " | ".join(f"{t[4][m][k]:.1f}" if k in t[4][m] else "—"
-                                           for m in widths) + " |")
+            vals = cells(f"{key}_{kind}_seconds", lambda v: f"{v:.1f}")
+            if vals is not None:
+                timing.append(f"| {name}: {what}, s | " + " | ".join(vals) + " |")
     if len(timing) > 2:
         parts.append(f"**Wall time of the Table 4 runs** ({figs['samples']} images each; what "
                       "else ran on the machine is not controlled, see the notes)\n\n"

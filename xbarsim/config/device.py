@@ -303,6 +303,7 @@ def _parse_circuit(sec: Section, t_pulse: float, alpha: float) -> dict:
     if out["t_cycle_s"] < t_pulse:  # only the default can be: a written t_cycle_s was checked
         raise sec.error("t_pulse_s", f"must be <= t_cycle_s = {out['t_cycle_s']:g} (the default; "
                         f"write a t_cycle_s at least as long)", t_pulse)
+
     def bad(key, message, got):
         raise sec.error(key, message, got)
 
