@@ -63,7 +63,7 @@ def run(args) -> int:
     from ..io.atomic import atomic_write_text
     from ..network.network import load_network
     from ..network.reference import im2col
-    from ..spice import column_netlist, run_ngspice, tile_netlist
+    from ..spice import check_netlist, column_netlist, run_ngspice, safe_identifier, tile_netlist
     from ..spice.compare import engine_currents, group_load, row_load
     from .run import load_inputs
 
@@ -104,6 +104,9 @@ def run(args) -> int:
         x = np.asarray(xin, np.int64).reshape(-1)
     lh = hw[layer.name]
     dev = hw.device
+    # names come from the network file (or a NIR file it was imported from): into the netlist
+    # only as safe identifiers
+    names = f"{safe_identifier(spec.name)} {safe_identifier(layer.name)}"
     plan = sim.plan(layer.name)
     window = plan.window
     spk = schedule(sim.options.encoding, window, plan.cycles)
@@ -123,8 +126,8 @@ def run(args) -> int:
         vd = np.where(act, dev.v_read_v, 0.0)
         driven = act | (dev.idle_rows == "driven")
         text = tile_netlist(g, dev.r_wire_row_ohm, dev.r_wire_col_ohm, dev.r_driver_ohm, vd,
-                            driven, title=f"{spec.name} {layer.name} tile {rt},{ct} "
-                            f"{args.array} image {args.image} cycle {args.cycle}")
+                            driven, title=f"{names} tile {rt}_{ct} {args.array} image "
+                            f"{args.image} cycle {args.cycle}")
     else:
         j = args.column
         if not 0 <= j < lh.cols:
@@ -150,8 +153,9 @@ def run(args) -> int:
                           load_neg=row_load(lh.g_neg_s, j, tile))]
             k_col = 0
         text = column_netlist(cases, spk, dev, plan.cycles,
-                              title=f"{spec.name} {layer.name} column {j} image {args.image} "
+                              title=f"{names} column {j} image {args.image} "
                               f"position {args.position}")
+    check_netlist(text)  # before it is written, printed or run
     if args.out:
         atomic_write_text(args.out, text)
         print(f"wrote {args.out}")

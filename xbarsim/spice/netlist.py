@@ -12,11 +12,17 @@ comparator that samples the membrane at the end of each cycle, reset by subtract
 threshold charge, and a counter; ``.tran`` over the window prints each column's spike count and
 final membrane. Wires are not in the transient netlist (the DC netlist checks them).
 One column per netlist runs fastest (the columns of one netlist share its time steps).
+
+Both take a ``title`` for their first (comment) line; it passes word by word through
+:func:`xbarsim.spice.safety.safe_identifier`, so a name from a network file never starts a line
+of its own (docs/fidelity.md, "Netlists hold data, never code").
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from .safety import safe_title
 
 FRONT_END_NODES = ("ideal", "opamp", "capacitor")
 
@@ -36,8 +42,9 @@ def tile_netlist(g, r_row, r_col, r_driver, vdrive, driven=None, v_end=None, tit
     v_end = np.zeros(C) if v_end is None else np.asarray(v_end, np.float64).reshape(C)
     row = (lambda i, j: f"r{i}_{j}") if r_row > 0 else (lambda i, j: f"r{i}")
     col = (lambda i, j: f"c{i}_{j}") if r_col > 0 else (lambda i, j: f"e{j}")
-    lines = [f"* xbarsim {title}: {R}x{C} tile, r_row={r_row:g} r_col={r_col:g} ohm, "
-             f"r_driver={r_driver:g} ohm, {int(driven.sum())} of {R} rows driven",
+    lines = [f"* xbarsim {safe_title(title)}: {R}x{C} tile, r_row={r_row:g} "
+             f"r_col={r_col:g} ohm, r_driver={r_driver:g} ohm, {int(driven.sum())} of {R} rows "
+             "driven",
              ]
     r_in = r_driver + r_row
     for i in range(R):
@@ -94,8 +101,8 @@ def column_netlist(cases, spk, device, cycles: int, title="columns", rise_frac=0
     dl = 1e-12 if tc - tp > 5e-12 else (tc - tp) / 5  # comparator/reset slot width
     t0 = 4 * dl  # the window starts after the initial membrane is preset
     tend = t0 + cycles * tc + 2 * dl
-    lines = [f"* xbarsim {title}: {len(cases)} column(s), front end {fe}, r_driver={rd:g} ohm, "
-             f"{cycles} cycles of {tc:g} s, read pulse {v:g} V x {tp:g} s",
+    lines = [f"* xbarsim {safe_title(title)}: {len(cases)} column(s), front end {fe}, "
+             f"r_driver={rd:g} ohm, {cycles} cycles of {tc:g} s, read pulse {v:g} V x {tp:g} s",
              f".options method=gear reltol={reltol:g} abstol=1e-18 vntol=1e-12 chgtol=1e-22",
              ]
     values = sorted({int(x) for c in cases for x in np.asarray(c["x"]) if x > 0})
