@@ -52,6 +52,11 @@ def register(sub) -> None:
     p.add_argument("--channels-last", action="store_true",
                    help="keep conv tensors channels-last (NHWC) in training: faster conv steps on "
                    "the CPU; the result differs in the last bits from the default layout")
+    p.add_argument("--label-smoothing", type=float, default=0.0, metavar="EPS",
+                   help="cross-entropy against (1-EPS)·one-hot + EPS/classes (default 0)")
+    p.add_argument("--decay-norm-bias", action=argparse.BooleanOptionalAction, default=True,
+                   help="--weight-decay on batch-norm parameters and biases too (default); "
+                   "--no-decay-norm-bias decays the conv/fc weights only")
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam",
                    help="adam (default) or sgd (Nesterov momentum 0.9)")
     p.add_argument("--schedule", choices=("cosine", "onecycle"), default="cosine",
@@ -102,6 +107,8 @@ def run(args) -> int:
 
     check_seed(args.seed, "--seed")
     m, n = parse_bits(args.bits)
+    if not 0 <= args.label_smoothing < 1:
+        raise XbarsimError(f"--label-smoothing: must be in [0, 1) (got {args.label_smoothing})")
     check_out_file(args.out, "--out")
     if args.log:
         check_out_file(args.log, "--log")
@@ -144,7 +151,8 @@ def run(args) -> int:
                       weight_decay=args.weight_decay, lam=args.lam, lambdas=lambdas,
                       alpha=args.alpha, grid=args.grid, shift=args.shift, flip=args.flip,
                       batch_norm=args.batch_norm, channels_last=args.channels_last,
-                      optimizer=args.optimizer,
+                      optimizer=args.optimizer, label_smoothing=args.label_smoothing,
+                      decay_norm_bias=args.decay_norm_bias,
                       schedule=args.schedule, quantile=args.calib_quantile, seed=args.seed,
                       threads=args.threads, train_limit=args.train_limit,
                       test_limit=args.test_limit,
