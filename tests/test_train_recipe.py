@@ -6,6 +6,7 @@ Torch tests are marked ``train`` and skip without PyTorch.
 
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
 from pathlib import Path
@@ -87,3 +88,31 @@ def test_label_smoothing_out_of_range_is_one_line(value, tmp_path):
     assert r.returncode == 2, r.stderr
     assert r.stderr.strip().splitlines() == [f"xbarsim: error: --label-smoothing: must be in "
                                              f"[0, 1) (got {float(value)})"]
+
+
+@pytest.mark.train
+def test_unfolded_batch_norm_computes_the_folded_network():
+    import torch
+
+    from xbarsim.train.model import fold_batch_norm, unfold_batch_norm
+
+    model = _model()
+    x = torch.rand(16, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    fold_batch_norm(model)             # a float-form file's network: no batch norm
+    model.eval()
+    folded = model(x)
+    again = _model()                   # batch norm, fresh (γ = 1, β = 0)
+    with torch.no_grad():
+        for n in model.weight:
+            again.weight[n].copy_(model.weight[n])
+            again.bias[n].copy_(model.bias[n])
+    again.train()                      # fresh batch norm normalises each layer: another net
+    assert not torch.allclose(again(x), folded, atol=1e-3)
+    unfold_batch_norm(again, x)
+    again.eval()                       # the running statistics pass the file's network on
+    assert torch.allclose(again(x), folded, atol=1e-4)
+    trained = copy.deepcopy(again)     # and so do the batch's own, on the images it saw
+    trained.train()
+    assert torch.allclose(trained(x), folded, atol=1e-4)
+    fold_batch_norm(again)             # and folding it back gives the same network
+    assert torch.allclose(again(x), folded, atol=1e-4)

@@ -21,7 +21,7 @@ from ..errors import DataError, XbarsimError
 from ..network.weights import FORMAT, atomic_savez, save_weights
 from . import quant
 from .model import (QNet, export_integer, exact_forward, float_state, fold_batch_norm,
-                    load_float_state, to_count_units)
+                    load_float_state, to_count_units, unfold_batch_norm)
 
 METHODS = ("plain", "nc", "nc+wc")
 
@@ -476,6 +476,11 @@ def train(spec, cfg: TrainConfig, init=None, log=print, progress=True) -> TrainR
         if init is not None and not ck.started():
             state, _, _ = read_float_form(init, spec)
             load_float_state(model, state)
+            if model.bn is not None:  # batch norm set to pass the file's network on unchanged
+                n = min(cfg.calib_images, 500)
+                unfold_batch_norm(model, model.prepare(torch.from_numpy(tr[0][:n]).to(dev)))
+                log(f"init: batch norm set to pass {init}'s folded network on unchanged "
+                    f"(statistics of {n} training images)")
         model.mode = "float"
         fit(model, *tr, cfg.epochs, cfg.lr, tag="plain", **stage)
         if model.bn is not None:

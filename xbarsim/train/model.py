@@ -272,6 +272,43 @@ def fold_batch_norm(model: QNet) -> None:
     model.bn = None
 
 
+class _Moments(nn.Module):
+    """Stands in for a batch norm: records the per-channel mean and variance of what it is given
+    and passes it on unchanged."""
+
+    def forward(self, a):
+        self.mean = a.double().mean((0, 2, 3))
+        self.var = a.double().var((0, 2, 3), unbiased=False)
+        return a
+
+
+@torch.no_grad()
+def unfold_batch_norm(model: QNet, x: torch.Tensor) -> None:
+    """The inverse of :func:`fold_batch_norm` for a network whose batch norm was folded away:
+    set every batch norm to what it sees on ``x`` (float mode) so that it passes its input on
+    unchanged, ``γ = √(σ²+ε)``, ``β = μ``, running statistics ``μ, σ²``. Training can then go on
+    with batch norm from a folded float network (``xbarsim train --method plain --batch-norm
+    --init FILE``) starting from the function the file computes (exactly in eval mode; in train
+    mode up to the batch's own statistics), not from freshly normalised layers."""
+    if model.bn is None:
+        return
+    bns, mode = model.bn, model.mode
+    model.bn = nn.ModuleDict({name: _Moments() for name in bns})
+    model.mode = "float"
+    try:
+        model.eval()
+        model(x)
+        moments = model.bn
+    finally:
+        model.bn, model.mode = bns, mode
+    for name, bn in bns.items():
+        mean, var = moments[name].mean, moments[name].var
+        bn.weight.copy_(torch.sqrt(var + bn.eps).float())
+        bn.bias.copy_(mean.float())
+        bn.running_mean.copy_(mean.float())
+        bn.running_var.copy_(var.float())
+
+
 # -- float <-> count units ---------------------------------------------------------------------------
 def float_state(model: QNet) -> dict:
     """``{name: (W, b)}`` as float64 numpy arrays."""
