@@ -114,6 +114,8 @@ def check_netlist(text: str) -> str:
                 refuse(n, "opens a second control block")
             control = n
             continue
+        if line.startswith("*"):
+            refuse(n, "is a comment after the title (ngspice runs a '*#' line as a command)")
         if line.startswith("."):
             if not any(p.fullmatch(line) for p in _DOTS):
                 refuse(n, "is not a dot-command xbarsim writes")
