@@ -91,10 +91,12 @@ class NirTraceWriter:
         self.traced_images.update(int(i) for i in idx)
 
     def close(self) -> Path:
+        """Write ``DIR/trace.nir``: built in memory, then renamed into place, so a full disk is
+        one line and an earlier trace is left as it was."""
         nir = _nir()
         import h5py
 
-        from ..io.atomic import atomic_write
+        from ..io.hdf5 import write_hdf5
 
         images = np.array(sorted(self.traced_images), np.int64)
         nodes = {}
@@ -117,9 +119,9 @@ class NirTraceWriter:
             nodes[f"{name}.if"] = nir.NIRNodeData(observables={"spikes": data})
         graph = nir.NIRGraphData(nodes=nodes)
 
-        def write(tmp):
-            nir.write_data(tmp, graph)
-            with h5py.File(tmp, "a") as f:
+        def write(buf):
+            nir.write_data(buf, graph)
+            with h5py.File(buf, "a") as f:
                 f.attrs["xbarsim.format"] = FORMAT
                 f.attrs["xbarsim.images"] = images
                 cls = [self.classes.get(int(i), (-1, -1)) for i in images]
@@ -128,50 +130,141 @@ class NirTraceWriter:
                 for name in self.layers:
                     f.attrs[f"xbarsim.shape.{name}"] = np.array(self.shapes[name], np.int64)
 
-        return atomic_write(self.dir / FILE, write, mode=None, suffix=".nir")
+        return write_hdf5(self.dir / FILE, write, suffix=".nir")
+
+
+#: Most cycles in a layer's window (T = 2^M - 1 with M <= 16 signal bits).
+MAX_CYCLES = (1 << 16) - 1
+_INT32 = (1 << 31) - 1
 
 
 def read_nir_trace(path) -> dict:
     """A NIRData trace → the structure of :func:`xbarsim.engine.trace.read_trace`:
-    ``{layer: events (image, neuron, cycle)}`` plus ``"_manifest"``."""
-    nir = _nir()
-    import h5py
+    ``{layer: events (image, neuron, cycle)}`` plus ``"_manifest"``.
+
+    The file is checked before anything is read (:func:`xbarsim.io.hdf5.open_hdf5`: no data from
+    outside it, declared sizes and gzip chunks within the memory budget), then each layer's
+    ``EventData`` is checked against itself: ``idx`` and ``time`` of one shape (one row per
+    image), ``idx`` in ``[-1, n_neurons)``, ``time`` of a spike in ``[0, t_max]`` with
+    ``t_max <= 65535`` cycles, and as many rows as ``xbarsim.images`` names."""
+    _nir()
+    from ..io.files import memory_budget
+    from ..io.hdf5 import open_hdf5
 
     path = Path(path)
-    try:
-        data = nir.read_data(str(path))
-        with h5py.File(path, "r") as f:
-            attrs = dict(f.attrs)
-    except Exception as exc:  # noqa: BLE001 - h5py/nir raise many kinds
-        raise XbarsimError(f"{path}: not a readable NIRData file ({' '.join(str(exc).split())})") \
-            from None
-    layers, out = {}, {}
-    images = None
-    for key, node in data.nodes.items():
-        obs = getattr(node, "observables", {}).get("spikes")
-        if obs is None or not hasattr(obs, "idx"):
-            continue
-        name = key[:-3] if key.endswith(".if") else key
-        n = obs.idx.shape[0]
-        if images is None:
-            images = [int(i) for i in attrs.get("xbarsim.images", np.arange(n))]
-        keep = obs.idx >= 0
-        rows = np.nonzero(keep)[0]
-        rec = np.empty(int(keep.sum()), TRACE_DTYPE)
-        rec["image"] = np.asarray(images, np.int64)[rows] if len(images) else rows
-        rec["neuron"] = obs.idx[keep]
-        rec["cycle"] = np.rint(obs.time[keep]).astype(np.int64)
-        out[name] = rec
-        shape = attrs.get(f"xbarsim.shape.{name}")
-        layers[name] = {"file": path.name, "neurons": int(obs.n_neurons),
-                        "shape": [int(s) for s in shape] if shape is not None else
-                        [int(obs.n_neurons)], "cycles": int(round(obs.t_max)),
-                        "events": int(len(rec))}
+
+    def fail(message):
+        return XbarsimError(f"{path}: {message}")
+
+    budget = memory_budget()
+    with open_hdf5(path, fail, budget=budget, what="NIRData file") as h5:
+        if h5.attr("", "__type__") != "NIRGraphData" or not h5.is_group("nodes"):
+            raise fail("not a NIRData file (no NIRGraphData root with a 'nodes' group)")
+        images = _int_list(h5, "", "xbarsim.images", fail)
+        if images and min(images) < 0:
+            raise fail(f"@xbarsim.images: image indices must be >= 0 (got {min(images)})")
+        predicted = _int_list(h5, "", "xbarsim.predicted", fail)
+        label = _int_list(h5, "", "xbarsim.label", fail)
+        fmt = h5.attr("", "xbarsim.format", "NIRData")
+        layers, out = {}, {}
+        for key in h5.names("nodes"):
+            node = f"nodes/{key}"
+            spikes = f"{node}/observables/spikes"
+            if h5.attr(node, "__type__") != "NIRNodeData" or not h5.is_group(spikes) or \
+                    h5.attr(spikes, "__type__") not in ("EventData", "ValuedEventData"):
+                continue  # a nested graph, or another kind of observable: not spikes
+            name = key[:-3] if key.endswith(".if") else key
+            if images is None:
+                idx = h5.get(f"{spikes}/idx")
+                rows = idx.shape[0] if idx is not None and idx.shape else 0
+                images = list(range(rows))
+            rec, meta = _events(h5, spikes, name, images, budget, fail)
+            shape = _int_list(h5, "", f"xbarsim.shape.{name}", fail)
+            if shape is not None:
+                if not shape or min(shape) < 1 or int(np.prod(shape, dtype=object)) != \
+                        meta["neurons"]:
+                    raise fail(f"@xbarsim.shape.{_show(name)}: must be positive sizes whose "
+                               f"product is n_neurons = {meta['neurons']} (got {shape[:8]})")
+                meta["shape"] = shape
+            out[name] = rec
+            layers[name] = dict(meta, file=path.name)
+    images = images or []
+    for key, values in (("xbarsim.predicted", predicted), ("xbarsim.label", label)):
+        if values is not None and len(values) != len(images):
+            raise fail(f"@{key}: {len(values)} values for {len(images)} images")
     classes = {}
-    if images and "xbarsim.predicted" in attrs:
-        for i, p, lab in zip(images, attrs["xbarsim.predicted"], attrs.get("xbarsim.label", [])):
+    if images and predicted is not None:
+        for k, (i, p) in enumerate(zip(images, predicted)):
+            lab = label[k] if label is not None else -1
             if p >= 0:
                 classes[str(i)] = {"predicted": int(p), "label": None if lab < 0 else int(lab)}
-    out["_manifest"] = {"format": str(attrs.get("xbarsim.format", "NIRData")),
-                        "images": images or [], "layers": layers, "classes": classes}
+    out["_manifest"] = {"format": str(fmt), "images": images, "layers": layers,
+                        "classes": classes}
     return out
+
+
+def _show(text) -> str:
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+    return text if len(text) <= 100 else text[:97] + "..."
+
+
+def _int_list(h5, path, name, fail):
+    """A root attribute holding integers (a scalar or a 1-d array), as a list; None if absent."""
+    value = h5.attr(path, name)
+    if value is None:
+        return None
+    a = np.asarray(value)
+    if a.dtype.kind not in "iu" or a.ndim > 1 or (a.size and (a.min() < -1 or a.max() > _INT32)):
+        raise fail(f"@{_show(name)}: must be integers in [-1, {_INT32}] (got "
+                   f"{_show(a.reshape(-1)[:4].tolist() if a.dtype.kind in 'iufb' else a.dtype)})")
+    return [int(v) for v in a.reshape(-1)]
+
+
+def _events(h5, spikes, name, images, budget, fail):
+    """One layer's EventData as event records and its manifest entry, checked."""
+    where = _show(spikes)
+    for part in ("idx", "time"):
+        if not h5.has(f"{spikes}/{part}") or h5.is_group(f"{spikes}/{part}"):
+            raise fail(f"{where}: no '{part}' dataset")
+    n_neurons = h5.attr(spikes, "n_neurons")
+    t_max = h5.attr(spikes, "t_max")
+    n = np.asarray(n_neurons) if n_neurons is not None else np.asarray(None)
+    if n.shape != () or n.dtype.kind not in "iuf" or not np.isfinite(n) or n != np.floor(n) or \
+            not 1 <= n <= _INT32:
+        raise fail(f"{where}@n_neurons: must be an integer in [1, {_INT32}] (got "
+                   f"{_show(n_neurons)})")
+    n = int(n)
+    t = np.asarray(t_max) if t_max is not None else np.asarray(None)
+    if t.shape != () or t.dtype.kind not in "iuf" or not np.isfinite(t) or \
+            not 0 <= t <= MAX_CYCLES:
+        raise fail(f"{where}@t_max: must be a number of cycles in [0, {MAX_CYCLES}] (got "
+                   f"{_show(t_max)})")
+    cycles = int(round(float(t)))
+    if len(images) * n * 8 > budget:  # trace plot counts spikes per (image, neuron)
+        raise fail(f"{where}@n_neurons: {n:,} neurons for {len(images):,} images need "
+                   f"{len(images) * n * 8:,} bytes of counts, more than the {budget:,} bytes of "
+                   "memory available")
+    idx, time = h5.read(f"{spikes}/idx"), h5.read(f"{spikes}/time")
+    idx, time = np.asarray(idx), np.asarray(time)
+    if idx.ndim != 2 or idx.dtype.kind not in "iu" or time.shape != idx.shape or \
+            time.dtype.kind not in "iuf":
+        raise fail(f"{where}: idx (integers) and time (numbers) must be one row per image of "
+                   f"the same shape (got idx {idx.dtype} {idx.shape}, time {time.dtype} "
+                   f"{time.shape})")
+    if idx.shape[0] != len(images):
+        raise fail(f"{where}: {idx.shape[0]} rows for {len(images)} images (xbarsim.images)")
+    keep = idx >= 0
+    if idx.size and (idx.min() < -1 or idx.max() >= n):
+        raise fail(f"{where}/idx: neuron indices must be in [-1, {n}) (-1: padding) (got "
+                   f"{int(idx.min())}..{int(idx.max())})")
+    spike_t = time[keep]
+    if spike_t.size and (not np.all(np.isfinite(spike_t)) or spike_t.min() < 0 or
+                         spike_t.max() > t):
+        raise fail(f"{where}/time: spike times must be finite, in [0, t_max = {float(t):g}]")
+    rows = np.nonzero(keep)[0]
+    rec = np.empty(len(rows), TRACE_DTYPE)
+    rec["image"] = np.asarray(images, np.int64)[rows]
+    rec["neuron"] = idx[keep]
+    rec["cycle"] = np.rint(spike_t).astype(np.int64)
+    meta = {"neurons": n, "shape": [n], "cycles": cycles, "events": int(len(rec))}
+    return rec, meta

@@ -146,26 +146,65 @@ def to_nir(network):
 
 
 def write_nir(network, path) -> Path:
-    """Write :func:`to_nir` of ``network`` to ``path`` (HDF5, atomically)."""
+    """Write :func:`to_nir` of ``network`` to ``path`` (HDF5 built in memory, then written
+    atomically: a full disk is one line and leaves an earlier file as it was)."""
     nir = _nir()
-    from ..io.atomic import atomic_write
+    from ..io.hdf5 import write_hdf5
 
     graph = to_nir(network)
-    return atomic_write(path, lambda tmp: nir.write(tmp, graph), mode=None, suffix=".nir")
+    return write_hdf5(path, lambda buf: nir.write(buf, graph), suffix=".nir")
 
 
 # -- import -----------------------------------------------------------------------------------------
 def load_graph(path):
-    """``nir.read`` with one-line errors."""
+    """The :class:`nir.NIRGraph` in the NIR file ``path``, read as ``nir.read`` reads it but
+    from a file checked first (:func:`xbarsim.io.hdf5.open_hdf5`: nothing read from outside the
+    file, every declared size and every gzip chunk within the memory budget); every problem is
+    one line naming the file."""
     nir = _nir()
+    from ..io.hdf5 import open_hdf5
+
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(str(path), None, None, "file not found")
+
+    def fail(message):
+        return ConfigError(str(path), None, None, message)
+
+    with open_hdf5(path, fail, what="NIR file") as h5:
+        if not h5.is_group("node"):
+            raise fail("not a NIR graph file (no 'node' group)")
+        tree = h5.tree("node")
+    if "type_check" in tree:
+        raise fail("node: a 'type_check' entry is not NIR")
+    _check_broadcasts(tree, "node", fail)
+    tree["type_check"] = False
     try:
-        return nir.read(str(path), type_check=False)
-    except Exception as exc:  # noqa: BLE001 - h5py/nir raise many kinds
+        return nir.dict2NIRNode(tree)
+    except Exception as exc:  # noqa: BLE001 - nir raises many kinds on a malformed graph
         text = " ".join(str(exc).split())[:160] or type(exc).__name__
-        raise ConfigError(str(path), None, None, f"not a readable NIR file ({text})") from None
+        raise fail(f"not a readable NIR file ({text})") from None
+
+
+#: Node fields that ``nir`` multiplies by another (``w_in * ones_like(ref)``) when it builds the
+#: node: a crafted pair of shapes ((n, 1) and (1, n)) would broadcast to n² values.
+_BROADCAST = {"CubaLI": ("w_in", "v_leak"), "CubaLIF": ("w_in", "v_threshold")}
+
+
+def _check_broadcasts(tree: dict, where: str, fail) -> None:
+    kind = tree.get("type")
+    if isinstance(kind, str) and kind in _BROADCAST:
+        a, b = _BROADCAST[kind]
+        if a in tree and b in tree:
+            sa, sb = np.shape(tree[a]), np.shape(tree[b])
+            try:
+                n = int(np.prod(np.broadcast_shapes(sa, sb), dtype=object))
+            except ValueError:
+                n = None
+            if n is None or n > max(int(np.prod(sb, dtype=object)), 1):
+                raise fail(f"{where}/{a}: shape {tuple(sa)} does not fit {b}'s "
+                           f"{tuple(sb)}")
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            _check_broadcasts(value, f"{where}/{key}", fail)
 
 
 def is_xbarsim_graph(graph) -> bool:
@@ -303,6 +342,15 @@ _REFUSED = {
 
 def _dims(a) -> tuple:
     return tuple(int(x) for x in np.atleast_1d(np.asarray(a)).reshape(-1))
+
+
+def _per_neuron(value, n: int, name, key, err) -> np.ndarray:
+    """A neuron parameter as a flat float array of 1 or ``n`` values."""
+    a = np.asarray(value, np.float64).reshape(-1)
+    if a.size not in (1, n):
+        raise err(name, f"{key} must hold one value or one per neuron ({n})",
+                  list(np.shape(value)))
+    return a
 
 
 def _square(value, key, what, err) -> int:
@@ -470,17 +518,19 @@ def float_network(graph, where: str, input_shape=None) -> FloatNetwork:  # noqa:
             if np.any(np.asarray(node.v_reset, np.float64) != 0):
                 raise err(name, "v_reset != 0 is not supported (xbarsim resets by subtraction "
                           "from a membrane that starts near 0)")
-            vth = np.asarray(node.v_threshold, np.float64)
-            r = np.asarray(node.r, np.float64)
+            n = int(np.prod(v["shape"]))
+            # one value per neuron or one for all, flattened: shapes (n, 1) and (1, n) must
+            # not broadcast to n² values
+            vth = _per_neuron(node.v_threshold, n, name, "v_threshold", err)
+            r = _per_neuron(node.r, n, name, "r", err)
             if kind == "LIF":
-                tau = np.asarray(node.tau, np.float64)
+                tau = _per_neuron(node.tau, n, name, "tau", err)
                 # snnTorch writes a leak-free Leaky as r = tau = inf (v += I each step): gain 1
                 gain = np.ones_like(r) if np.all(np.isinf(r)) else r / tau
             else:
                 gain = r
             with np.errstate(divide="ignore", invalid="ignore"):
-                g = np.broadcast_to(gain / vth, (int(np.prod(v["shape"])),) if vth.size == 1
-                                    else vth.shape).astype(np.float64)
+                g = np.broadcast_to(gain / vth, (n,)).astype(np.float64)
             if not np.all(np.isfinite(g)) or np.any(g <= 0):
                 raise err(name, "needs positive finite r / v_threshold (a neuron that never "
                           "fires, or fires on negative input, does not map)")
