@@ -364,7 +364,7 @@ def test_trace_values_are_checked(tmp_path, case):
     want = {
         "n_neurons": f"{SPIKES}@n_neurons: must be an integer in [1, 2147483647] (got "
                      "1000000000000)",
-        "t_max": f"{SPIKES}@t_max: must be a number of cycles in [0, 65535] (got 1000000000.0)",
+        "t_max": f"{SPIKES}@t_max: must be a number of cycles in [0, 131070] (got 1000000000.0)",
         "idx_range": f"{SPIKES}/idx: neuron indices must be in [-1, 4) (-1: padding) (got -1..7)",
         "rows": f"{SPIKES}: 2 rows for 3 images (xbarsim.images)",
         "time": f"{SPIKES}/time: spike times must be finite, in [0, t_max = 15]",

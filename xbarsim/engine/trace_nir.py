@@ -133,8 +133,9 @@ class NirTraceWriter:
         return write_hdf5(self.dir / FILE, write, suffix=".nir")
 
 
-#: Most cycles in a layer's window (T = 2^M - 1 with M <= 16 signal bits).
-MAX_CYCLES = (1 << 16) - 1
+#: Most cycles in a layer's window: T = 2^M - 1 with M <= 16 signal bits, plus at most as many
+#: drain cycles (``run --drain-cycles``).
+MAX_CYCLES = 2 * ((1 << 16) - 1)
 _INT32 = (1 << 31) - 1
 
 
@@ -146,7 +147,7 @@ def read_nir_trace(path) -> dict:
     outside it, declared sizes and gzip chunks within the memory budget), then each layer's
     ``EventData`` is checked against itself: ``idx`` and ``time`` of one shape (one row per
     image), ``idx`` in ``[-1, n_neurons)``, ``time`` of a spike in ``[0, t_max]`` with
-    ``t_max <= 65535`` cycles, and as many rows as ``xbarsim.images`` names."""
+    ``t_max <= 131070`` cycles, and as many rows as ``xbarsim.images`` names."""
     _nir()
     from ..io.files import memory_budget
     from ..io.hdf5 import open_hdf5
