@@ -132,7 +132,7 @@ def test_clean_foreign_graph_and_trace_still_read(tmp_path, capsys):
     assert tr["_manifest"]["layers"]["fc1"]["cycles"] == 15
 
 
-# -- reads outside the file -------------------------------------------------------------------------
+# -- reads outside the file ----------------------------------------------------------------------
 def _assert_secret_nowhere(tmp_path, *texts):
     assert not (tmp_path / "x.yaml").exists() and not (tmp_path / "x.npz").exists()
     for text in texts:
@@ -209,7 +209,7 @@ def test_external_storage_in_a_nir_trace_is_refused(tmp_path, capsys):
     assert not (tmp_path / "plots").exists()
 
 
-# -- shapes: loops, counts, nesting -----------------------------------------------------------------
+# -- shapes: loops, counts, nesting --------------------------------------------------------------
 def test_hard_link_cycle_ends_at_the_depth_limit(tmp_path, capsys):
     path = foreign_graph(tmp_path / "loop.nir")
     with h5py.File(path, "a") as f:
@@ -321,17 +321,16 @@ def test_broadcast_bomb_in_a_cuba_lif_node_is_refused(tmp_path):
 def test_neuron_parameters_never_broadcast_to_a_square(tmp_path):
     """r as (n, 1) and v_threshold as (1, n) (nir's own check can be off, ``python -O``) map
     as n values each, not n² values."""
-    from xbarsim.interop.nir_io import float_network
-    path = foreign_graph(tmp_path / "g.nir")
-    from xbarsim.interop.nir_io import load_graph
-    graph = load_graph(path)
+    from xbarsim.errors import ConfigError
+    from xbarsim.interop.nir_io import float_network, load_graph
+
+    graph = load_graph(foreign_graph(tmp_path / "g.nir"))
     want = float_network(graph, "g", (1, 2, 2)).state
     graph.nodes["n"].r = np.ones((4, 1))
     graph.nodes["n"].v_threshold = np.ones((1, 4))
     got = float_network(graph, "g", (1, 2, 2)).state
     assert all(np.array_equal(want[k][i], got[k][i]) for k in want for i in (0, 1))
     graph.nodes["n"].r = np.ones(3)
-    from xbarsim.errors import ConfigError
     with pytest.raises(ConfigError) as e:
         float_network(graph, "g.nir", (1, 2, 2))
     assert str(e.value) == "g.nir: n: r must hold one value or one per neuron (4) (got [3])"

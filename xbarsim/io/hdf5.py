@@ -36,6 +36,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from ..errors import XbarsimError
 from .files import _short, memory_budget, open_regular, os_reason
 
 #: Links (groups and datasets) a file may hold.
@@ -289,7 +290,9 @@ class Hdf5Reader:
                 self._vlen(path, len(value))
                 out[idx] = value
             return out
-        except (OSError, ValueError, TypeError, KeyError, RuntimeError) as exc:
+        except XbarsimError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - h5py raises OSError, ValueError, ...
             raise self._bad(path, f"unreadable data ({_short(exc)})") from None
 
     def _vlen(self, path: str, n: int) -> None:
@@ -324,7 +327,7 @@ class Hdf5Reader:
                 return default
             aid = h5a.open(obj.id, bname)
             dtype = aid.dtype
-        except (KeyError, OSError, TypeError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 - h5py raises OSError, KeyError, ...
             raise self._bad(key, f"unreadable attribute ({_short(exc)})") from None
         vlen = self._dtype(dtype, key, "attribute type")
         shape = aid.shape or ()
@@ -337,7 +340,7 @@ class Hdf5Reader:
                             f"{size:,} bytes, more than the file holds")
         try:
             return obj.attrs[name]
-        except (OSError, ValueError, TypeError, KeyError, RuntimeError) as exc:
+        except Exception as exc:  # noqa: BLE001 - h5py raises OSError, KeyError, ...
             raise self._bad(key, f"unreadable attribute ({_short(exc)})") from None
 
 
@@ -361,7 +364,9 @@ def open_hdf5(path, fail, budget: int | None = None, what: str = "HDF5 file"):
             reader = Hdf5Reader(h5, fail, budget, size)
             try:
                 reader.check()
-            except (OSError, ValueError, TypeError, KeyError, RuntimeError) as exc:
+            except XbarsimError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - h5py raises OSError, KeyError, ...
                 raise fail(f"not a readable {what} ({_short(exc)})") from None
             yield reader
 
@@ -372,7 +377,6 @@ def write_hdf5(path, fill, fail=None, suffix: str = ".tmp"):
     bytes then replace ``path`` in one rename. A file system error (a full disk) is
     ``fail(message)`` (default: an :class:`~xbarsim.errors.XbarsimError` naming ``path``), and
     a file already at ``path`` is left as it was."""
-    from ..errors import XbarsimError
     from .atomic import atomic_write
 
     buf = io.BytesIO()
