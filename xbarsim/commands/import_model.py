@@ -28,6 +28,10 @@ def register(sub) -> None:
     p.add_argument("--name", help="network name (default: the --out file's stem)")
     p.add_argument("--input-shape", metavar="C,H,W",
                    help="NIR graphs with a vector input: the image shape it flattens")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="read a .pt2 with torch.export.load, which unpickles and so runs code "
+                   "from the file: only for files you trust (by default a .pt2 is read as data, "
+                   "and one that needs pickle is refused)")
     p.set_defaults(func=run)
 
 
@@ -109,7 +113,8 @@ def run(args) -> int:
             raise XbarsimError("importing .pt2 needs the train extra (torch): pip install "
                                "'xbarsim[train]'") from None
         from ..interop.torch_import import import_exported, load_pt2
-        res = import_exported(load_pt2(model), images, signal_bits=m, weight_bits=n, name=name,
+        program = load_pt2(model, trust_pickle=args.trust_pickle)
+        res = import_exported(program, images, signal_bits=m, weight_bits=n, name=name,
                               where=str(model), labels=labels, quantile=args.quantile)
     else:
         raise XbarsimError(f"{model}: expected a .pt2 (torch.export.save) or .nir file "

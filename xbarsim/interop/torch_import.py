@@ -17,7 +17,6 @@ from __future__ import annotations
 import operator
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -164,6 +163,10 @@ def _origin(node) -> str:
 
 def walk(gm, example_shape: tuple, where: str) -> FloatNetwork:
     """The :class:`FloatNetwork` of an exported module's graph (``ExportedProgram.module()``)."""
+    return _walk(gm, example_shape, where).fnet
+
+
+def _walk(gm, example_shape: tuple, where: str) -> _Walk:
     w = _Walk(where, int(example_shape[0]))
     w.fnet = FloatNetwork([], {}, tuple(int(s) for s in example_shape[1:]))
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
@@ -204,7 +207,7 @@ def walk(gm, example_shape: tuple, where: str) -> FloatNetwork:
     if layers[-1]["name"] != v.layer:
         raise ConfigError(where, None, "forward", "the model's output must be its last layer "
                           "(no branch may end elsewhere)", got=v.layer)
-    return w.fnet
+    return w
 
 
 def _visit(w: _Walk, gm, node) -> None:  # noqa: C901 - one branch per op, on purpose
@@ -445,53 +448,96 @@ def _add(w: _Walk, node, op) -> None:
 
 
 # -- entry points -------------------------------------------------------------------------------------
-def _predict(module, batch: int | None = None):
+def _predict(module, batch: int | None = None, where: str | None = None, step: int = 500):
     """Class predictions of the float model on uint8 images (input ``u/255``); ``batch``: the
-    exported program's fixed batch size (the last chunk is padded), None when it is dynamic."""
+    exported program's fixed batch size (the last chunk is padded), None when it is dynamic.
+    ``where``: the file the model came from; a model that fails to run on the images is then one
+    line naming it. ``step``: images per run when the batch is dynamic."""
     import torch
 
     def reference(images):
         out = []
-        step = batch or 500
+        chunk = batch or step
         with torch.no_grad():
-            for lo in range(0, len(images), step):
-                x = torch.from_numpy(images[lo:lo + step]).float() / 255.0
+            for lo in range(0, len(images), chunk):
+                x = torch.from_numpy(images[lo:lo + chunk]).float() / 255.0
                 n = len(x)
                 if batch and n < batch:
                     x = torch.cat([x, x.new_zeros((batch - n, *x.shape[1:]))])
-                out.append(module(x).reshape(len(x), -1)[:n].argmax(1).numpy())
+                if where is None:
+                    y = module(x)
+                else:
+                    try:
+                        y = module(x)
+                    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+                        first = " ".join(str(exc).split())[:160] or type(exc).__name__
+                        raise XbarsimError(f"{where}: the model does not run on the calibration "
+                                           f"images ({first})") from None
+                out.append(y.reshape(len(x), -1)[:n].argmax(1).numpy())
         return np.concatenate(out)
     return reference
 
 
 def import_exported(ep, calibration, *, signal_bits: int, weight_bits: int, name: str,
                     where: str = "<module>", labels=None, **options) -> ImportResult:
-    """Quantize a ``torch.export.ExportedProgram``; returns the network and what was measured."""
-    gm = ep.module()
+    """Quantize a ``torch.export.ExportedProgram`` (or a :class:`.pt2_archive.Pt2Program`);
+    returns the network and what was measured."""
+    try:
+        gm = ep.module()
+    except Exception as exc:  # noqa: BLE001 - torch rebuilding a loaded program: one line
+        first = " ".join(str(exc).split())[:160] or type(exc).__name__
+        raise XbarsimError(f"{where}: torch could not rebuild the exported module ({first})") \
+            from None
     shape, dynamic = _example_shape(ep, where)
-    fnet = walk(gm, shape, where)
-    reference = options.pop("reference", None) or _predict(gm, None if dynamic else shape[0])
+    w = _walk(gm, shape, where)
+    step = _batch_within_budget(w, shape, dynamic, where)
+    reference = options.pop("reference", None) or _predict(gm, None if dynamic else shape[0],
+                                                           where, step)
+    fnet = w.fnet
     return quantize(fnet, calibration, name=name, signal_bits=signal_bits,
                     weight_bits=weight_bits, reference=reference, labels=labels,
                     source=where, **options)
 
 
+def _batch_within_budget(w: _Walk, shape: tuple, dynamic: bool, where: str) -> int:
+    """Images per run of the float model: its largest activation (float32, with room for the
+    value it is computed from) times the batch must fit the memory budget. A fixed batch that
+    does not (a program exported for ten million images) is refused; a dynamic one runs in
+    chunks of at most 500 images that fit."""
+    from ..io.files import memory_budget
+
+    peak = max([int(np.prod(v.shape)) for v in w.vals.values()] + [1]) * 4 * 2
+    budget = memory_budget()
+    if peak > budget or (not dynamic and peak * shape[0] > budget):
+        batch = 1 if dynamic else shape[0]
+        raise ConfigError(where, None, "forward", f"a batch of {batch:,} image(s) takes "
+                          f"{peak * batch:,} bytes at its largest activation, more than the "
+                          f"{budget:,} bytes of memory available", got=list(shape))
+    return shape[0] if not dynamic else max(1, min(500, budget // peak))
+
+
 def _example_shape(ep, where) -> tuple:
+    """``(shape with batch 1 when dynamic, dynamic)`` of the model's image input."""
+    if hasattr(ep, "input_dims"):  # a .pt2 read as data (pt2_archive.Pt2Program)
+        if ep.input_dims is None:
+            raise ConfigError(where, None, "forward", "the model takes no input tensor")
+        return _shape_of(list(ep.input_dims), where)
     for node in ep.graph.nodes:
         if node.op == "placeholder" and node.name in _user_inputs(ep):
             val = node.meta.get("val")
-            dims = list(getattr(val, "shape", ()))
-            if len(dims) != 4:
-                raise ConfigError(where, None, "forward", "the model's input must be an image "
-                                  "batch (B, C, H, W)", got=[str(d) for d in dims])
-            dynamic = not isinstance(dims[0], int)
-            try:
-                shape = (1 if dynamic else int(dims[0]),) + tuple(int(d) for d in dims[1:])
-            except TypeError:
-                raise ConfigError(where, None, "forward", "only the batch axis of the input may "
-                                  "be dynamic", got=[str(d) for d in dims]) from None
-            return shape, dynamic
+            return _shape_of(list(getattr(val, "shape", ())), where)
     raise ConfigError(where, None, "forward", "the model takes no input tensor")
+
+
+def _shape_of(dims, where) -> tuple:
+    if len(dims) != 4:
+        raise ConfigError(where, None, "forward", "the model's input must be an image "
+                          "batch (B, C, H, W)", got=[str(d) for d in dims])
+    dynamic = not isinstance(dims[0], int)
+    if not all(isinstance(d, int) for d in dims[1:]):
+        raise ConfigError(where, None, "forward", "only the batch axis of the input may "
+                          "be dynamic", got=[str(d) for d in dims])
+    return (1 if dynamic else int(dims[0]),) + tuple(int(d) for d in dims[1:]), dynamic
 
 
 def _user_inputs(ep) -> set:
@@ -547,19 +593,31 @@ def import_torch(module, example_input, signal_bits: int, weight_bits: int, cali
                            **options)
 
 
-def load_pt2(path):
-    """``torch.export.load`` with one-line errors."""
+def load_pt2(path, trust_pickle: bool = False):
+    """A ``torch.export.save`` file, for :func:`import_exported`, with one-line errors.
+
+    By default it is read as data (:mod:`.pt2_archive`: the graph's JSON and the tensors' raw
+    bytes, nothing unpickled, every size bounded). ``trust_pickle=True`` calls
+    ``torch.export.load``, which unpickles and so runs code from the file: only for files you
+    trust (``xbarsim import --trust-pickle``)."""
+    from ..io.files import open_regular
+
+    def fail(message):
+        return ConfigError(str(path), None, None, message)
+
+    if not trust_pickle:
+        from .pt2_archive import read_pt2
+
+        return read_pt2(path)
     import torch
 
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(str(path), None, None, "file not found")
+    with open_regular(path, fail):
+        pass  # a regular file: torch.export.load on a FIFO would block
     try:
         return torch.export.load(str(path))
     except Exception as exc:  # noqa: BLE001
         first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(str(path), None, None, f"not a torch.export.save file ({first})") \
-            from None
+        raise fail(f"not a torch.export.save file ({first})") from None
 
 
 __all__ = ["from_torch", "import_exported", "import_torch", "load_pt2", "walk"]
