@@ -617,7 +617,15 @@ def _stride_0(path):
     torch.save(saved, path)
 
 
+def _string_figure(path):
+    write_checkpoint(path)
+    saved = torch.load(path, weights_only=True)
+    saved["figures"]["nc_float_weights"] = "75%"
+    torch.save(saved, path)
+
+
 CHECKPOINTS = {
+    "string_figure": (_string_figure, "figures.nc_float_weights: expected a number (got str)"),
     "garbage": (_garbage, "not a checkpoint written by xbarsim train (not a zip archive, or cut "
                           "short)"),
     "truncated": (_truncated, "not a checkpoint written by xbarsim train (not a zip archive, or "
@@ -656,6 +664,23 @@ def test_corrupt_checkpoint_member_is_one_line(tmp_path):
         Checkpoint(path, dict(FINGERPRINT), resume=True, log=lambda _: None)
     assert str(info.value) == (f"{path}: --resume: {name}: corrupt zip member (Bad CRC-32 for "
                                f"file '{name}')")
+
+
+def test_checkpoint_with_a_string_learning_rate_does_not_fit(tmp_path):
+    """Loaded into the optimizer, it would fail at the first step with a traceback."""
+    from xbarsim.errors import XbarsimError
+    from xbarsim.train.checkpoint import Checkpoint
+
+    path = tmp_path / "c.pt"
+    write_checkpoint(path)
+    saved = torch.load(path, weights_only=True)
+    saved["opt"]["param_groups"][0]["lr"] = "0.1; rm -rf /"
+    torch.save(saved, path)
+    ck = Checkpoint(path, dict(FINGERPRINT), resume=True, log=lambda _: None)
+    with pytest.raises(XbarsimError) as info:
+        ck.restore_loop(*_loop(_Model()))
+    assert str(info.value) == (f"{path}: --resume: the checkpoint does not fit this run "
+                               "(optimizer setting lr is '0.1; rm -rf /')")
 
 
 def test_checkpoint_of_another_shape_does_not_fit(tmp_path):

@@ -122,6 +122,14 @@ class Checkpoint:
 
     def restore_loop(self, opt, sched, gen) -> None:
         s = self.saved
+        groups = s["opt"].get("param_groups")
+        if not isinstance(groups, list) or len(groups) != len(opt.param_groups):
+            raise self._misfit("the optimizer's parameter groups differ")
+        for now, old in zip(opt.param_groups, groups):  # its settings as this run has them
+            for key, value in now.items():
+                if key != "params" and isinstance(old, dict) and key in old and \
+                        not _same_kind(old[key], value):
+                    raise self._misfit(f"optimizer setting {key} is {_brief(old[key])}")
         try:
             opt.load_state_dict(s["opt"])
             sched.load_state_dict(s["sched"])
@@ -154,6 +162,20 @@ class Checkpoint:
                       "sched": sched.state_dict(), "gen": gen.get_state(),
                       "torch_rng": torch.get_rng_state()})
         atomic_write(self.path, lambda fh: torch.save(state, fh), mode="wb")
+
+
+def _same_kind(a, b) -> bool:
+    """``a`` may stand where the optimizer has ``b``: a number for a number (the learning rate,
+    momentum, ...), a sequence of as many numbers for one (Adam's betas); other settings (flags,
+    None for a default) are left to torch."""
+    def number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool) or \
+            isinstance(v, torch.Tensor) and v.dim() == 0
+    if number(b):
+        return number(a)
+    if isinstance(b, (list, tuple)) and all(number(v) for v in b):
+        return isinstance(a, (list, tuple)) and len(a) == len(b) and all(number(v) for v in a)
+    return True
 
 
 def _short(exc) -> str:
@@ -252,6 +274,11 @@ def _check(saved, fail) -> None:
         raise fail("history: expected a list of records")
     if not all(isinstance(k, str) for k in saved["fingerprint"]):
         raise fail("fingerprint: expected names for keys")
+    for key in ("wsteps", "scales", "lambdas", "figures"):  # numbers the run computes with
+        for name, value in saved[key].items():
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise fail(f"{key}.{str(name)[:40]}: expected a number (got "
+                           f"{type(value).__name__})")
     budget, total = memory_budget(), 0
     for name, t in _tensors(saved):
         need = t.numel() * t.element_size()
