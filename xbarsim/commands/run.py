@@ -201,7 +201,23 @@ def check_flags(args):
         if getattr(args, flag) is not None and not args.trace:
             raise XbarsimError(f"--{flag.replace('_', '-')}: given without --trace DIR "
                                f"(nothing would be traced)")
+    _check_sharding(args)
     return parse_selection(args.trace_images)
+
+
+def _check_sharding(args) -> None:
+    """``--workers``, ``--scheduler`` and ``--shard-size`` checked before any work."""
+    from ..sweep.runner import MAX_WORKERS, check_scheduler
+
+    if not 1 <= args.workers <= MAX_WORKERS:
+        raise XbarsimError(f"--workers: must be in 1..{MAX_WORKERS} (got {args.workers})")
+    if args.shard_size is not None and args.shard_size < 1:
+        raise XbarsimError(f"--shard-size: must be >= 1 (got {args.shard_size})")
+    if args.scheduler is not None:
+        if args.workers != 1:
+            raise XbarsimError("--workers and --scheduler: give one (the cluster has its own "
+                               "workers)")
+        args.scheduler = check_scheduler(args.scheduler)
 
 
 def run(args) -> int:
@@ -232,7 +248,7 @@ def run(args) -> int:
             print(args.data_note, file=sys.stderr if args.json else sys.stdout, flush=True)
         keep = "all" if args.save_counts else ()
         progress = not args.no_progress and sys.stderr.isatty()
-        if args.workers != 1 or args.scheduler:
+        if args.workers != 1 or args.scheduler is not None:
             from .run_shards import run_in_shards
             result = run_in_shards(args, network, images, labels, options, keep, writer,
                                    progress, sim)

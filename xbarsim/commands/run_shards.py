@@ -1,23 +1,20 @@
 """``xbarsim run --workers N`` / ``--scheduler ADDRESS``: the run cut into shards
 (:mod:`xbarsim.sweep.shards`), kept in ``--out DIR/shards`` (or a temporary folder without
-``--out``) so that a killed run resumes where it stopped."""
+``--out``) so that a killed run resumes where it stopped. Every shard file is bound to its run
+by a fingerprint and checked when it is read back; an interrupted run (Ctrl-C, SIGTERM) stops
+its worker processes at once and ends within seconds."""
 
 from __future__ import annotations
 
 import sys
 import tempfile
 
-from ..errors import XbarsimError
-
 
 def run_in_shards(args, network, images, labels, options, keep, writer, progress, sim=None):
     """The merged result of the sharded run (identical to a single-process run)."""
     from ..sweep.shards import run_sharded
 
-    if args.workers < 1:
-        raise XbarsimError(f"--workers: must be >= 1 (got {args.workers})")
-    if args.shard_size is not None and args.shard_size < 1:
-        raise XbarsimError(f"--shard-size: must be >= 1 (got {args.shard_size})")
+    # --workers, --scheduler and --shard-size were checked before any work (run._check_sharding)
 
     def log(msg):
         print(msg, file=sys.stderr)

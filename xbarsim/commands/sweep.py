@@ -39,14 +39,16 @@ def run(args) -> int:
                            f"{args.dir}?)")
     if not args.out:
         raise XbarsimError("sweep: --out DIR is required (where finished points are stored)")
-    if args.workers < 1:
-        raise XbarsimError(f"--workers: must be >= 1 (got {args.workers})")
-    from ..io.paths import check_out_dir
-    check_out_dir(args.out, "--out")
+    from ..sweep import runner
+    if not 1 <= args.workers <= runner.MAX_WORKERS:
+        raise XbarsimError(f"--workers: must be in 1..{runner.MAX_WORKERS} (got {args.workers})")
     if args.scheduler is not None and args.workers != 1:
         raise XbarsimError("--workers and --scheduler: give one (the cluster has its own workers)")
+    if args.scheduler is not None:  # the address checked before any work (one line)
+        args.scheduler = runner.check_scheduler(args.scheduler)
+    from ..io.paths import check_out_dir
+    check_out_dir(args.out, "--out")
     from ..network.network import load_network
-    from ..sweep import runner
     from ..sweep.spec import load_sweep_spec
     from ..sweep.store import Store
 
@@ -65,6 +67,9 @@ def run(args) -> int:
     store.open(manifest)
     done = store.done()
     runs = manifest["runs"]
+    for r in runs:  # finished points belong to this sweep, before anything is computed
+        if r["key"] in done:
+            store.read(r["key"], r)
     todo = [r for r in runs if r["key"] not in done]
     where = (f"Dask scheduler {args.scheduler}" if args.scheduler else
              f"{args.workers} worker process{'es' if args.workers > 1 else ''}"

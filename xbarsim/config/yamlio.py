@@ -95,6 +95,10 @@ def _null(loader, node):
     return None
 
 
+_NODE_KIND = {yaml.ScalarNode: "single value", yaml.SequenceNode: "list",
+              yaml.MappingNode: "mapping"}
+
+
 def _tag_name(tag: str) -> str:
     return "!!" + tag[len("tag:yaml.org,2002:"):] if tag.startswith("tag:yaml.org,2002:") else tag
 
@@ -152,7 +156,8 @@ def _make_loader(filename: str):
         def construct_object(self, node, deep=False):
             try:
                 return super().construct_object(node, deep=deep)
-            except (ValueError, TypeError, OverflowError, binascii.Error) as exc:
+            except (ValueError, TypeError, OverflowError, binascii.Error, AttributeError,
+                    IndexError, KeyError) as exc:
                 line = node.start_mark.line + 1
                 if isinstance(node, yaml.ScalarNode):
                     raise ConfigError(filename, line, None, f"invalid YAML: {_tag_name(node.tag)} "
@@ -171,6 +176,7 @@ def _make_loader(filename: str):
         Loader.add_constructor(f"tag:yaml.org,2002:{tag}", fn)
 
     def construct_mapping(loader, node, deep=False):
+        _expect(node, yaml.MappingNode)
         loader.flatten_mapping(node)
         n_merged = getattr(node, "merged_pairs", 0) or 0
         out = Node()
@@ -200,12 +206,28 @@ def _make_loader(filename: str):
         return out
 
     def construct_sequence(loader, node, deep=False):
+        _expect(node, yaml.SequenceNode)
         out = Seq(loader.construct_object(child, deep=True) for child in node.value)
         out.line = node.start_mark.line + 1
         out.item_lines = [child.start_mark.line + 1 for child in node.value]
         out.file = filename
         return out
 
+    def construct_timestamp(loader, node):
+        # PyYAML's own constructor assumes the text matched its pattern (an explicit
+        # ``!!timestamp nope`` reached it as None.groupdict())
+        _expect(node, yaml.ScalarNode)
+        if not yaml.constructor.SafeConstructor.timestamp_regexp.match(node.value):
+            raise ValueError(node.value)
+        return yaml.constructor.SafeConstructor.construct_yaml_timestamp(loader, node)
+
+    def _expect(node, kind):
+        if not isinstance(node, kind):
+            raise ConfigError(filename, node.start_mark.line + 1, None,
+                              f"invalid YAML: {_tag_name(node.tag)} must be a {_NODE_KIND[kind]}, "
+                              f"not a {_NODE_KIND[type(node)]}")
+
+    Loader.add_constructor("tag:yaml.org,2002:timestamp", construct_timestamp)
     Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
     Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, construct_sequence)
     return Loader

@@ -54,19 +54,23 @@ class Network:
 
     def save(self, path, description: str = "", header: str = "") -> Path:
         """Write the network as ``path`` (YAML) and its integer weights beside it (same stem,
-        ``.npz``), both atomically, so that :func:`load_network` reads back this network (same
-        layers, bits, crossbar, device card, seed and weights). Returns the YAML path."""
+        ``.npz``), so that :func:`load_network` reads back this network (same layers, bits,
+        crossbar, device card, seed and weights). The two are written as one
+        (:func:`xbarsim.io.atomic.atomic_write_all`): both files complete before either
+        replaces an earlier one, so a failure (a full disk) leaves both earlier files byte for
+        byte. Returns the YAML path."""
         from ..config.dump import spec_to_yaml
-        from ..io.atomic import atomic_write_text
-        from .weights import save_weights
+        from ..io.atomic import atomic_write_all
+        from .weights import savez_writer, weights_arrays
 
         path = Path(path)
         npz = path.with_suffix(".npz")
         if npz == path:
             raise ValueError(f"{path}: the network file needs a suffix other than .npz")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_weights(npz, self.weights, self.signal_bits, self.weight_bits)
-        atomic_write_text(path, spec_to_yaml(self.spec, npz.name, description, header))
+        text = spec_to_yaml(self.spec, npz.name, description, header)
+        arrays = weights_arrays(self.weights, self.signal_bits, self.weight_bits)
+        atomic_write_all([(npz, savez_writer(arrays), "wb"),
+                          (path, lambda fh: fh.write(text), "w")])
         return path
 
 

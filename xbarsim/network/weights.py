@@ -29,7 +29,7 @@ import numpy as np
 from ..config.layers import NetworkSpec
 from ..config.section import did_you_mean
 from ..errors import ConfigError
-from ..io.files import load_npz_file, open_regular
+from ..io.files import open_npz, open_regular
 
 FORMAT = "xbarsim-weights-1"
 
@@ -81,9 +81,43 @@ def load_weights(path, spec: NetworkSpec) -> dict:
     if magic[:2] != b"PK":
         raise ConfigError(name, None, None, "not a .npz file (no zip archive header)",
                           got="empty file", has_got=not magic)
-    arrays = load_npz_file(path, fail_file, lambda key, why: ConfigError(name, None, key, why),
-                           lambda why: ConfigError(name, None, None, why))
-    return weights_from_arrays(arrays, spec, name)
+    # members are read only when asked for: one the reader ignores (meta.*) or refuses by name
+    # is never decompressed
+    with open_npz(path, fail_file, lambda key, why: ConfigError(name, None, key, why),
+                  lambda why: ConfigError(name, None, None, why),
+                  check=_header_check(spec, name)) as arrays:
+        return weights_from_arrays(arrays, spec, name)
+
+
+#: Most bytes one value of a weights file may take (numbers take at most 16; ``meta.format`` is a
+#: short string).
+MAX_ITEM_BYTES = 256
+
+
+def _header_check(spec: NetworkSpec, name: str):
+    """``check(key, shape, dtype)`` for :func:`~xbarsim.io.files.open_npz`: refuses, from a
+    member's header alone, an array of another shape than the network needs (the same line
+    :func:`weights_from_arrays` gives), so no member is read past the size the network can use."""
+    compute = {layer.name: layer for layer in spec.compute_layers}
+
+    def check(key, shape, dtype):
+        prefix, _, field = key.partition(".")
+        layer = compute.get(prefix)
+        if layer is not None and field in ("levels", "weight", "bias", "bias_float"):
+            want = tuple(layer.weight_shape) if field in ("levels", "weight") else (layer.cols,)
+            if tuple(shape) != want:
+                where = f"layer {layer.name} ({spec.source}:{layer.line})"
+                raise ConfigError(name, None, key, f"shape does not match {where}, which needs "
+                                  f"{want}", str(tuple(shape)))
+        elif (layer is not None and field in INT_KEYS + FLOAT_KEYS) or prefix == "meta" \
+                or key == "input.act_scale":
+            if int(np.prod(shape, dtype=object)) != 1:
+                raise ConfigError(name, None, key, "must be a scalar", f"shape {tuple(shape)}")
+        if dtype.itemsize > MAX_ITEM_BYTES:
+            raise ConfigError(name, None, key, f"values of {dtype.itemsize:,} bytes each: not a "
+                              f"number or a short string", f"dtype {dtype}")
+
+    return check
 
 
 def weights_from_arrays(arrays: dict, spec: NetworkSpec, name: str = "<arrays>") -> dict:
@@ -195,6 +229,8 @@ def _scalar(arrays, key, default, err):
     v = float(a.reshape(()))
     if not np.isfinite(v) or v <= 0:
         raise err(key, "must be a positive finite number", v)
+    if v < TINY:  # subnormal: 5e-324 times a weight step below 1 is 0, and θ = 1/0
+        raise err(key, f"must be a normal positive number, at least {TINY:.17g}", v)
     return v
 
 
@@ -261,41 +297,86 @@ def _integer_layer(arrays, layer, spec, where, err) -> LayerWeights:
     return LayerWeights(levels.astype(np.int32), bias, theta, step)
 
 
+class QuantizeError(OverflowError):
+    """Float weights that the integer form cannot hold: ``field`` (``weight``, ``bias_float`` or
+    ``act_scale``) names the array at fault."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        super().__init__(message)
+
+
+#: Smallest normal float64: a scale or weight step below it has lost its precision (and one of
+#: 5e-324 divides by zero once multiplied by anything below 1).
+TINY = float(np.finfo(np.float64).tiny)
+#: Largest float32: no float model (PyTorch, NIR) holds a weight or bias beyond it.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def quantize_layer(weight, bias, weight_bits, in_scale, out_scale):
     """Quantize float weights to N-bit fixed point with a power-of-two step.
 
     Rule: ``k`` is the largest integer with ``max|W|·2^k <= 2^(N-1) − 1``; the step is ``s = 2^-k``,
     ``D = rint(W/s)``; ``θ = rint(out_scale / (in_scale·s))`` (at least 1) and
     ``bias = rint(b / (in_scale·s))``. Returns ``(LayerWeights, effective out_scale)``.
+    Raises :class:`QuantizeError` where a quantity of that rule leaves float64's normal range
+    (``s``, ``in_scale·s``) or the engine's fixed-point range (``θ``, the bias).
     """
     lim = max_level(weight_bits)
+    weight = np.asarray(weight, np.float64)
     wmax = float(np.abs(weight).max()) if weight.size else 0.0
-    k = int(np.floor(np.log2(lim / wmax))) if wmax > 0 else 0
-    step = 2.0 ** (-k)
-    levels = np.clip(np.rint(weight / step), -lim, lim).astype(np.int32)
-    unit = in_scale * step
-    theta = max(1, int(np.rint(out_scale / unit)))
-    b = np.rint(np.asarray(bias, np.float64) / unit)
-    if b.size and not np.abs(b).max() <= MEMBRANE_MAX:
-        raise OverflowError(f"bias of {float(np.abs(b).max()):.3g} weight LSB")
-    b = b.astype(np.int64)
-    return LayerWeights(levels, b, theta, step), theta * unit
+    with np.errstate(all="ignore"):
+        ratio = lim / wmax if wmax > 0 else 1.0
+        if not np.isfinite(ratio):
+            raise QuantizeError("weight", f"largest |weight| {wmax:.4g} is too small to quantize "
+                                f"(its step 2^-k would leave float64's range)")
+        k = int(np.floor(np.log2(ratio)))
+        if not -1022 <= k <= 1022:
+            raise QuantizeError("weight", f"largest |weight| {wmax:.4g} needs a weight step of "
+                                f"2^{-k}, outside float64's normal range")
+        step = 2.0 ** (-k)
+        levels = np.clip(np.rint(weight / step), -lim, lim).astype(np.int32)
+        unit = in_scale * step
+        if not (np.isfinite(unit) and unit >= TINY):
+            raise QuantizeError("weight", f"one weight step ({step:.4g}) times the input unit "
+                                f"({in_scale:.4g}) leaves float64's normal range")
+        theta_f = out_scale / unit
+        if not (np.isfinite(theta_f) and np.rint(theta_f) <= MEMBRANE_MAX):
+            raise QuantizeError("act_scale", f"gives θ = {theta_f:.4g} weight LSB, past the "
+                                f"engine's fixed-point range of 2^{MEMBRANE_BITS} LSB")
+        theta = max(1, int(np.rint(theta_f)))
+        b = np.rint(np.asarray(bias, np.float64) / unit)
+        if b.size and not np.abs(b).max() <= MEMBRANE_MAX:
+            raise QuantizeError("bias_float", f"quantizes to a bias of "
+                                f"{float(np.abs(b).max()):.3g} weight LSB, past the engine's "
+                                f"fixed-point range of 2^{MEMBRANE_BITS} LSB")
+    return LayerWeights(levels, b.astype(np.int64), theta, step), theta * unit
+
+
+def _within_float32(a, key, err):
+    """Float weights and biases are refused beyond float32's range: no float model holds such a
+    value, and a weight of 1e308 quantizes to an output unit of 1e306 that no later layer can
+    use."""
+    big = np.abs(a) > FLOAT32_MAX
+    if big.any():
+        idx = np.unravel_index(int(np.argmax(big)), a.shape)
+        raise err(key, f"magnitude past float32's range ({FLOAT32_MAX:.8g}), which no float "
+                  f"model holds, at index {tuple(int(i) for i in idx)}", float(a[idx]))
+    return a
 
 
 def _float_layer(arrays, layer, spec, in_scale, where, err):
     w_key, b_key = f"{layer.name}.weight", f"{layer.name}.bias_float"
-    weight = _check_array(arrays, w_key, layer.weight_shape, err, where).astype(np.float64)
-    bias = (_check_array(arrays, b_key, (layer.cols,), err, where).astype(np.float64)
+    weight = _within_float32(_check_array(arrays, w_key, layer.weight_shape, err, where)
+                             .astype(np.float64), w_key, err)
+    bias = (_within_float32(_check_array(arrays, b_key, (layer.cols,), err, where)
+                            .astype(np.float64), b_key, err)
             if b_key in arrays else np.zeros(layer.cols))
     out_scale = _scalar(arrays, f"{layer.name}.act_scale", 1.0, err)
     try:
         lw, scale = quantize_layer(weight, bias, spec.weight_bits, in_scale, out_scale)
-    except OverflowError as exc:
-        raise err(b_key, f"quantizes to a {exc}, past the engine's fixed-point range of "
-                  f"2^{MEMBRANE_BITS} LSB", has_got=False) from None
-    if lw.theta > MEMBRANE_MAX:
-        raise err(f"{layer.name}.act_scale", f"gives θ = {lw.theta} weight LSB, past the engine's "
-                  f"fixed-point range of 2^{MEMBRANE_BITS} LSB", has_got=False)
+    except QuantizeError as exc:
+        raise err(f"{layer.name}.{exc.field}", str(exc), has_got=False) from None
     return lw, scale
 
 
@@ -329,9 +410,10 @@ def random_weights(spec: NetworkSpec, seed: int) -> dict:
     return out
 
 
-def save_weights(path, weights: dict, signal_bits: int | None = None,
-                 weight_bits: int | None = None, extra: dict | None = None) -> None:
-    """Write integer weights atomically in format ``xbarsim-weights-1``."""
+def weights_arrays(weights: dict, signal_bits: int | None = None,
+                   weight_bits: int | None = None, extra: dict | None = None) -> dict:
+    """The arrays of a weights file in format ``xbarsim-weights-1`` (what :func:`save_weights`
+    writes)."""
     arrays = {"meta.format": np.array(FORMAT)}
     if signal_bits is not None:
         arrays["meta.signal_bits"] = np.array(signal_bits)
@@ -343,10 +425,23 @@ def save_weights(path, weights: dict, signal_bits: int | None = None,
         arrays[f"{name}.theta"] = np.array(int(lw.theta), np.int64)
         arrays[f"{name}.step"] = np.array(float(lw.step))
     arrays.update(extra or {})
-    atomic_savez(path, arrays)
+    return arrays
+
+
+def save_weights(path, weights: dict, signal_bits: int | None = None,
+                 weight_bits: int | None = None, extra: dict | None = None) -> None:
+    """Write integer weights atomically in format ``xbarsim-weights-1``."""
+    atomic_savez(path, weights_arrays(weights, signal_bits, weight_bits, extra))
+
+
+def savez_writer(arrays: dict):
+    """``write(fh)`` for :mod:`xbarsim.io.atomic`: ``arrays`` as a compressed ``.npz``."""
+    return lambda fh: np.savez_compressed(fh, **arrays)
 
 
 def atomic_savez(path, arrays: dict) -> None:
+    """``arrays`` as a compressed ``.npz``, written atomically (:func:`xbarsim.io.atomic.
+    atomic_write`)."""
     from ..io.atomic import atomic_write
 
-    atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays), mode="wb")
+    atomic_write(path, savez_writer(arrays), mode="wb")

@@ -8,12 +8,14 @@ workers gives the same records, bit for bit.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
+import collections
 import contextlib
 import dataclasses
 import hashlib
 import multiprocessing
 import os
+import re
+import signal
 import sys
 import threading
 import time
@@ -106,6 +108,20 @@ class SweepContext:
             "layers": layers,
         }
 
+    # a local worker process leaves each result in a file for the parent (never in a pipe)
+    def save_result(self, record: dict, path) -> None:
+        """Write a record :meth:`evaluate` returned to ``path`` (in a worker process)."""
+        import json
+
+        from ..io.atomic import atomic_write_text
+        atomic_write_text(path, json.dumps(record, allow_nan=False))  # keeps the key order
+
+    def load_result(self, path) -> dict:
+        """The record a worker wrote with :meth:`save_result` (in the parent)."""
+        import json
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+
 
 def _build(network, card, seed):
     import inspect
@@ -144,13 +160,12 @@ def _card_dict(card) -> dict:
 
 
 # -- workers ------------------------------------------------------------------------------------
-_CTX = None
-
-
-def _init_worker(ctx, threads, parent):
-    global _CTX
-    _CTX = ctx
+def _init_worker(threads, parent):
     if threads:
+        # numba's pool is sized once, from NUMBA_NUM_THREADS as numba's config read it (in this
+        # process, or in the parent of a forked one); changing that variable afterwards makes the
+        # next compilation fail ("Cannot set NUMBA_NUM_THREADS to a different value once the
+        # threads have been launched"), so only the number in use is set, within the pool's size
         import numba
         numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
         # a forked worker inherits this process's BLAS pool (the environment of _worker_threads
@@ -166,12 +181,188 @@ def _init_worker(ctx, threads, parent):
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _process_task(point, seed):
-    return _CTX.evaluate(point, seed)
-
-
 def _dask_task(ctx, point, seed):
     return ctx.evaluate(point, seed)
+
+
+#: The signals a worker must not receive before it has set its own handlers (while it starts).
+_STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM")
+                      if hasattr(signal, name))
+
+
+def _worker_main(ctx, threads, parent, conn, folder):
+    """One local worker: receives ``(key, params, seed)`` tasks on ``conn``, writes each result
+    to ``folder/<key>.part`` (``ctx.save_result``) and answers with a few bytes, ``("done",
+    key)`` or ``("error", key, exception, traceback)``; stops on ``None``. Results never go
+    through the pipe: a worker killed while writing one leaves no half-written message the
+    parent could wait on. Ctrl-C is the parent's business (it stops the workers); SIGTERM ends
+    the worker at once."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "SIGTERM"):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked by the parent
+    _init_worker(threads, parent)
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        key, params, seed = task
+        try:
+            ctx.save_result(ctx.evaluate(params, seed), os.path.join(folder, f"{key}.part"))
+            reply = ("done", key)
+        except BaseException as exc:  # noqa: BLE001 - sent to the parent, raised there
+            import traceback
+            reply = ("error", key, _portable(exc), traceback.format_exc()[-8000:])
+        try:
+            conn.send(reply)
+        except (OSError, EOFError, ValueError):
+            return
+
+
+def _portable(exc):
+    """``exc`` if it survives pickling, else a RuntimeError with its text."""
+    import pickle
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:  # noqa: BLE001
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+
+
+class _RemoteTraceback(Exception):
+    """The traceback of an error raised in a worker process (shown as the error's cause)."""
+
+    def __str__(self):
+        return "\n" + self.args[0]
+
+
+# -- the Dask scheduler address ------------------------------------------------------------------
+#: Longest ``--scheduler`` address taken.
+MAX_ADDRESS = 300
+#: Seconds the connection to a Dask scheduler may take, handshake included (Dask's
+#: ``distributed.comm.timeouts.connect`` when set lower).
+CONNECT_TIMEOUT_S = 10.0
+_HOST_RE = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?|\[[0-9A-Fa-f:.]+\]")
+_PORT_RE = re.compile(r"[0-9]{1,5}")
+
+
+def _got(text: str) -> str:
+    if text == "" or text != text.strip() or not text.isprintable() or " " in text:
+        return repr(text)
+    return text
+
+
+def check_scheduler(address, flag: str = "--scheduler") -> str:
+    """The Dask scheduler ``address`` checked before any work: ``tcp://HOST:PORT`` (``HOST:PORT``
+    means tcp), or ``tls://HOST:PORT`` when the Dask configuration holds TLS certificates; one
+    line (:class:`XbarsimError`) per mistake. Returns the address as Dask takes it."""
+    if not isinstance(address, str):
+        raise XbarsimError(f"{flag}: must be an address tcp://HOST:PORT or a distributed.Client "
+                           f"(got a {type(address).__name__})")
+
+    def bad(what):
+        return XbarsimError(f"{flag}: {what} (got {_got(address)})")
+
+    if address == "":
+        raise bad("empty address; give the Dask scheduler's tcp://HOST:PORT")
+    if len(address) > MAX_ADDRESS:
+        raise XbarsimError(f"{flag}: address of {len(address):,} characters, more than "
+                           f"{MAX_ADDRESS}; give the Dask scheduler's tcp://HOST:PORT")
+    if not address.isprintable() or any(c.isspace() for c in address):
+        raise bad("holds a space, newline or control character; give tcp://HOST:PORT")
+    scheme, sep, rest = address.partition("://")
+    scheme = scheme.lower() if sep else "tcp"
+    rest = rest if sep else address
+    if scheme == "inproc":  # a LocalCluster(processes=False) of this very process only
+        inproc = sys.modules.get("distributed.comm.inproc")
+        listeners = getattr(getattr(inproc, "global_manager", None), "listeners", {})
+        if rest not in listeners:
+            raise bad("inproc:// names a scheduler inside this Python process, and none is "
+                      "here (a command cannot reach another process's); give tcp://HOST:PORT")
+        return f"inproc://{rest}"
+    if scheme == "ucx":
+        raise bad("ucx:// is not supported (xbarsim talks to Dask over tcp://); give "
+                  "tcp://HOST:PORT")
+    if scheme not in ("tcp", "tls"):
+        raise bad(f"unknown scheme {scheme[:20]}://; give tcp://HOST:PORT")
+    host, colon, port = rest.rpartition(":")
+    if not colon:
+        raise bad("no port; give HOST:PORT (a Dask scheduler listens on 8786 unless told "
+                  "otherwise)")
+    if not host:
+        raise bad("no host; give HOST:PORT")
+    if not _PORT_RE.fullmatch(port) or not 1 <= int(port) <= 65535:
+        raise bad("the port must be a number in 1..65535")
+    if not _HOST_RE.fullmatch(host):
+        raise bad("the host must be a host name or an IP address ([...] around an IPv6 one)")
+    _need_distributed()
+    if scheme == "tls":
+        from distributed.security import Security
+        sec = Security()
+        if not (sec.tls_ca_file and sec.tls_client_cert):
+            raise bad("tls:// needs TLS certificates in the Dask configuration "
+                      "(distributed.comm.tls.ca-file and distributed.comm.tls.client.cert), "
+                      "and none are set; give tcp://HOST:PORT or set them")
+    return f"{scheme}://{host}:{int(port)}"
+
+
+def _need_distributed() -> None:
+    import importlib.util
+    if importlib.util.find_spec("distributed") is None:
+        raise XbarsimError("--scheduler needs dask.distributed: pip install 'xbarsim[dist]'")
+
+
+def _connect_timeout() -> float:
+    try:
+        import dask
+        from dask.utils import parse_timedelta
+        configured = parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"),
+                                     default="seconds")
+        return max(0.1, min(CONNECT_TIMEOUT_S, float(configured)))
+    except Exception:  # noqa: BLE001 - a broken setting: the default bound
+        return CONNECT_TIMEOUT_S
+
+
+def _connect(address: str):
+    """A ``distributed.Client`` of the scheduler at ``address``, within :func:`_connect_timeout`
+    seconds: Dask bounds the TCP connection but not its handshake, so a listener that accepts
+    and never answers would hang the command; the client is made in a thread that is given up
+    after the bound (one line instead)."""
+    from distributed import Client
+
+    limit = _connect_timeout()
+    box = {}
+
+    def make():
+        try:
+            box["client"] = Client(address, timeout=limit)
+        except BaseException as exc:  # noqa: BLE001 - reported by the caller
+            box["error"] = exc
+
+    thread = threading.Thread(target=make, name="xbarsim-dask-connect", daemon=True)
+    thread.start()
+    thread.join(limit + 1.0)
+    if thread.is_alive():
+        raise XbarsimError(f"--scheduler: no answer from a Dask scheduler at {address} within "
+                           f"{limit + 1.0:g} s (something accepts connections there but does "
+                           f"not answer as a Dask scheduler)")
+    exc = box.get("error")
+    if isinstance(exc, OSError):
+        raise XbarsimError(f"--scheduler: cannot reach the Dask scheduler at {address} "
+                           f"({_short(exc)})")
+    if exc is not None:
+        raise XbarsimError(f"--scheduler: {address} did not answer as a Dask scheduler "
+                           f"({type(exc).__name__}: {_short(exc)})")
+    return box["client"]
+
+
+def _short(exc) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
 
 
 # -- the plan and the loop -------------------------------------------------------------------------
@@ -181,13 +372,23 @@ def plan(points, seeds, base: str) -> list:
             for point in points for s in seeds]
 
 
+#: Most local worker processes (``--workers``).
+MAX_WORKERS = 256
+
+
 def execute(ctx, runs, *, store: Store | None = None, workers: int = 1, scheduler=None,
             progress: bool = False, on_done=None, unit: str = "point",
-            keep_results: bool = True) -> dict:
+            keep_results: bool = True, spool=None) -> dict:
     """Evaluate ``runs`` (those not already in ``store``); returns ``{key: record}`` of the runs
     computed now (empty with ``keep_results=False``, for records too large to hold: ``on_done``
     receives each). Each record is stored as soon as it is finished. ``unit``: the progress
-    bar's unit."""
+    bar's unit. ``spool``: the folder where local worker processes leave their results for this
+    process (default: ``store``'s points folder, else a temporary folder)."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or \
+            not 1 <= workers <= MAX_WORKERS:
+        raise XbarsimError(f"--workers: must be in 1..{MAX_WORKERS} (got {workers})")
+    if scheduler is not None and not _is_client(scheduler):
+        scheduler = check_scheduler(scheduler)
     results = {}
     todo = list(runs)
     bar = None
@@ -206,6 +407,8 @@ def execute(ctx, runs, *, store: Store | None = None, workers: int = 1, schedule
         if on_done is not None:
             on_done(record)
 
+    if spool is None and store is not None:
+        spool = store.points
     try:
         if scheduler is not None:
             _execute_dask(ctx, todo, scheduler, finish)
@@ -213,27 +416,34 @@ def execute(ctx, runs, *, store: Store | None = None, workers: int = 1, schedule
             for run in todo:
                 finish(run, ctx.evaluate(run["params"], run["seed"]))
         else:
-            _execute_processes(ctx, todo, workers, finish)
+            _execute_processes(ctx, todo, workers, finish, spool=spool, unit=unit)
     finally:
         if bar is not None:
             bar.close()
     return results
 
 
+def _is_client(obj) -> bool:
+    return type(obj).__name__ == "Client" and type(obj).__module__.startswith("distributed")
+
+
 #: Environment variables that size the BLAS / OpenMP thread pools of a spawned worker; they must
 #: be set before the worker imports numpy (the initializer runs too late: unpickling its
-#: arguments imports numpy), so they are set in this process while the workers start.
-_POOL_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+#: arguments imports numpy), so they are set in this process while the workers start. A spawned
+#: worker also gets NUMBA_NUM_THREADS (its numba reads it once, at import); a forked one must not
+#: (its numba read the parent's value already, see :func:`_init_worker`).
+_POOL_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 @contextlib.contextmanager
-def _worker_threads(threads):
-    """Each spawned worker gets ``threads`` BLAS and numba threads: with W workers on C cores,
-    C // W each (OpenBLAS's threads spin while waiting, so W workers with C threads each ran
-    slower than one process)."""
-    saved = {k: os.environ.get(k) for k in _POOL_ENV}
+def _worker_threads(threads, numba_too=False):
+    """Each spawned worker gets ``threads`` BLAS (and, with ``numba_too``, numba) threads: with W
+    workers on C cores, C // W each (OpenBLAS's threads spin while waiting, so W workers with C
+    threads each ran slower than one process). Held only while the workers start."""
+    names = _POOL_ENV + (("NUMBA_NUM_THREADS",) if numba_too else ())
+    saved = {k: os.environ.get(k) for k in names}
     try:
-        for k in _POOL_ENV:
+        for k in names:
             os.environ[k] = str(threads)
         yield
     finally:
@@ -261,36 +471,154 @@ def _start_method() -> str:
     return "spawn" if getattr(parallel, "_is_initialized", True) else "fork"
 
 
-def _execute_processes(ctx, todo, workers, finish):
+@contextlib.contextmanager
+def _signals_blocked():
+    """SIGINT and SIGTERM held back while workers start: a worker inherits the mask and unblocks
+    them once its own handlers are set (a Ctrl-C during the start reaches this process
+    afterwards, not a half-started worker)."""
+    if not hasattr(signal, "pthread_sigmask") or \
+            threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _execute_processes(ctx, todo, workers, finish, spool=None, unit="point"):
+    """``todo`` on ``workers`` local processes (at most one per run), each handed one run at a
+    time over its own pipe. Any error or interruption here (Ctrl-C, SIGTERM) stops every worker
+    at once, wherever it is (SIGTERM, then SIGKILL), without waiting on it: a worker never
+    writes more than a few bytes into its pipe, so none can be left blocked on a pipe this
+    process no longer reads."""
+    import multiprocessing.connection as mpc
+    import shutil
+    import tempfile
+
+    todo = list(todo)
+    n = min(workers, len(todo))
+    if n < 1:
+        return
     threads = max(1, (os.cpu_count() or 1) // workers)
-    mp = multiprocessing.get_context(_start_method())
-    with _worker_threads(threads), \
-            cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp, initializer=_init_worker,
-                                   initargs=(ctx, threads, os.getpid())) as pool:
-        futures = {pool.submit(_process_task, r["params"], r["seed"]): r for r in todo}
+    method = _start_method()
+    mp = multiprocessing.get_context(method)
+    if spool is not None:
+        os.makedirs(spool, exist_ok=True)
+    folder = tempfile.mkdtemp(prefix=".xbarsim-spool-", suffix=".tmp", dir=spool)
+    procs, conns = [], []
+    try:
+        with _signals_blocked(), _worker_threads(threads, numba_too=method == "spawn"):
+            for i in range(n):
+                here, there = mp.Pipe()
+                conns.append(here)
+                proc = mp.Process(target=_worker_main, name=f"xbarsim-worker-{i + 1}",
+                                  args=(ctx, threads, os.getpid(), there, folder), daemon=True)
+                procs.append(proc)
+                try:
+                    proc.start()
+                finally:
+                    there.close()
+        pending = collections.deque(todo)
+        busy = {}  # connection -> (process, run)
+
+        def hand_out(conn, proc):
+            if pending:
+                run = pending.popleft()
+                busy[conn] = (proc, run)
+                conn.send((run["key"], run["params"], run["seed"]))
+            else:
+                busy.pop(conn, None)
+                conn.send(None)
+
+        for conn, proc in zip(conns, procs):
+            hand_out(conn, proc)
+        while busy:
+            watched = list(busy) + [proc.sentinel for proc, _ in busy.values()]
+            ready = mpc.wait(watched)
+            for conn in [c for c in ready if c in busy]:
+                proc, run = busy[conn]
+                try:
+                    msg = conn.recv()
+                except (EOFError, OSError):
+                    raise _died(proc, run, unit) from None
+                if msg[1] != run["key"]:
+                    raise RuntimeError(f"worker answered for {msg[1]}, not {run['key']}")
+                if msg[0] == "error":
+                    exc, text = msg[2], msg[3]
+                    if isinstance(exc, XbarsimError):
+                        raise exc
+                    raise exc from _RemoteTraceback(text)
+                path = os.path.join(folder, f"{run['key']}.part")
+                record = ctx.load_result(path)
+                finish(run, record)
+                if os.path.exists(path):
+                    os.unlink(path)
+                hand_out(conn, proc)
+            for conn, (proc, run) in list(busy.items()):
+                if proc.sentinel in ready and not conn.poll():
+                    raise _died(proc, run, unit)
+        for proc in procs:
+            proc.join(5)
+    finally:  # done, failed or interrupted: no worker outlives this call
+        _stop(procs)
+        for conn in conns:
+            conn.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _died(proc, run, unit) -> XbarsimError:
+    proc.join(1)
+    code = proc.exitcode
+    if code is not None and code < 0:
         try:
-            for fut in cf.as_completed(futures):
-                finish(futures[fut], fut.result())
-        except BaseException:
-            for fut in futures:
-                fut.cancel()
-            raise
+            how = f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            how = f"killed by signal {-code}"
+        if -code == getattr(signal, "SIGKILL", 9):
+            how += ", perhaps for lack of memory"
+    else:
+        how = f"exit status {code}"
+    return XbarsimError(f"a worker process died ({how}) while running {unit} {run['key']}; "
+                        f"rerun (finished results are kept), perhaps with fewer --workers")
+
+
+def _stop(procs) -> None:
+    """Every worker still running ends now: SIGTERM (a worker's default action: it dies
+    wherever it is), then SIGKILL for any left after a second."""
+    alive = [p for p in procs if p.pid is not None and p.exitcode is None]
+    for p in alive:
+        try:
+            p.terminate()
+        except (OSError, ValueError):
+            pass
+    deadline = time.monotonic() + 1.0
+    for p in alive:
+        p.join(max(0.0, deadline - time.monotonic()))
+    for p in alive:
+        if p.exitcode is None:
+            try:
+                p.kill()
+            except (OSError, ValueError):
+                pass
+            p.join(1.0)
 
 
 def _execute_dask(ctx, todo, scheduler, finish):
     try:
-        from distributed import Client, as_completed
+        from distributed import as_completed
     except ImportError:
         raise XbarsimError("--scheduler needs dask.distributed: pip install 'xbarsim[dist]'") \
             from None
-    own = not isinstance(scheduler, Client)
+    own = not _is_client(scheduler)
+    client = _connect(scheduler) if own else scheduler
     try:
-        client = Client(scheduler) if own else scheduler  # distributed.comm.timeouts.connect
-    except OSError as exc:
-        raise XbarsimError(f"--scheduler: cannot reach the Dask scheduler at {scheduler} "
-                           f"({exc})") from None
-    try:
-        [shared] = client.scatter([ctx], broadcast=True)
+        try:
+            [shared] = client.scatter([ctx], broadcast=True)
+        except TimeoutError as exc:
+            raise XbarsimError(f"--scheduler: the Dask cluster at {client.scheduler.address} "
+                               f"has no workers to run on ({_short(exc)})") from None
         futures = {client.submit(_dask_task, shared, r["params"], r["seed"],
                                  key=f"xbarsim-sweep-{r['key']}", pure=False): r for r in todo}
         for fut in as_completed(list(futures)):

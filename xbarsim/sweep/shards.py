@@ -18,8 +18,13 @@ moment leaves only whole shard files; rerunning it computes only the missing sha
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import os
+import shutil
 import tempfile
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +33,13 @@ from ..engine import RunResult, Simulator
 from ..engine.stats import LayerStats
 from ..errors import XbarsimError
 from ..io.atomic import atomic_write, atomic_write_text
+from ..io.files import load_npz_file, open_regular, read_limited, read_npy
+from .params import canonical
 from .runner import SweepContext, execute, fingerprint
 
 FORMAT = "xbarsim-shards-1"
+#: The format of one shard file (its JSON part: ``meta["format"]``).
+SHARD_FORMAT = "xbarsim-shard-2"
 #: Default number of shards a run is cut into (each at least one batch).
 DEFAULT_SHARDS = 16
 
@@ -63,6 +72,8 @@ class ShardContext(SweepContext):
         # a simulator already built for these options: forked workers (and the in-process
         # path) use it as it is instead of building their own (never pickled)
         self._sim = sim
+        #: the run's fingerprint, written into every shard file (set by :func:`run_sharded`)
+        self.run_id = None
 
     def __getstate__(self):
         state = super().__getstate__()
@@ -87,7 +98,7 @@ class ShardContext(SweepContext):
         if not self.tracing:
             res = self._sim.run(self.images[lo:hi], batch=self.batch, keep=self.keep,
                                 image0=lo)
-            return {"result": res, "trace": None}
+            return {"result": res, "trace": None, "lo": lo, "hi": hi}
         with tempfile.TemporaryDirectory(prefix="xbarsim-shard-") as tmp:
             writer = TraceWriter(tmp, self.network.spec, layers=self.trace_layers,
                                  images=self.trace_images)
@@ -99,19 +110,39 @@ class ShardContext(SweepContext):
             trace = {"events": data, "cycles": {k: m["cycles"]
                                                 for k, m in manifest["layers"].items()},
                      "images": manifest["images"]}
-        return {"result": res, "trace": trace}
+        return {"result": res, "trace": trace, "lo": lo, "hi": hi}
+
+
+    # a local worker process writes its shard file itself (the parent moves it into place)
+    def save_result(self, record: dict, path) -> None:
+        _save(Path(path), record, self.run_id)
+
+    def load_result(self, path) -> dict:
+        return {"spooled": str(path)}
 
 
 def _plan_key(lo, hi) -> str:
     return f"{lo:09d}-{hi:09d}"
 
 
-def _save(path: Path, record: dict) -> None:
-    """One finished shard as an .npz (arrays only; the scalars as a JSON string)."""
+def run_fingerprint(manifest: dict) -> str:
+    """The run a shard belongs to: a hash of its plan (:data:`FORMAT`, the fingerprint of the
+    network, weights, device, engine options, images and labels, the seed, the batch, the layers
+    kept and traced, the shard bounds)."""
+    return hashlib.sha256(canonical(manifest).encode()).hexdigest()[:20]
+
+
+def _save(path: Path, record: dict, run_id: str) -> None:
+    """One finished shard as an .npz (arrays only; the scalars as a JSON string), bound to its
+    run by ``run_id`` and to its images by ``lo``/``hi``."""
     res: RunResult = record["result"]
     arrays = {"predictions": res.predictions}
-    meta = {"stats": {}, "counts": sorted(res.counts), "ideal_counts": sorted(res.ideal_counts),
-            "ideal": res.ideal_predictions is not None, "trace": None}
+    meta = {"format": SHARD_FORMAT, "run": run_id, "lo": int(record["lo"]),
+            "hi": int(record["hi"]), "stats": {}, "counts": sorted(res.counts),
+            "ideal_counts": sorted(res.ideal_counts),
+            "ideal": res.ideal_predictions is not None, "trace": None,
+            "routes": {str(k): {str(r): int(n) for r, n in v.items()}
+                       for k, v in getattr(res, "routes", {}).items()}}
     if res.ideal_predictions is not None:
         arrays["ideal_predictions"] = res.ideal_predictions
     for i, name in enumerate(meta["counts"]):
@@ -133,26 +164,308 @@ def _save(path: Path, record: dict) -> None:
     atomic_write(path, lambda fh: np.savez(fh, **arrays), mode="wb")
 
 
-def _load(path: Path) -> dict:
+# -- reading a shard file back: everything checked against the run it must belong to ----------
+_AGAIN = "delete it and rerun to compute this shard again"
+_INTS = tuple(f.name for f in dataclasses.fields(LayerStats) if f.name not in
+              ("name", "kind", "row_pulses"))
+#: Most bytes of a shard file's JSON part.
+MAX_META_BYTES = 16 << 20
+
+
+class _Bad(Exception):
+    """What is wrong with a shard file (turned into one line naming it)."""
+
+
+def _shard_error(path, what: str) -> XbarsimError:
+    return XbarsimError(f"{path}: {what}; {_AGAIN}")
+
+
+def _read_meta(path: Path, fh=None) -> dict:
+    """The JSON part of shard file ``path`` (only that member is read)."""
+    def fail(msg):
+        return _Bad(msg)
+
+    size = None
     try:
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(bytes(z["meta"]).decode())
-            counts = {n: z[f"counts_{i}"] for i, n in enumerate(meta["counts"])}
-            ideal_counts = {n: z[f"ideal_counts_{i}"] for i, n in enumerate(meta["ideal_counts"])}
-            stats = {}
-            for i, (name, d) in enumerate(meta["stats"].items()):
-                stats[name] = LayerStats(row_pulses=z[f"row_pulses_{i}"], **d)
-            res = RunResult(z["predictions"], z["ideal_predictions"] if meta["ideal"] else None,
-                            counts, ideal_counts, stats)
-            trace = None
-            if meta["trace"] is not None:
-                t = meta["trace"]
-                trace = {"events": {n: z[f"trace_{i}"] for i, n in enumerate(t["layers"])},
-                         "cycles": t["cycles"], "images": t["images"]}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise XbarsimError(f"{path}: unreadable shard file ({exc}); delete it and rerun") \
+        with open_regular(path, fail) as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size == 0:
+                raise _Bad("empty file (0 bytes), not a finished shard")
+            try:
+                archive = zipfile.ZipFile(fh)
+            except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+                raise _Bad(f"not a shard file: not a readable .npz archive, truncated or damaged "
+                           f"({_short(exc)})") from None
+            with archive:
+                try:
+                    info = archive.getinfo("meta.npy")
+                except KeyError:
+                    raise _Bad("not a shard file: no 'meta' entry") from None
+                if info.file_size > MAX_META_BYTES:
+                    raise _Bad(f"not a shard file: 'meta' entry of {info.file_size:,} bytes")
+                try:
+                    with archive.open(info) as member:
+                        raw = read_npy(member, fail, available=MAX_META_BYTES)
+                except (zipfile.BadZipFile, zlib.error, OSError, EOFError,
+                        NotImplementedError) as exc:
+                    raise _Bad(f"meta: corrupt data ({_short(exc)})") from None
+    except _Bad as exc:
+        raise _shard_error(path, str(exc)) from None
+    return _parse_meta(path, raw)
+
+
+def _parse_meta(path, raw) -> dict:
+    if not isinstance(raw, np.ndarray) or raw.dtype != np.uint8 or raw.ndim != 1:
+        raise _shard_error(path, "not a shard file: 'meta' is not the bytes of a JSON text")
+    try:
+        meta = json.loads(raw.tobytes().decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise _shard_error(path, f"not a shard file: 'meta' is not JSON ({_short(exc)})") \
             from None
-    return {"result": res, "trace": trace}
+    if not isinstance(meta, dict):
+        raise _shard_error(path, "not a shard file: 'meta' is not a JSON object")
+    if meta.get("format") != SHARD_FORMAT:
+        got = meta.get("format")
+        raise _shard_error(path, f"not a shard file of this xbarsim (format must be "
+                                 f"{SHARD_FORMAT}, got {str(got)[:40]})")
+    return meta
+
+
+def _check_binding(path, meta: dict, run_id: str, lo: int, hi: int) -> None:
+    """The shard belongs to this run (its fingerprint) and covers images ``lo … hi-1``."""
+    if meta.get("run") != run_id:
+        got = meta.get("run")
+        raise XbarsimError(f"{path}: a shard of another run (its run fingerprint is "
+                           f"{str(got)[:24]}, this run's is {run_id}: other network, weights, "
+                           f"images, seed, options or shard layout); delete it, or give "
+                           f"another --out")
+    if meta.get("lo") != lo or meta.get("hi") != hi:
+        raise _shard_error(path, f"holds images {str(meta.get('lo'))[:12]}..."
+                                 f"{str(meta.get('hi'))[:12]}, its name says {lo}..{hi}")
+
+
+def check_done(path: Path, run_id: str, lo: int, hi: int) -> None:
+    """A finished shard found on resume belongs to this run (read: its JSON part only)."""
+    _check_binding(path, _read_meta(path), run_id, lo, hi)
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _load(path: Path, ctx: "ShardContext", lo: int, hi: int) -> dict:
+    """Shard file ``path`` of images ``lo … hi-1``, every value checked against what this run
+    (``ctx``) can produce: its fingerprint, the layers, shapes, dtypes and ranges of predictions,
+    counts, statistics and trace events. Anything else is one line naming the file."""
+    def fail_file(msg):
+        return _Bad(msg)
+
+    def fail_member(key, msg):
+        return _Bad(f"{key}: {msg}")
+
+    try:
+        if os.path.lexists(path) and os.path.isfile(path) and os.path.getsize(path) == 0:
+            raise _Bad("empty file (0 bytes), not a finished shard")
+        z = load_npz_file(path, fail_file, fail_member, fail_zip=lambda msg: _Bad(
+            f"not a shard file: {msg[:1].lower() + msg[1:]}; truncated or damaged"))
+        if "meta" not in z:
+            raise _Bad("not a shard file: no 'meta' entry")
+    except _Bad as exc:
+        raise _shard_error(path, str(exc)) from None
+    meta = _parse_meta(path, z["meta"])
+    _check_binding(path, meta, ctx.run_id, lo, hi)
+    try:
+        return _shard_values(z, meta, ctx, lo, hi)
+    except _Bad as exc:
+        raise _shard_error(path, str(exc)) from None
+
+
+def _shard_values(z: dict, meta: dict, ctx, lo: int, hi: int) -> dict:
+    spec = ctx.network.spec
+    n = hi - lo
+    layers = {layer.name: layer for layer in spec.layers}
+    classes = spec.layers[-1].n_outputs
+    counter_bits = getattr(ctx.options, "counter_bits", None) or 0
+    top = max((1 << spec.signal_bits) - 1, (1 << spec.input_bits) - 1, (1 << counter_bits) - 1)
+
+    def array(key, what):
+        if key not in z:
+            raise _Bad(f"no '{key}' entry ({what})")
+        a = z[key]
+        if a.dtype.kind not in "iu":
+            raise _Bad(f"{key}: must hold integers (got dtype {a.dtype})")
+        return a
+
+    def within(key, a, hi_incl, what):
+        if a.size and (int(a.min()) < 0 or int(a.max()) > hi_incl):
+            bad = int(a.min()) if int(a.min()) < 0 else int(a.max())
+            raise _Bad(f"{key}: {what} must be in 0..{hi_incl} (got {bad})")
+
+    preds = array("predictions", "the classes")
+    if preds.shape != (n,):
+        raise _Bad(f"predictions: shape must be ({n},) (got {preds.shape})")
+    within("predictions", preds, classes - 1, "classes")
+    if meta.get("ideal") is not True:
+        raise _Bad("'ideal' must be true (every shard compares with the ideal network)")
+    ideal = array("ideal_predictions", "the ideal network's classes")
+    if ideal.shape != (n,):
+        raise _Bad(f"ideal_predictions: shape must be ({n},) (got {ideal.shape})")
+    within("ideal_predictions", ideal, classes - 1, "classes")
+
+    keep = set(layers) if ctx.keep == "all" else set(ctx.keep)
+    counts_of = {}
+    for field in ("counts", "ideal_counts"):
+        names = meta.get(field)
+        if not isinstance(names, list) or not all(isinstance(x, str) for x in names) or \
+                sorted(names) != sorted(keep) or len(set(names)) != len(names):
+            raise _Bad(f"'{field}' must name the layers this run keeps "
+                       f"({', '.join(sorted(keep)) or 'none'}) (got {str(names)[:60]})")
+        out = {}
+        for i, name in enumerate(names):
+            key = f"{field}_{i}"
+            a = array(key, f"the counts of {name}")
+            want = (n, *layers[name].out_shape)
+            if a.shape != want:
+                raise _Bad(f"{key}: shape of {name}'s counts must be {want} (got {a.shape})")
+            within(key, a, top, f"{name}'s counts")
+            out[name] = a.astype(np.int32, copy=False)
+        counts_of[field] = out
+
+    stats_meta = meta.get("stats")
+    if not isinstance(stats_meta, dict) or list(stats_meta) != list(layers):
+        raise _Bad(f"'stats' must hold the network's layers in order ({', '.join(layers)})")
+    stats = {}
+    for i, (name, d) in enumerate(stats_meta.items()):
+        layer = layers[name]
+        if not isinstance(d, dict) or set(d) != {"name", "kind", *_INTS}:
+            raise _Bad(f"stats.{name}: not a layer's statistics")
+        if d["name"] != name or d["kind"] != layer.kind:
+            raise _Bad(f"stats.{name}: name/kind must be {name}/{layer.kind}")
+        for k in _INTS:
+            if not _is_int(d[k]) or d[k] < 0:
+                raise _Bad(f"stats.{name}.{k}: must be an integer >= 0 (got {str(d[k])[:40]})")
+        if d["images"] != n or d["neurons"] != layer.n_outputs:
+            raise _Bad(f"stats.{name}: images/neurons must be {n}/{layer.n_outputs} (got "
+                       f"{d['images']}/{d['neurons']})")
+        outputs = n * layer.n_outputs
+        for k, most in (("saturated", outputs), ("mismatched", outputs),
+                        ("counter_increments", outputs * top)):
+            if d[k] > most:
+                raise _Bad(f"stats.{name}.{k}: must be <= {most} (got {d[k]})")
+        key = f"row_pulses_{i}"
+        rp = array(key, f"{name}'s row pulses")
+        rows = layer.rows if layer.is_compute else 0
+        if rp.shape != (rows,):
+            raise _Bad(f"{key}: shape must be ({rows},) (got {rp.shape})")
+        within(key, rp, np.iinfo(np.int64).max, "row pulses")
+        stats[name] = LayerStats(row_pulses=rp.astype(np.int64, copy=False), **d)
+
+    res = RunResult(preds.astype(np.int64, copy=False), ideal.astype(np.int64, copy=False),
+                    counts_of["counts"], counts_of["ideal_counts"], stats)
+    if "routes" in getattr(RunResult, "__dataclass_fields__", {}):
+        res.routes = _routes(meta.get("routes", {}), spec, n)
+    return {"result": res, "trace": _trace_values(z, meta.get("trace"), ctx, lo, hi, layers,
+                                                  stats)}
+
+
+def _routes(routes, spec, n: int) -> dict:
+    """``{conv/fc layer: {kernel route: images}}`` of a shard: known layers, short route names,
+    image numbers within the shard's."""
+    compute = {layer.name for layer in spec.compute_layers}
+    if not isinstance(routes, dict) or not set(routes) <= compute:
+        raise _Bad("'routes' must map the network's conv/fc layers to the kernels that ran them")
+    out = {}
+    for name, used in routes.items():
+        if not isinstance(used, dict) or not all(
+                isinstance(r, str) and 0 < len(r) <= 40 and _is_int(k) and 0 <= k <= n
+                for r, k in used.items()):
+            raise _Bad(f"routes.{name}: must map kernel routes to numbers of images in 0..{n}")
+        out[name] = dict(used)
+    return out
+
+
+def _trace_values(z, t, ctx, lo, hi, layers, stats):
+    from ..engine.trace import TRACE_DTYPE
+
+    if not ctx.tracing:
+        if t is not None:
+            raise _Bad("holds spike events, but this run traces none")
+        return None
+    if not isinstance(t, dict) or set(t) != {"layers", "cycles", "images"}:
+        raise _Bad("'trace' must hold the traced layers, cycles and images")
+    names = t["layers"]
+    if not isinstance(names, list) or sorted(map(str, names)) != sorted(ctx.trace_layers) or \
+            len(set(names)) != len(names):
+        raise _Bad(f"trace.layers must be this run's traced layers "
+                   f"({', '.join(ctx.trace_layers)})")
+    cycles = t["cycles"]
+    if not isinstance(cycles, dict) or set(cycles) != set(names):
+        raise _Bad("trace.cycles must give each traced layer's cycles")
+    images = t["images"]
+    if not isinstance(images, list) or not all(_is_int(i) and lo <= i < hi for i in images):
+        raise _Bad(f"trace.images must be image numbers in {lo}..{hi - 1}")
+    if ctx.trace_images is not None and not set(images) <= {int(i) for i in ctx.trace_images
+                                                           if lo <= i < hi}:
+        raise _Bad("trace.images names images this run does not trace")
+    events = {}
+    for i, name in enumerate(names):
+        key = f"trace_{i}"
+        if key not in z:
+            raise _Bad(f"no '{key}' entry (the spike events of {name})")
+        ev = z[key]
+        if ev.dtype != TRACE_DTYPE or ev.ndim != 1:
+            raise _Bad(f"{key}: must be a 1-D array of (image, neuron, cycle) int32 records")
+        c = cycles[name]
+        if not _is_int(c) or c != stats[name].window_cycles:
+            raise _Bad(f"trace.cycles.{name}: must be {stats[name].window_cycles} "
+                       f"(got {str(c)[:20]})")
+        if ev.size:
+            for field, first, last in (("image", lo, hi - 1),
+                                       ("neuron", 0, layers[name].n_outputs - 1),
+                                       ("cycle", 0, max(c - 1, 0))):
+                v = ev[field]
+                if int(v.min()) < first or int(v.max()) > last:
+                    raise _Bad(f"{key}: {field} numbers must be in {first}..{last}")
+        events[name] = ev
+    return {"events": events, "cycles": cycles, "images": images}
+
+
+def _short(exc) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _clean(root: Path) -> None:
+    """Remove what a killed run left in ``root``: temporary files and workers' spool folders."""
+    for stale in root.glob(".*.tmp"):
+        try:
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink()
+        except OSError:
+            pass
+
+
+def _read_plan(path: Path):
+    """The ``shards.json`` of an earlier run (None if there is none)."""
+    def fail(msg):
+        return XbarsimError(f"{path}: unreadable shard plan ({msg}); delete {path.parent} "
+                            f"or give another --out")
+
+    try:
+        data = read_limited(path, 64 << 20, fail, what="shard plan")
+    except XbarsimError:
+        if not os.path.lexists(path):
+            return None
+        raise
+    try:
+        plan = json.loads(data.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise fail(_short(exc)) from None
+    if not isinstance(plan, dict):
+        raise fail(f"a JSON {type(plan).__name__}, not an object")
+    return plan
 
 
 def run_sharded(network, images, labels, options, *, batch, keep, out, workers=1,
@@ -162,11 +475,15 @@ def run_sharded(network, images, labels, options, *, batch, keep, out, workers=1
     returns the merged :class:`RunResult` (the same, bit for bit, as one ``Simulator.run``) and
     appends the merged spike events to ``trace`` (a
     :class:`~xbarsim.engine.trace.TraceWriter`, closed by the caller). Finished shards are kept
-    in ``out/shards`` and reused by a rerun with the same settings. ``sim``: a
-    :class:`Simulator` of ``network`` with ``options`` already built (else each worker builds
-    one)."""
-    if workers < 1:
-        raise XbarsimError(f"--workers: must be >= 1 (got {workers})")
+    in ``out/shards`` and reused by a rerun with the same settings; each is bound to this run by
+    its fingerprint and checked when it is read back. ``sim``: a :class:`Simulator` of
+    ``network`` with ``options`` already built (else each worker builds one)."""
+    from .runner import MAX_WORKERS, check_scheduler
+    if isinstance(workers, bool) or not isinstance(workers, int) or \
+            not 1 <= workers <= MAX_WORKERS:
+        raise XbarsimError(f"--workers: must be in 1..{MAX_WORKERS} (got {workers})")
+    if scheduler is not None:
+        scheduler = check_scheduler(scheduler)
     bounds = shard_bounds(len(images), batch, shard_size)
     tracing = trace is not None
     trace_images = None if not tracing or trace.images is None else trace.images
@@ -175,7 +492,7 @@ def run_sharded(network, images, labels, options, *, batch, keep, out, workers=1
     ctx = ShardContext(network, images, labels, options, batch, keep,
                        list(trace.layers) if tracing else False, trace_images, sim)
     root = Path(out) / "shards"
-    if root.exists() and not root.is_dir():
+    if os.path.lexists(root) and not root.is_dir():
         raise XbarsimError(f"{root}: must be a directory (a file is there)")
     manifest = {
         "format": FORMAT, "base": fingerprint(ctx), "seed": int(options.seed),
@@ -184,45 +501,48 @@ def run_sharded(network, images, labels, options, *, batch, keep, out, workers=1
                   "images": None if trace_images is None else [int(i) for i in trace_images]},
         "shards": [[lo, hi] for lo, hi in bounds],
     }
-    old = None
-    try:
-        old = json.loads((root / "shards.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        pass
-    except (OSError, ValueError) as exc:
-        raise XbarsimError(f"{root / 'shards.json'}: unreadable shard plan ({exc})") from None
+    ctx.run_id = run_fingerprint(manifest)
+    old = _read_plan(root / "shards.json")
     if old is not None and old != manifest:
         diff = [k for k in manifest if old.get(k) != manifest[k]]
         raise XbarsimError(f"{root}: holds shards of a run with other settings "
-                           f"({', '.join(diff)} differ); use another --out or delete "
-                           f"{root}")
+                           f"({', '.join(diff) or 'format'} differ); use another --out or "
+                           f"delete {root}")
     root.mkdir(parents=True, exist_ok=True)
-    for stale in root.glob(".*.tmp"):
-        stale.unlink(missing_ok=True)
-    atomic_write_text(root / "shards.json", json.dumps(manifest, indent=1) + "\n")
+    _clean(root)
     runs = [{"key": _plan_key(lo, hi), "params": {"lo": lo, "hi": hi}, "seed": 0}
             for lo, hi in bounds]
-    done = {p.stem for p in root.glob("*.npz") if not p.name.startswith(".")}
+    done = set()
+    for run in runs:  # every finished shard belongs to this run, before anything is computed
+        path = root / f"{run['key']}.npz"
+        if os.path.lexists(path):
+            check_done(path, ctx.run_id, run["params"]["lo"], run["params"]["hi"])
+            done.add(run["key"])
+    atomic_write_text(root / "shards.json", json.dumps(manifest, indent=1) + "\n")
     todo = [r for r in runs if r["key"] not in done]
     if log is not None and len(todo) < len(runs):
         log(f"resuming: {len(runs) - len(todo)} of {len(runs)} shards already done in {root}")
 
     def store(record):
-        _save(root / f"{record['key']}.npz", record)
+        path = root / f"{record['key']}.npz"
+        if "spooled" in record:  # written by a local worker: moved into place
+            os.replace(record["spooled"], path)
+        else:
+            _save(path, record, ctx.run_id)
 
     execute(ctx, todo, workers=workers, scheduler=scheduler, progress=progress, on_done=store,
-            unit="shard", keep_results=False)
+            unit="shard", keep_results=False, spool=root)
     if not runs:
         return Simulator(network, options=options).run(images[:0], keep=keep)
-    return merge(root, runs, trace)
+    return merge(root, runs, trace, ctx)
 
 
-def merge(root: Path, runs: list, writer=None) -> RunResult:
-    """The shards of ``runs`` (all finished) merged in order; their spike events appended to
-    ``writer``'s files (a TraceWriter)."""
+def merge(root: Path, runs: list, writer=None, ctx=None) -> RunResult:
+    """The shards of ``runs`` (all finished, each checked against ``ctx``'s run) merged in
+    order; their spike events appended to ``writer``'s files (a TraceWriter)."""
     results = []
     for run in runs:
-        part = _load(root / f"{run['key']}.npz")
+        part = _load(root / f"{run['key']}.npz", ctx, run["params"]["lo"], run["params"]["hi"])
         results.append(part["result"])
         if writer is not None and part["trace"] is not None:
             tr = part["trace"]

@@ -7,7 +7,14 @@ Layout of ``DIR``::
     results.csv           all finished runs, one row per (point, seed) (rewritten at the end)
 
 A run killed at any moment (even SIGKILL) leaves only whole point files (and perhaps a stale
-``.*.tmp`` file, removed on the next run), so rerunning computes exactly the missing points.
+``.*.tmp`` file or folder, removed on the next run), so rerunning computes exactly the missing
+points.
+
+Every point file carries the sweep's fingerprint (``base``) and is checked when it is read back:
+a file of another sweep, or one whose values no run can produce (an agreement of 1.7, a negative
+spike count, samples other than the sweep's), is one line naming it, never a row of
+``results.csv``. Files are read as regular files of bounded size (a FIFO or a huge file named
+like a point is refused, not waited on or read whole).
 """
 
 from __future__ import annotations
@@ -15,13 +22,21 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+import os
 import re
+import shutil
 from pathlib import Path
 
 from ..errors import XbarsimError
 from ..io.atomic import atomic_write_text
+from ..io.files import read_limited
 
 FORMAT = "xbarsim-sweep-1"
+#: Largest ``sweep.json`` read (a plan of a million runs is about 150 MB).
+MAX_MANIFEST_BYTES = 256 << 20
+#: Largest point file read.
+MAX_POINT_BYTES = 4 << 20
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -38,6 +53,7 @@ class Store:
     def __init__(self, root):
         self.root = Path(root)
         self.points = self.root / "points"
+        self._manifest = None  # the plan this store was opened with, or last read
 
     def point_path(self, key: str) -> Path:
         return self.points / f"{key}.json"
@@ -55,31 +71,32 @@ class Store:
             raise XbarsimError(f"{self.root}: holds a sweep with other fixed settings ({what} "
                                f"differ); use another --out directory or delete this one")
         self.points.mkdir(parents=True, exist_ok=True)
-        for stale in self.points.glob(".*.tmp"):
+        for stale in self.points.glob(".*.tmp"):  # files, and spool folders of local workers
             try:
-                stale.unlink()
+                if stale.is_dir() and not stale.is_symlink():
+                    shutil.rmtree(stale, ignore_errors=True)
+                else:
+                    stale.unlink()
             except OSError:
                 pass
         atomic_write(self.root / "sweep.json", dumps(manifest))
+        self._manifest = manifest
 
     def manifest(self, missing_ok=False) -> dict | None:
         path = self.root / "sweep.json"
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
+        if not os.path.lexists(path):
             if missing_ok:
                 return None
             raise XbarsimError(f"{path}: not a sweep results directory (no sweep.json; "
-                               f"make one with: xbarsim sweep SWEEP.yaml --out {self.root})") \
-                from None
-        except (OSError, ValueError) as exc:
-            raise XbarsimError(f"{path}: unreadable sweep manifest ({exc})") from None
+                               f"make one with: xbarsim sweep SWEEP.yaml --out {self.root})")
+        data = _read_json(path, MAX_MANIFEST_BYTES, "unreadable sweep manifest", "")
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             got = data.get("format") if isinstance(data, dict) else f"a JSON {type(data).__name__}"
             raise XbarsimError(f"{path}: format must be {FORMAT} (got {str(got)[:40]})")
         problem = manifest_problem(data)
         if problem:
             raise XbarsimError(f"{path}: damaged sweep manifest ({problem})")
+        self._manifest = data
         return data
 
     def done(self) -> set:
@@ -89,17 +106,18 @@ class Store:
         return {p.stem for p in self.points.glob("*.json") if not p.name.startswith(".")}
 
     def write(self, record: dict) -> None:
+        """Store a finished run, bound to this sweep by its fingerprint (``base``)."""
+        if self._manifest is not None:
+            record = {**record, "base": self._manifest["base"]}
         atomic_write(self.point_path(record["key"]), dumps(record))
 
     def read(self, key: str, run: dict | None = None) -> dict:
-        """The record of run ``key``, checked (``run``: the planned run it must belong to)."""
+        """The record of run ``key``, checked (``run``: the planned run it must belong to)
+        against the sweep's plan: its fingerprint, its samples, values in range."""
         path = self.point_path(key)
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise XbarsimError(f"{path}: unreadable point file ({exc}); delete it and rerun "
-                               f"the sweep") from None
-        problem = record_problem(record, key, run)
+        record = _read_json(path, MAX_POINT_BYTES, "unreadable point file",
+                            "; delete it and rerun the sweep")
+        problem = record_problem(record, key, run, self._manifest)
         if problem:
             raise XbarsimError(f"{path}: not a finished point of this sweep ({problem}); delete "
                                f"it and rerun the sweep")
@@ -118,6 +136,19 @@ class Store:
         return path
 
 
+def _read_json(path: Path, limit: int, what: str, after: str):
+    """The JSON value of regular file ``path`` of at most ``limit`` bytes; one line if not."""
+    def fail(msg):
+        return XbarsimError(f"{path}: {what} ({msg}){after}")
+
+    data = read_limited(path, limit, fail, what="file")
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        raise fail(text[:120]) from None
+
+
 _KEY_RE = re.compile(r"[0-9a-f]{20}")
 
 
@@ -133,20 +164,29 @@ def manifest_problem(data: dict) -> str | None:
             return f"runs[{i}] has no valid key (20 hex digits)"
         if not isinstance(run.get("params"), dict):
             return f"runs[{i}].params must be a JSON object"
+    if not isinstance(data.get("base"), str) or not _KEY_RE.fullmatch(data["base"]):
+        return "'base' must be the sweep's fingerprint (20 hex digits)"
     return None
 
 
 _METRICS = ("accuracy", "ideal_accuracy", "agreement", "spikes_per_image")
+#: Metrics that are fractions of the images (``0 … 1``, a whole number of images).
+_FRACTIONS = ("accuracy", "ideal_accuracy", "agreement")
 
 
 def _number(v) -> bool:
-    import math
-
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def record_problem(record, key: str, run: dict | None = None) -> str | None:
-    """What is wrong with a stored point record (None when it is one the runner wrote)."""
+def _whole_images(v: float, n: int) -> bool:
+    """``v`` is ``k / n`` for a whole number ``k`` (within float rounding)."""
+    return abs(v * n - round(v * n)) <= 1e-6 * max(1, n)
+
+
+def record_problem(record, key: str, run: dict | None = None,
+                   manifest: dict | None = None) -> str | None:
+    """What is wrong with a stored point record (None when it is one the runner wrote for the
+    sweep of ``manifest``, when given: its fingerprint and samples)."""
     if not isinstance(record, dict):
         return f"a JSON {type(record).__name__}, not an object"
     for field in ("key", "params", "seed", "samples", "layers", *_METRICS):
@@ -159,23 +199,49 @@ def record_problem(record, key: str, run: dict | None = None) -> str | None:
     if run is not None and (record["params"] != run.get("params")
                             or record["seed"] != run.get("seed")):
         return "its parameters or seed differ from the plan's"
+    if manifest is not None and "base" not in record:
+        return "no 'base' (the sweep's fingerprint, which every point file holds)"
+    if manifest is not None and record.get("base") != manifest.get("base"):
+        return (f"it belongs to another sweep: its fingerprint is {str(record.get('base'))[:24]}, "
+                f"this sweep's is {manifest.get('base')}")
     for field in ("seed", "samples"):
         v = record[field]
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             return f"'{field}' must be an integer >= 0 (got {str(v)[:40]})"
+    n = record["samples"]
+    if manifest is not None and n != manifest.get("samples"):
+        return f"'samples' must be the sweep's {manifest.get('samples')} (got {n})"
     for field in _METRICS:
         v = record[field]
         if v is not None and not _number(v):
             return f"'{field}' must be a number or null (got {str(v)[:40]})"
+    for field in _FRACTIONS:
+        v = record[field]
+        if v is not None and not (0 <= v <= 1 and _whole_images(v, n)):
+            return (f"'{field}' must be a fraction of the {n} images, in 0..1 "
+                    f"(got {str(v)[:40]})")
     layers = record["layers"]
     if not isinstance(layers, dict):
         return "'layers' is not an object"
+    total = 0
     for name, st in layers.items():
         if not isinstance(st, dict):
             return f"layers.{name} is not an object"
         for field in ("mismatch", "spikes_out"):
             if not _number(st.get(field)):
                 return f"layers.{name}.{field} must be a number (got {str(st.get(field))[:40]})"
+        for field in ("mismatch", "saturated"):
+            v = st.get(field)
+            if v is not None and not (_number(v) and 0 <= v <= 1):
+                return f"layers.{name}.{field} must be a fraction in 0..1 (got {str(v)[:40]})"
+        v = st["spikes_out"]
+        if not isinstance(v, int) or v < 0:
+            return f"layers.{name}.spikes_out must be an integer >= 0 (got {str(v)[:40]})"
+        total += v
+    spi = record["spikes_per_image"]
+    if spi is None or spi != (total / n if n else 0.0):
+        return (f"'spikes_per_image' must be the layers' spikes_out per image, "
+                f"{total / n if n else 0.0} (got {str(spi)[:40]})")
     return None
 
 
