@@ -464,7 +464,7 @@ def test_paper_recipes_scale_the_nc_penalty_above_4_bits_for_resnet18_only():
     """Eq. 3's penalty is summed in counter units (they grow as 2^M): the ResNet-18 recipe divides
     --lambda by 2^(M-4) above 4 bits in both NC stages; 3 and 4 bits, the other options and the
     other recipes (their shipped networks were trained at one λ) are untouched."""
-    from xbarsim.commands.paper import RECIPES
+    from xbarsim.train.paper import RECIPES
 
     r = RECIPES["resnet18"]
     lam = lambda args: float(args[args.index("--lambda") + 1])  # noqa: E731

@@ -18,11 +18,17 @@ from .version import __version__  # noqa: E402
 
 
 def __getattr__(name):
-    """``xbarsim.from_torch`` loads the PyTorch front end (and torch) only when first used."""
+    """``xbarsim.from_torch`` loads the PyTorch front end (and torch) only when first used;
+    ``xbarsim.paper`` (the paper's Tables 2-4, :mod:`xbarsim.train.paper`) is loaded when first
+    used too (it imports torch only to train and measure)."""
     if name == "from_torch":
         from .interop.torch_import import from_torch
 
         return from_torch
+    if name == "paper":
+        from .train import paper
+
+        return paper
     raise AttributeError(f"module 'xbarsim' has no attribute {name!r}")
 
 
@@ -32,5 +38,5 @@ __all__ = [
     "build_hardware", "LayerSpec", "LayerWeights", "Mapping", "Network",
     "NetworkSpec", "XbarsimError", "build_network", "load_device", "load_network",
     "load_network_spec", "load_weights", "map_network", "quantize_images", "run_ideal",
-    "save_weights", "sweep", "datasets", "from_torch",
+    "save_weights", "sweep", "datasets", "from_torch", "paper",
 ]
