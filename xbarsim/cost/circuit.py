@@ -15,140 +15,151 @@ arrays of a differential pair together with their periphery.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 
-from ..config.section import Section
+from ..config.section import Section, check_fields, declared, read_field, spec
 from ..config.yamlio import Node, load_yaml
-from ..errors import ConfigError
+from ..errors import ConfigError, XbarsimError
 from ..io.shipped import shipped_dir
 
 INPUT_LAYER_MODES = ("fixed", "spikes")
 SCHEDULES = ("sequential", "pipelined")
 POSITION_MODES = ("paper", "parallel", "multiplexed")
 IFC_MODES = ("per_tile", "per_column")
+#: Groups a card may leave out (the others are required).
+OPTIONAL_GROUPS = ("options",)
 
 #: Folder of the shipped circuit cards (a top-level folder of the source tree).
 CIRCUITS_DIR = shipped_dir("circuits")
 DEFAULT_CIRCUIT = "paper-130nm"
 
 
+class CircuitCardError(XbarsimError, ValueError):
+    """An invalid circuit-card value built in Python (one line: ``timing.cycle_s: ...``)."""
+
+
+def _checked(prefix: str):
+    """A ``__post_init__`` checking every declared field (errors name ``prefix + field``)."""
+    def __post_init__(self):
+        def bad(key, message, got):
+            raise CircuitCardError(f"{prefix}{key}: {message} (got {got!r})")
+        check_fields(self, bad)
+    return __post_init__
+
+
+def _seconds(doc):
+    return spec(0.0, unit="s", lo=0.0, hi=1.0, doc=doc)
+
+
+def _joules(doc):
+    return spec(0.0, unit="J", lo=0.0, hi=1.0, doc=doc)
+
+
+def _um2(doc):
+    return spec(0.0, unit="µm²", lo=0.0, hi=1e9, doc=doc)
+
+
 @dataclass(frozen=True)
 class Timing:
-    """When things happen.
+    """When things happen. A layer whose input has ``M`` bits takes ``(2^M − 1) + drain +
+    latch_cycles`` cycles; ``network_overhead_s`` holds a measured or fitted lump ``C_net`` per
+    network that replaces ``input_time_s``, every ``layer_overhead_s``, ``digital_latency_s`` and
+    ``image_overhead_s`` for that network."""
 
-    cycle_s: one slot of a layer's window (a WL pulse, an IFC decision, a counter step), seconds.
-    latch_cycles: extra cycles per window (latching/resetting the counters): a layer whose input has
-        ``M`` bits takes ``(2^M − 1) + drain + latch_cycles`` cycles.
-    input_layer: ``spikes``: layers reading the network input take a spike window like the others;
-        ``fixed``: they take ``input_time_s`` (the image is applied in a fixed time, e.g. as
-        analog read levels), which is what the paper's speeds imply.
-    input_time_s: time of a layer reading the network input when ``input_layer: fixed``.
-    layer_overhead_s: added per conv/fc layer (settling, control), seconds.
-    digital_latency_s: time of a max-pool / avg-pool / residual-add layer.
-    image_overhead_s: added once per image (load input, read out the result).
-    network_overhead_s: ``{network name: seconds}``: a measured or fitted lump ``C_net`` for a
-        named network that replaces ``input_time_s``, every ``layer_overhead_s``,
-        ``digital_latency_s`` and ``image_overhead_s`` for that network.
-    schedule: ``sequential`` (one image at a time, layers one after another: throughput =
-        1/latency) or ``pipelined`` (layers work on successive images: throughput = 1/slowest layer).
-    """
-
-    cycle_s: float = 2e-9
-    latch_cycles: int = 1
-    input_layer: str = "fixed"
-    input_time_s: float = 0.0
-    layer_overhead_s: float = 0.0
-    digital_latency_s: float = 0.0
-    image_overhead_s: float = 0.0
-    network_overhead_s: dict = field(default_factory=dict)
-    schedule: str = "sequential"
+    cycle_s: float = spec(2e-9, unit="s", lo=0.0, lo_open=True, hi=1.0, doc="one slot of a "
+                          "layer's window (a WL pulse, an IFC decision, a counter step)")
+    latch_cycles: int = spec(1, lo=0, hi=1 << 16, doc="extra cycles per window (latching and "
+                             "resetting the counters)")
+    input_layer: str = spec("fixed", choices=INPUT_LAYER_MODES, doc="`spikes`: layers reading "
+                            "the network input take a spike window like the others; `fixed`: "
+                            "they take `input_time_s` (what the paper's speeds imply)")
+    input_time_s: float = _seconds("time of a layer reading the network input when "
+                                   "`input_layer: fixed`")
+    layer_overhead_s: float = _seconds("added per conv/fc layer (settling, control)")
+    digital_latency_s: float = _seconds("time of a max-pool / avg-pool / residual-add layer")
+    image_overhead_s: float = _seconds("added once per image (load input, read out the result)")
+    network_overhead_s: dict = spec(kind=dict, default_factory=dict, unit="s", lo=0.0, hi=1.0,
+                                    doc="`{network name: C_net}`, each a lump overhead")
+    schedule: str = spec("sequential", choices=SCHEDULES, doc="`sequential` (one image at a "
+                         "time: throughput = 1/latency) or `pipelined` (layers work on "
+                         "successive images: throughput = 1/slowest layer)")
+    __post_init__ = _checked("timing.")
 
 
 @dataclass(frozen=True)
 class Energy:
-    """Energy per event (joules) and static power (watts).
+    """Energy per event (joules) and static power (watts). The crossbar read energy has no number
+    here: it is ``V_read²·t_pulse·Σ (G+ + G−)`` over the devices of every pulsed row, from the
+    device card and the programmed conductances."""
 
-    wl_pulse_j: one WL-driver pulse on one tile row (driver + row wire, both arrays of the pair).
-    ifc_cycle_j: one IFC integrating for one cycle (bias of integrator and comparator).
-    ifc_spike_j: one IFC output spike (comparator switching, reset).
-    counter_increment_bit_j: one counter increment, per counter bit (scales with the width).
-    counter_clock_bit_j: clocking one counter bit for one cycle.
-    digital_op_bit_j: one max-pool comparison / avg-pool or residual addition, per signal bit.
-    tile_static_w: time-proportional power of one tile with its periphery (leakage, bias,
-        reference currents), drawn for the whole time an image is processed.
-    image_j: once per image (control, result read-out).
-    input_pixel_j: bringing one raw input pixel (8 bits) on chip, per image; does not depend on M.
-
-    The crossbar read energy has no number here: it is ``V_read²·t_pulse·Σ (G+ + G−)`` over the
-    devices of every pulsed row, from the device card and the programmed conductances.
-    """
-
-    wl_pulse_j: float = 0.0
-    ifc_cycle_j: float = 0.0
-    ifc_spike_j: float = 0.0
-    counter_increment_bit_j: float = 0.0
-    counter_clock_bit_j: float = 0.0
-    digital_op_bit_j: float = 0.0
-    tile_static_w: float = 0.0
-    image_j: float = 0.0
-    input_pixel_j: float = 0.0
+    wl_pulse_j: float = _joules("one WL-driver pulse on one tile row (driver + row wire, both "
+                                "arrays of the pair)")
+    ifc_cycle_j: float = _joules("one IFC integrating for one cycle (integrator and comparator "
+                                 "bias)")
+    ifc_spike_j: float = _joules("one IFC output spike (comparator switching, reset)")
+    counter_increment_bit_j: float = _joules("one counter increment, per counter bit")
+    counter_clock_bit_j: float = _joules("clocking one counter bit for one cycle")
+    digital_op_bit_j: float = _joules("one max-pool comparison / avg-pool or residual addition, "
+                                      "per signal bit")
+    tile_static_w: float = spec(0.0, unit="W", lo=0.0, hi=1e3, doc="time-proportional power of "
+                                "one tile with its periphery (leakage, bias, reference currents), "
+                                "drawn for the whole time an image is processed")
+    image_j: float = _joules("once per image (control, result read-out)")
+    input_pixel_j: float = _joules("bringing one raw input pixel (8 bits) on chip, per image")
+    __post_init__ = _checked("energy.")
 
 
 @dataclass(frozen=True)
 class Area:
-    """Areas in µm².
+    """Areas in µm²; a tile has ``2·t²`` cells (the ``G+`` and ``G−`` arrays)."""
 
-    cell_um2: one memristor cell (with its access device), so a tile has ``2·t²`` of them.
-    wl_driver_um2: one WL driver (per tile row).
-    register_bit_um2: one bit of a row's input register (the driver's M-bit spike generator) or of
-        a column's output counter.
-    ifc_um2: one integrate-and-fire circuit (integrator, capacitor, comparator, reset).
-    tile_um2: per-tile periphery that does not scale with M (control, routing, partial-sum logic).
-    digital_bit_um2: one digital pooling/add unit, per signal bit (one unit per output neuron, or
-        per output channel when positions are time-multiplexed).
-    """
-
-    cell_um2: float = 0.0
-    wl_driver_um2: float = 0.0
-    register_bit_um2: float = 0.0
-    ifc_um2: float = 0.0
-    tile_um2: float = 0.0
-    digital_bit_um2: float = 0.0
+    cell_um2: float = _um2("one memristor cell (with its access device)")
+    wl_driver_um2: float = _um2("one WL driver (per tile row)")
+    register_bit_um2: float = _um2("one bit of a row's input register (the driver's M-bit spike "
+                                   "generator) or of a column's output counter")
+    ifc_um2: float = _um2("one integrate-and-fire circuit (integrator, capacitor, comparator, "
+                          "reset)")
+    tile_um2: float = _um2("per-tile periphery that does not scale with M (control, routing, "
+                           "partial-sum logic)")
+    digital_bit_um2: float = _um2("one digital pooling/add unit, per signal bit (one unit per "
+                                  "output neuron, or per output channel when positions are "
+                                  "time-multiplexed)")
+    __post_init__ = _checked("area.")
 
 
 @dataclass(frozen=True)
 class Options:
-    """Mapping choices that change latency and area (never the counts).
+    """Mapping choices that change latency and area (never the counts)."""
 
-    positions: how conv output positions share crossbars: ``multiplexed`` (one set of tiles, the
-        positions one after another: latency × positions), ``parallel`` (tiles replicated per
-        position, one pass: area × positions) or ``paper`` (one pass and one set of tiles: the
-        accounting Table 5 implies, optimistic for conv layers).
-    ifc: ``per_tile`` (every tile has ``t`` IFCs and counters, partial sums of row tiles combined
-        digitally: the periphery Table 5's area implies) or ``per_column`` (row tiles' currents sum
-        into one IFC per layer column).
-    power_gating: tiles draw static power only while their layer works (else the whole time).
-    """
-
-    positions: str = "paper"
-    ifc: str = "per_tile"
-    power_gating: bool = False
+    positions: str = spec("paper", choices=POSITION_MODES, doc="how conv output positions "
+                          "share crossbars: one set of tiles, positions one after another "
+                          "(`multiplexed`: latency × positions), tiles replicated per position "
+                          "(`parallel`: area × positions), or one pass and one set of tiles "
+                          "(`paper`: the accounting Table 5 implies, optimistic for conv layers)")
+    ifc: str = spec("per_tile", choices=IFC_MODES, doc="every tile has `t` IFCs and counters, "
+                    "row tiles' partial sums combined digitally (`per_tile`: the periphery "
+                    "Table 5's area implies), or row tiles' currents sum into one IFC per layer "
+                    "column (`per_column`)")
+    power_gating: bool = spec(False, doc="tiles draw static power only while their layer works "
+                              "(else the whole time)")
+    __post_init__ = _checked("options.")
 
 
 @dataclass(frozen=True)
 class CircuitCard:
     """A circuit card. ``sources`` maps each number's key (``energy.wl_pulse_j``) to its source."""
 
-    name: str = "circuit"
-    source: str = ""
-    technology_nm: float = 130.0
-    timing: Timing = field(default_factory=Timing)
-    energy: Energy = field(default_factory=Energy)
-    area: Area = field(default_factory=Area)
-    options: Options = field(default_factory=Options)
+    name: str = spec("circuit", doc="shown in tables and results")
+    source: str = spec("", doc="where the numbers come from")
+    technology_nm: float = spec(130.0, unit="nm", lo=1.0, hi=100000.0, doc="process node")
+    timing: Timing = spec(kind=Timing, default_factory=Timing, doc="when things happen")
+    energy: Energy = spec(kind=Energy, default_factory=Energy, doc="energy per event")
+    area: Area = spec(kind=Area, default_factory=Area, doc="component areas")
+    options: Options = spec(kind=Options, default_factory=Options, doc="mapping choices")
     sources: dict = field(default_factory=dict, compare=False)
     file: str = ""
+    __post_init__ = _checked("")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -166,20 +177,6 @@ class CircuitCard:
 
 
 # -- parsing ----------------------------------------------------------------------------------------
-TOP_KEYS = ("name", "source", "technology_nm", "timing", "energy", "area", "options")
-TIMING_NUMBERS = {  # key: (kind, lo, hi)
-    "cycle_s": ("pos", 0.0, 1.0),
-    "input_time_s": ("float", 0.0, 1.0),
-    "layer_overhead_s": ("float", 0.0, 1.0),
-    "digital_latency_s": ("float", 0.0, 1.0),
-    "image_overhead_s": ("float", 0.0, 1.0),
-}
-ENERGY_NUMBERS = ("wl_pulse_j", "ifc_cycle_j", "ifc_spike_j", "counter_increment_bit_j",
-                  "counter_clock_bit_j", "digital_op_bit_j", "image_j", "input_pixel_j")
-AREA_NUMBERS = ("cell_um2", "wl_driver_um2", "register_bit_um2", "ifc_um2", "tile_um2",
-                "digital_bit_um2")
-
-
 class _Reader:
     """Reads numbers that are either plain or ``{value: X, source: "..."}``, recording sources."""
 
@@ -209,6 +206,26 @@ class _Reader:
         self.sources[sec.key_path(key)] = group_source
         return value
 
+    def field(self, sec: Section, f, default):
+        """A declared field: a number (with its source) by its bounds, else its plain reader."""
+        m = f.metadata
+        if m["kind"] is dict:  # {name: number} with the field's bounds
+            sub = sec.section(f.name)
+            _section_source(sub)
+            return {str(k): self.number(sub, k, 0.0, lo=m["lo"], hi=m["hi"])
+                    for k in list(sub.node) if k != "source"}
+        if m["kind"] in (int, float):
+            return self.number(sec, f.name, default, lo=m["lo"], hi=m["hi"],
+                               lo_open=m["lo_open"], integer=m["kind"] is int)
+        return read_field(sec, f, default)
+
+    def group(self, sec: Section, cls):
+        """One group (``timing``, ``energy``, ...) built from its declared fields."""
+        sec.finish(allowed=("source", *(f.name for f in declared(cls))))
+        _section_source(sec)
+        return cls(**{f.name: self.field(sec, f, f.default) for f in declared(cls)
+                      if sec.has(f.name) or f.metadata["kind"] is not dict})
+
 
 def _section_source(sec: Section):
     if sec.has("source"):
@@ -219,57 +236,18 @@ def _section_source(sec: Section):
 
 def parse_circuit(sec: Section, default_name: str = "circuit") -> CircuitCard:
     """Validate a circuit card mapping (every problem is one ``file:line: key: ...`` line)."""
-    sec.finish(allowed=TOP_KEYS)
-    sources: dict = {}
-    rd = _Reader(sources)
-    name = sec.str("name", default_name)
-    source = sec.str("source", "")
-    tech = rd.number(sec, "technology_nm", 130.0, lo=1.0, hi=100000.0)
-
-    t = sec.section("timing")
-    t.finish(allowed=("source", "latch_cycles", "input_layer", "network_overhead_s", "schedule",
-                      *TIMING_NUMBERS))
-    _section_source(t)
-    nums = {}
-    for key, (kind, lo, hi) in TIMING_NUMBERS.items():
-        default = getattr(Timing, key)
-        nums[key] = rd.number(t, key, default, lo=lo, hi=hi, lo_open=kind == "pos")
-    latch = rd.number(t, "latch_cycles", 1, lo=0, hi=1 << 16, integer=True)
-    overheads = {}
-    if t.has("network_overhead_s"):
-        ov = t.section("network_overhead_s")
-        _section_source(ov)
-        for key in list(ov.node):
-            if key == "source":
-                continue
-            overheads[str(key)] = rd.number(ov, key, 0.0, lo=0.0, hi=1.0)
-    timing = Timing(latch_cycles=latch,
-                    input_layer=t.str("input_layer", "fixed", choices=INPUT_LAYER_MODES),
-                    network_overhead_s=overheads,
-                    schedule=t.str("schedule", "sequential", choices=SCHEDULES), **nums)
-
-    e = sec.section("energy")
-    e.finish(allowed=("source", "tile_static_w", *ENERGY_NUMBERS))
-    _section_source(e)
-    en = {key: rd.number(e, key, 0.0, lo=0.0, hi=1.0) for key in ENERGY_NUMBERS}
-    en["tile_static_w"] = rd.number(e, "tile_static_w", 0.0, lo=0.0, hi=1e3)
-    energy = Energy(**en)
-
-    a = sec.section("area")
-    a.finish(allowed=("source", *AREA_NUMBERS))
-    _section_source(a)
-    area = Area(**{key: rd.number(a, key, 0.0, lo=0.0, hi=1e9) for key in AREA_NUMBERS})
-
-    o = sec.section("options", None)
-    options = Options()
-    if o is not None:
-        o.finish(allowed=("source", "positions", "ifc", "power_gating"))
-        _section_source(o)
-        options = Options(positions=o.str("positions", "paper", choices=POSITION_MODES),
-                          ifc=o.str("ifc", "per_tile", choices=IFC_MODES),
-                          power_gating=o.bool("power_gating", False))
-    return CircuitCard(name=name, source=source, technology_nm=tech, timing=timing, energy=energy,
-                       area=area, options=options, sources=sources, file=sec.file)
+    top = declared(CircuitCard)
+    sec.finish(allowed=[f.name for f in top])
+    rd = _Reader({})
+    values = {}
+    for f in top:
+        kind = f.metadata["kind"]
+        if is_dataclass(kind):
+            group = sec.section(f.name, None) if f.name in OPTIONAL_GROUPS else sec.section(f.name)
+            values[f.name] = kind() if group is None else rd.group(group, kind)
+        else:
+            values[f.name] = rd.field(sec, f, default_name if f.name == "name" else f.default)
+    return CircuitCard(**values, sources=rd.sources, file=sec.file)
 
 
 def load_circuit(path) -> CircuitCard:

@@ -7,11 +7,11 @@ docs/nonidealities.md documents each parameter.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
+from ..config.section import check_fields, spec
 from ..errors import XbarsimError
 from ..hardware.nonideal import static_rng
 from ..hardware.program import FRAC_BITS
@@ -20,6 +20,7 @@ from .encoding import mix64
 
 #: Largest comparator offset (or its σ), weight LSBs: far inside the 2^43 LSB membrane range.
 MAX_OFFSET_LSB = float(1 << 30)
+_WITHIN = "must be within ±2^30 weight LSB, the engine's fixed-point range"
 
 
 class IFCParamsError(XbarsimError, ValueError):
@@ -28,45 +29,32 @@ class IFCParamsError(XbarsimError, ValueError):
 
 @dataclass(frozen=True)
 class IFCParams:
-    """Integrate-and-fire converter non-idealities (all off at their defaults).
-
-    threshold_sigma_rel: IFC-to-IFC threshold mismatch, relative σ of ``V_th`` (dimensionless),
-        drawn once per IFC (one IFC per output column of a layer; conv positions are
-        time-multiplexed onto the same IFCs). The mismatched ``V_th`` is both the comparator trip
-        level and the charge removed by a reset-by-subtraction.
-    leak_per_cycle: membrane leak, fraction of the membrane lost each cycle (``v ← v − λ·v``,
-        before that cycle's input; dimensionless in ``[0, 1)``).
-    comparator_offset_lsb: systematic comparator offset, in weight LSBs (membrane units): the IFC
-        fires when ``v ≥ V_th + offset``; the reset still subtracts ``V_th``.
-    comparator_sigma_lsb: IFC-to-IFC random comparator offset, σ in weight LSBs (added to
-        ``comparator_offset_lsb``), drawn once per IFC.
-
-    The counter width is :attr:`xbarsim.engine.EngineOptions.counter_bits`.
+    """Integrate-and-fire converter non-idealities (all off at their defaults), each declared once
+    with its range and meaning. One IFC per output column of a layer; conv positions are
+    time-multiplexed onto the same IFCs. The counter width is
+    :attr:`xbarsim.engine.EngineOptions.counter_bits`.
     """
 
-    threshold_sigma_rel: float = 0.0
-    leak_per_cycle: float = 0.0
-    comparator_offset_lsb: float = 0.0
-    comparator_sigma_lsb: float = 0.0
+    threshold_sigma_rel: float = spec(0.0, lo=0, hi=1, say="interval", doc="IFC-to-IFC "
+                                      "threshold mismatch, relative σ of `V_th`, drawn once per "
+                                      "IFC; the mismatched `V_th` is both the comparator trip "
+                                      "level and the charge a reset-by-subtraction removes")
+    leak_per_cycle: float = spec(0.0, lo=0, hi=1, hi_open=True, say="interval", doc="fraction "
+                                 "of the membrane lost each cycle (`v ← v − λ·v`, before that "
+                                 "cycle's input)")
+    comparator_offset_lsb: float = spec(0.0, unit="LSB", lo=-MAX_OFFSET_LSB, hi=MAX_OFFSET_LSB,
+                                        say={"lo": _WITHIN, "hi": _WITHIN}, doc="systematic "
+                                        "comparator offset: the IFC fires when `v ≥ V_th + "
+                                        "offset`; the reset still subtracts `V_th`")
+    comparator_sigma_lsb: float = spec(0.0, unit="LSB", lo=0, hi=MAX_OFFSET_LSB,
+                                       say={"hi": _WITHIN}, doc="IFC-to-IFC random comparator "
+                                       "offset, σ (added to `comparator_offset_lsb`), drawn once "
+                                       "per IFC")
 
     def __post_init__(self):
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise IFCParamsError(f"ifc.{f.name}: must be a finite number (got {v!r})")
-        if not 0 <= self.threshold_sigma_rel <= 1:
-            raise IFCParamsError(f"ifc.threshold_sigma_rel: must be in [0, 1] "
-                                 f"(got {self.threshold_sigma_rel!r})")
-        if not 0 <= self.leak_per_cycle < 1:
-            raise IFCParamsError(f"ifc.leak_per_cycle: must be in [0, 1) "
-                                 f"(got {self.leak_per_cycle!r})")
-        for name in ("comparator_offset_lsb", "comparator_sigma_lsb"):
-            if abs(getattr(self, name)) > MAX_OFFSET_LSB:
-                raise IFCParamsError(f"ifc.{name}: must be within ±2^30 weight LSB, the engine's "
-                                     f"fixed-point range (got {getattr(self, name)!r})")
-        if self.comparator_sigma_lsb < 0:
-            raise IFCParamsError(f"ifc.comparator_sigma_lsb: must be >= 0 "
-                                 f"(got {self.comparator_sigma_lsb!r})")
+        def bad(key, message, got):
+            raise IFCParamsError(f"ifc.{key}: {message} (got {got!r})")
+        check_fields(self, bad)
 
     @property
     def ideal(self) -> bool:

@@ -14,7 +14,7 @@ import numba
 import numpy as np
 
 from ..config.layers import INPUT
-from ..config.section import check_seed
+from ..config.section import check_fields, check_seed, spec
 from ..errors import XbarsimError
 from ..hardware.frontend import front_end_matrices, front_end_terms
 from ..hardware.program import FRAC_BITS, SQ_FRAC_BITS, Hardware, build_hardware
@@ -33,44 +33,31 @@ MAX_DRAIN_CYCLES = (1 << 16) - 1
 
 @dataclass(frozen=True)
 class EngineOptions:
-    """How the engine runs (defaults pinned so results compare everywhere).
+    """How the engine runs (defaults pinned so results compare everywhere). Each field is
+    declared once with its range and meaning, read by the check below and by a sweep."""
 
-    encoding: WL-driver spike encoding (``uniform``, ``burst``, ``bernoulli``).
-    reset: IFC reset after a spike: ``subtract`` θ (default) or ``zero``.
-    init: initial membrane: ``half`` = ``⌊θ/2⌋ + bias`` (rounding, default) or ``zero`` = ``bias``.
-    drain_cycles: extra cycles with no input after the window.
-    counter_bits: counter width (default: the network's M); counts saturate at ``2^bits − 1``.
-    seed: seed of every random draw (Bernoulli spikes, device non-idealities, IFC mismatch).
-    backend: ``numba`` (the fast exact path of :mod:`xbarsim.engine.fast` where it applies, the
-        numba cycle-loop kernels elsewhere), ``kernels`` (the cycle-loop kernels everywhere) or
-        the ``reference`` numpy twins. All three give the same counts, bit for bit.
-    ifc: IFC non-idealities (:class:`~xbarsim.engine.ifc.IFCParams`; all off by default).
-    """
-
-    encoding: str = "uniform"
-    reset: str = "subtract"
-    init: str = "half"
-    drain_cycles: int = 0
-    counter_bits: int | None = None
-    seed: int = 0
-    backend: str = "numba"
-    ifc: IFCParams = IFCParams()
+    encoding: str = spec("uniform", choices=ENCODINGS, doc="WL-driver spike encoding")
+    reset: str = spec("subtract", choices=RESETS, doc="IFC reset after a spike: subtract θ or "
+                      "set to zero")
+    init: str = spec("half", choices=INITS, doc="initial membrane: `half` = `⌊θ/2⌋ + bias` "
+                     "(rounding) or `zero` = `bias`")
+    drain_cycles: int = spec(0, lo=0, hi=MAX_DRAIN_CYCLES, say="integer",
+                             doc="extra cycles with no input after the window")
+    counter_bits: int | None = spec(None, kind=int, null=True, lo=1, hi=16, say="interval",
+                                    doc="counter width (None: the network's M); counts "
+                                    "saturate at `2^bits − 1`")
+    seed: int = spec(0, kind=int, check=check_seed, sweepable=False, doc="seed of every random "
+                     "draw (Bernoulli spikes, device non-idealities, IFC mismatch)")
+    backend: str = spec("numba", choices=BACKENDS, doc="`numba` (the fast exact path of "
+                        "xbarsim.engine.fast where it applies, the numba cycle-loop kernels "
+                        "elsewhere), `kernels` (the cycle-loop kernels everywhere) or the "
+                        "`reference` numpy twins; all three give the same counts, bit for bit")
+    ifc: IFCParams = spec(IFCParams(), doc="IFC non-idealities (all off by default)")
 
     def __post_init__(self):
-        for name, value, choices in (("encoding", self.encoding, ENCODINGS),
-                                     ("reset", self.reset, RESETS), ("init", self.init, INITS),
-                                     ("backend", self.backend, BACKENDS)):
-            if value not in choices:
-                raise XbarsimError(f"{name}: must be one of {', '.join(choices)} (got {value})")
-        if isinstance(self.drain_cycles, bool) or not isinstance(self.drain_cycles, int) \
-                or not 0 <= self.drain_cycles <= MAX_DRAIN_CYCLES:
-            raise XbarsimError(f"drain_cycles: must be an integer in 0..{MAX_DRAIN_CYCLES} "
-                               f"(got {self.drain_cycles!r})")
-        check_seed(self.seed)
-        if self.counter_bits is not None and not 1 <= self.counter_bits <= 16:
-            raise XbarsimError(f"counter_bits: must be in 1..16 (got {self.counter_bits})")
-        if not isinstance(self.ifc, IFCParams):
-            raise XbarsimError(f"ifc: must be an IFCParams (got {type(self.ifc).__name__})")
+        def bad(key, message, got):
+            raise XbarsimError(f"{key}: {message} (got {got})")
+        check_fields(self, bad)
 
 
 @dataclass

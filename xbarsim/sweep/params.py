@@ -18,41 +18,39 @@ import math
 import numpy as np
 
 from ..config.device import DeviceCard
-from ..config.section import did_you_mean
+from ..config.section import did_you_mean, field_kind
 from ..engine import EngineOptions
 from ..errors import XbarsimError
 
 #: Sections a parameter path may start with, and the dataclass each one replaces fields of.
 GROUPS = {"device": DeviceCard, "engine": EngineOptions}
-#: Fields that are not parameters (bookkeeping) or that the seed list sets.
-EXCLUDED = {"device": {"file", "source"}, "engine": {"seed"}}
 
 
-def _leaves(cls, prefix: str, excluded=()) -> dict:
-    """``{dotted path: default}`` of every field of dataclass ``cls``, recursing into fields
-    whose default is itself a dataclass (``engine.ifc.leak_per_cycle``)."""
+def _leaves(cls, prefix: str) -> dict:
+    """``{dotted path: field}`` of every sweepable field of dataclass ``cls`` (declared
+    ``sweepable=False``: bookkeeping, or set by the seed list), recursing into fields whose
+    default is itself a dataclass (``engine.ifc.leak_per_cycle``)."""
     out = {}
     for f in dataclasses.fields(cls):
-        if f.name in excluded:
+        if not f.metadata.get("sweepable", True):
             continue
-        default = f.default
-        if dataclasses.is_dataclass(default):
-            out.update(_leaves(type(default), f"{prefix}.{f.name}"))
+        if dataclasses.is_dataclass(f.default):
+            out.update(_leaves(type(f.default), f"{prefix}.{f.name}"))
         else:
-            out[f"{prefix}.{f.name}"] = default
+            out[f"{prefix}.{f.name}"] = f
     return out
 
 
-def _defaults() -> dict:
+def _fields() -> dict:
     out = {}
     for group, cls in GROUPS.items():
-        out.update(_leaves(cls, group, EXCLUDED[group]))
+        out.update(_leaves(cls, group))
     return out
 
 
 def parameter_names() -> list:
     """Every sweepable path, e.g. ``device.read_noise_rel``, ``engine.ifc.leak_per_cycle``."""
-    return list(_defaults())
+    return list(_fields())
 
 
 class ParamError(XbarsimError):
@@ -80,30 +78,31 @@ def check_path(path) -> tuple:
 
 
 def normalize_value(path, value):
-    """Coerce ``value`` to the field's type (int → float for float fields) and reject values
-    JSON cannot hold, so equal points hash equally."""
+    """Coerce ``value`` to the field's declared type (int → float for float fields) and reject
+    values JSON cannot hold, so equal points hash equally."""
     check_path(path)
-    default = _defaults()[path]
+    kind, null = field_kind(_fields()[path])
     if isinstance(value, np.generic):
         value = value.item()
-    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+    if value is None and null:
+        return value
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
-    if isinstance(default, float) and isinstance(value, str):  # YAML 1.1 reads 5.0e4 as text
+    if kind is float and isinstance(value, str):  # YAML 1.1 reads 5.0e4 as text
         try:
             value = float(value)
         except ValueError:
             pass
-    if isinstance(default, float) and not isinstance(value, float):
+    if kind is float and not isinstance(value, float):
         raise ParamError(path, "must be a number", value, True)
-    if isinstance(default, bool) and not isinstance(value, bool):
+    if kind is bool and not isinstance(value, bool):
         raise ParamError(path, "must be true or false", value, True)
-    if isinstance(default, int) and not isinstance(default, bool) and \
-            (isinstance(value, bool) or not isinstance(value, int)):
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         else:
             raise ParamError(path, "must be an integer", value, True)
-    if isinstance(default, str) and not isinstance(value, str):
+    if kind is str and not isinstance(value, str):
         raise ParamError(path, "must be a string", value, True)
     if isinstance(value, float) and not math.isfinite(value):
         raise ParamError(path, "must be a finite number", value, True)
@@ -171,8 +170,6 @@ def resolve(point: dict, device: DeviceCard, seed: int, options: EngineOptions |
     dev_changes, eng_changes = split(point)
     try:
         card = _replace(device, dev_changes)
-        if "seed" in {f.name for f in dataclasses.fields(DeviceCard)}:
-            card = dataclasses.replace(card, seed=int(seed))
         opts = _replace(options or EngineOptions(), {**eng_changes, "seed": int(seed)})
     except (ValueError, TypeError, XbarsimError) as exc:
         raise XbarsimError(f"point {canonical(point)}: {exc}") from None
