@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError, XbarsimError
+from ..errors import InputFileError, XbarsimError
 
 
 def register(sub) -> None:
@@ -61,15 +61,16 @@ def calibration_images(text, samples: int):
     path = Path(text)
     if path.suffix != ".npy":
         raise XbarsimError(f"--calibrate: expected mnist, cifar10 or a .npy file (got {text})")
-    try:
-        images = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise DataError(f"{path}: --calibrate: file not found") from None
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: --calibrate: not a readable .npy file ({exc})") from None
+    from ..io.files import load_npy_file
+
+    def fail(why):
+        return InputFileError(path, "--calibrate", why)
+
+    # the hardened reader (a regular file, header checked); only the first --samples images
+    # are read, so a file of any declared size costs what those images take
+    images = load_npy_file(path, fail, rows=samples)
     if images.dtype != np.uint8:
-        raise DataError(f"{path}: --calibrate: images must be uint8 (got {images.dtype})")
-    images = images[:samples]
+        raise fail(f"images must be uint8 (got {images.dtype})")
     return images, None, f"{len(images)} images from {path}"
 
 
@@ -78,6 +79,9 @@ def run(args) -> int:
     out = Path(args.out)
     if out.suffix not in (".yaml", ".yml"):
         raise XbarsimError(f"--out: must name a .yaml file (got {args.out})")
+    from ..io.paths import check_out_file
+
+    check_out_file(out, "--out")  # a writable place, before any work
     if args.samples < 1:
         raise XbarsimError(f"--samples: must be >= 1 (got {args.samples})")
     if not 0.0 < args.quantile <= 1.0:
@@ -122,6 +126,8 @@ def run(args) -> int:
     from ..interop.quantize import format_rows
 
     net = res.network
+    # written before anything is printed: a failure (a full disk) is then the one line shown
+    path = write_network(net, out, f"imported from {model.name} by xbarsim import")
     print(f"{model} -> {out}: {net.name}, M={net.signal_bits} signal bits, "
           f"N={net.weight_bits} weight bits")
     print("\n".join(format_rows(res.rows)))
@@ -134,7 +140,17 @@ def run(args) -> int:
             line += (f"; accuracy float {100 * res.float_accuracy:.2f}%, ideal integer "
                      f"{100 * res.ideal_accuracy:.2f}%")
         print(line)
-    header = f"imported from {model.name} by xbarsim import"
-    path = net.save(out, header=header)
     print(f"wrote {path} and {path.with_suffix('.npz')}")
     return 0
+
+
+def write_network(net, out: Path, header: str) -> Path:
+    """``out`` (YAML) and the ``.npz`` beside it, both or neither: a failure (a full disk) is
+    one line and leaves any earlier pair byte for byte (:meth:`Network.save`)."""
+    from ..io.files import os_reason
+
+    try:
+        return net.save(out, header=header)
+    except OSError as exc:
+        raise XbarsimError(f"--out: cannot write {out} and {out.with_suffix('.npz')} "
+                           f"({os_reason(exc)}); nothing was replaced (got {out})") from None

@@ -58,43 +58,36 @@ def _from_results(path: Path) -> tuple:
 
 
 def _from_network(args) -> tuple:
-    import numpy as np
-
-    from ..cost import estimate, load_circuit, stats_from_ideal
-    from ..cost.table5 import mnist_images, synthetic_images
+    from ..cost import load_circuit
+    from ..cost.table5 import network_cost
     from ..io.paths import safe_name
     from ..network.network import load_network
 
     if args.samples < 1:
         raise XbarsimError(f"--samples: must be >= 1 (got {args.samples})")
     network = load_network(args.source)
-    spec = network.spec
-    images, src = (None, "")
-    if spec.dataset == "mnist":
-        notes = []
-        images, src = mnist_images(args.samples, notes)
-        for line in notes:  # the shipped sample stands in: said before the compute
-            print(line, file=sys.stderr if args.json else sys.stdout, flush=True)
-    if images is None:
-        images = synthetic_images(spec.input_shape, args.samples, spec.seed)
-        src = f"synthetic images (seed {spec.seed})"
-    if args.engine:
-        from ..engine import Simulator
-        stats = Simulator(network).run(images, batch=max(1, len(images))).stats
-    else:
-        stats = stats_from_ideal(network, network.quantize_input(np.asarray(images)))
     card = load_circuit(args.circuit) if args.circuit else None
-    report = estimate(network, stats, circuit=card, images=len(images), positions=args.positions)
-    cost = report.to_dict()
-    cost["inputs"] = f"{src}, {len(images)} images; events from " + (
-        "the cycle-level engine" if args.engine else "the ideal integer network")
-    out = Path(args.out) if args.out else Path(safe_name(f"{spec.name}-cost"))
+    cost = network_cost(network, args.samples, args.engine, card, args.positions,
+                        _Notes(sys.stderr if args.json else sys.stdout))
+    out = Path(args.out) if args.out else Path(safe_name(f"{network.spec.name}-cost"))
     return cost, out
+
+
+class _Notes(list):
+    """The shipped sample standing in: said on ``stream`` as it is chosen (before the compute)."""
+
+    def __init__(self, stream):
+        super().__init__()
+        self.stream = stream
+
+    def append(self, line) -> None:
+        print(line, file=self.stream, flush=True)
+        super().append(line)
 
 
 def run(args) -> int:
     from ..cost import format_cost
-    from ..engine.trace import atomic_write_text
+    from ..io.atomic import atomic_write_text
     from ..io.paths import check_out_dir
 
     if args.out:

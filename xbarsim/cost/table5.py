@@ -4,12 +4,18 @@ Each row is one network at ``M = N = bits`` (signals, weights and the input imag
 costed from the event counts of a run on a few images (the cycle-level engine, or the ideal
 integer network for speed), and compared with the 8-bit row as the paper does: speedup, energy
 saving, area saving. The paper's printed values are kept beside ours for comparison only.
+
+:func:`table5` returns a :class:`Table5` (rows, checks, and where each model's images and weights
+came from as data, not text); its :meth:`~Table5.markdown` is what ``xbarsim table5 --out``
+writes and :meth:`~Table5.to_dict` what ``--json`` prints.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -41,6 +47,18 @@ PAPER_RATIOS = {
 }
 
 
+@dataclass(frozen=True)
+class ImageSource:
+    """Where one model's images came from. ``text`` is how the table words it (``"MNIST test set,
+    100 images"``); ``kind`` is ``"test set"``, ``"shipped sample"`` (the 200-image MNIST sample,
+    ``$XBARSIM_DATA`` unset) or ``"synthetic"``; for synthetic images ``why`` is ``"random
+    weights"`` (no width of the network is trained, so real images would add no meaning) or
+    ``"no data"`` (trained weights, but the data set is not found)."""
+    text: str
+    kind: str
+    why: str = ""
+
+
 @dataclass
 class Row:
     model: str
@@ -57,6 +75,23 @@ class Row:
     speedup: float | None = None
     energy_saving: float | None = None
     area_saving: float | None = None
+    source: ImageSource | None = None    # the images, as data (``inputs`` words it)
+    weights_file: str | None = None      # the trained weights' file name; None: random weights
+
+    def to_dict(self) -> dict:
+        """The row as ``xbarsim table5 --json`` prints it (the cost report under ``cost``)."""
+        skip = ("report", "source", "weights_file")
+        return ({k: v for k, v in vars(self).items() if k not in skip}
+                | {"cost": self.report.to_dict()})
+
+
+class Check(NamedTuple):
+    """One ratio against the paper's (a tuple: ``label, ours, paper, tolerance, ok``)."""
+    ratio: str
+    ours: float
+    paper: float
+    tolerance: str
+    ok: bool
 
 
 def variant(spec, bits: int):
@@ -69,31 +104,32 @@ def mnist_images(n: int, notes: list | None = None):
     rule of :func:`xbarsim.io.datasets.select_images`: the full test set when found; the shipped
     200-image sample only when ``$XBARSIM_DATA`` is not set (its note is appended to ``notes``);
     otherwise a :class:`~xbarsim.errors.DataError` naming what to put where."""
-    from ..io import datasets
-
-    chosen = datasets.select_images("mnist", "test", n, flag="--lenet-images/--samples")
-    if chosen.note and notes is not None:
-        notes.append(chosen.note)
-    images, _, source = chosen
-    if source.startswith("mnist test set"):
-        source = "MNIST test set"  # not the user's folder: tables are shared
-    return np.asarray(images, np.uint8).reshape(-1, 1, 28, 28), source
+    images, source, _ = _select("mnist", (1, 28, 28), n, 0, notes, "--lenet-images/--samples")
+    return images, source
 
 
 def dataset_images(spec, n: int, seed: int, notes: list | None, flag: str):
     """The first ``n`` test images of ``spec``'s data set by the rule of
     :func:`xbarsim.io.datasets.select_images` (seeded synthetic ones, with a note, only when the data
     set is not found and ``$XBARSIM_DATA`` is not set) and where they came from."""
+    images, source, _ = _select(spec.dataset, spec.input_shape, n, seed, notes, flag)
+    return images, source
+
+
+def _select(dataset: str, shape, n: int, seed: int, notes: list | None, flag: str) -> tuple:
+    """``(images, source, kind)``: kind ``"test set"``, ``"shipped sample"`` or ``"synthetic"``
+    (see :class:`ImageSource`), told by what :func:`~xbarsim.io.datasets.select_images` returned
+    (no labels: synthetic; a note: a stand-in for the data set)."""
     from ..io import datasets
 
-    chosen = datasets.select_images(spec.dataset, "test", n, shape=spec.input_shape, seed=seed,
-                                    flag=flag)
+    chosen = datasets.select_images(dataset, "test", n, shape=shape, seed=seed, flag=flag)
     if chosen.note and notes is not None:
         notes.append(chosen.note)
-    images, _, source = chosen
-    if source.startswith(f"{spec.dataset} test set"):
-        source = f"{DATASET_LABEL.get(spec.dataset, spec.dataset)} test set"  # not the user's folder
-    return np.asarray(images, np.uint8).reshape(-1, *spec.input_shape), source
+    images, labels, source = chosen
+    kind = "synthetic" if labels is None else "shipped sample" if chosen.note else "test set"
+    if kind == "test set":
+        source = f"{DATASET_LABEL.get(dataset, dataset)} test set"  # not the user's folder
+    return np.asarray(images, np.uint8).reshape(-1, *shape), source, kind
 
 
 DATASET_LABEL = {"mnist": "MNIST", "cifar10": "CIFAR-10"}
@@ -110,6 +146,35 @@ def synthetic_images(shape, n: int, seed: int):
     return np.clip(np.rint(img * 255), 0, 255).astype(np.uint8)
 
 
+def network_cost(network, samples: int = 8, engine: bool = False, circuit=None,
+                 positions: str | None = None, notes: list | None = None) -> dict:
+    """The cost report of ``network`` (a dict, as ``xbarsim report NETWORK.yaml --json`` prints
+    it) from its events on ``samples`` images: MNIST test images for an MNIST network (the shipped
+    sample when ``$XBARSIM_DATA`` is not set, its note appended to ``notes``), else seeded
+    synthetic ones; events from the ideal integer network or, with ``engine``, the cycle-level
+    engine. ``cost["inputs"]`` says which."""
+    from ..errors import XbarsimError
+
+    if samples < 1:
+        raise XbarsimError(f"--samples: must be >= 1 (got {samples})")
+    spec = network.spec
+    if spec.dataset == "mnist":
+        images, src = mnist_images(samples, notes)
+    else:
+        images = synthetic_images(spec.input_shape, samples, spec.seed)
+        src = f"synthetic images (seed {spec.seed})"
+    if engine:
+        from ..engine import Simulator
+        stats = Simulator(network).run(images, batch=max(1, len(images))).stats
+    else:
+        stats = stats_from_ideal(network, network.quantize_input(np.asarray(images)))
+    report = estimate(network, stats, circuit=circuit, images=len(images), positions=positions)
+    cost = report.to_dict()
+    cost["inputs"] = f"{src}, {len(images)} images; events from " + (
+        "the cycle-level engine" if engine else "the ideal integer network")
+    return cost
+
+
 def evaluate(models=TABLE5_NETWORKS, bits=TABLE5_BITS, images: dict | None = None,
              engine: bool = False, circuit=None, seed: int = 0, networks_dir=NETWORKS_DIR,
              progress=None, notes: list | None = None) -> list:
@@ -123,14 +188,19 @@ def evaluate(models=TABLE5_NETWORKS, bits=TABLE5_BITS, images: dict | None = Non
         stem = Path(fname).stem
         trained_any = any((Path(networks_dir) / f"{stem}-{b}b.yaml").is_file() for b in bits)
         if spec0.dataset == "mnist":
-            imgs, src = mnist_images(n, notes)
+            imgs, src, kind = _select("mnist", (1, 28, 28), n, 0, notes,
+                                      "--lenet-images/--samples")
+            why = ""
         elif trained_any:  # trained weights: the activity of real test images
-            imgs, src = dataset_images(spec0, n, seed, notes, f"--{model.lower()}-images")
+            imgs, src, kind = _select(spec0.dataset, spec0.input_shape, n, seed, notes,
+                                      f"--{model.lower()}-images")
+            why = "no data" if kind == "synthetic" else ""
         else:  # random weights: real CIFAR-10 images would add no meaning to the activity
             imgs = synthetic_images(spec0.input_shape, n, seed)
             src = (f"synthetic images (seed {seed}; the {spec0.dataset} networks have random "
                    f"weights, so table5 does not read {spec0.dataset})")
-        src = f"{src}, {len(imgs)} images"
+            kind, why = "synthetic", "random weights"
+        source = ImageSource(f"{src}, {len(imgs)} images", kind, why)
         for b in bits:
             trained = Path(networks_dir) / f"{Path(fname).stem}-{b}b.yaml"
             if trained.is_file():  # weights trained at this width (networks/lenet-mnist-4b.yaml)
@@ -138,7 +208,7 @@ def evaluate(models=TABLE5_NETWORKS, bits=TABLE5_BITS, images: dict | None = Non
             else:
                 spec = variant(spec0, b)
             network = build_network(spec)
-            wsrc = "random" if spec.weights == "random" else Path(spec.weights).name
+            wfile = None if spec.weights == "random" else Path(spec.weights).name
             if engine:
                 from ..engine import Simulator
                 result = Simulator(network).run(imgs, batch=max(1, len(imgs)))
@@ -151,8 +221,9 @@ def evaluate(models=TABLE5_NETWORKS, bits=TABLE5_BITS, images: dict | None = Non
             rows.append(Row(model=model, bits=b, network=spec.name, layers=crit,
                             tiles=sum(lc.tiles * lc.replicas for lc in rep.layers),
                             speed_mhz=rep.speed_mhz, energy_uj=rep.energy_per_image_j * 1e6,
-                            area_mm2=rep.area_mm2, inputs=f"{src}; weights {wsrc}",
-                            stats_from=how, report=rep))
+                            area_mm2=rep.area_mm2, inputs=f"{source.text}; weights "
+                            f"{wfile or 'random'}", stats_from=how, report=rep, source=source,
+                            weights_file=wfile))
             if progress:
                 progress(rows[-1])
     base = {}
@@ -207,16 +278,170 @@ def format_markdown(rows, paper: bool = True) -> str:
 
 
 def check_tolerances(rows) -> list:
-    """Checks against the paper: ``(label, ours, paper, tolerance, ok)`` per ratio."""
+    """Checks against the paper: a :class:`Check` ``(label, ours, paper, tolerance, ok)`` per
+    ratio."""
     out = []
     for r in rows:
         pr = PAPER_RATIOS.get((r.model, r.bits))
         if pr is None or r.speedup is None:
             continue
-        out.append((f"{r.model} 8->{r.bits} speedup", r.speedup, pr[0], "10%",
-                    abs(r.speedup / pr[0] - 1) <= 0.10))
-        out.append((f"{r.model} 8->{r.bits} energy saving", r.energy_saving, pr[1], "5 pt",
-                    abs(r.energy_saving - pr[1]) <= 5.0))
-        out.append((f"{r.model} 8->{r.bits} area saving", r.area_saving, pr[2], "3 pt",
-                    abs(r.area_saving - pr[2]) <= 3.0))
+        out.append(Check(f"{r.model} 8->{r.bits} speedup", r.speedup, pr[0], "10%",
+                         abs(r.speedup / pr[0] - 1) <= 0.10))
+        out.append(Check(f"{r.model} 8->{r.bits} energy saving", r.energy_saving, pr[1], "5 pt",
+                         abs(r.energy_saving - pr[1]) <= 5.0))
+        out.append(Check(f"{r.model} 8->{r.bits} area saving", r.area_saving, pr[2], "3 pt",
+                         abs(r.area_saving - pr[2]) <= 3.0))
     return out
+
+
+#: Checks the paper cannot pass, with why (the table says so when one fails).
+EXPLAINED = {
+    "Alexnet 8->3 speedup": "The AlexNet 8->3 speedup cannot match: the paper prints 11.8x, but "
+                            "its own speeds give 3.79 / 0.27 = 14.0x. The model reproduces the "
+                            "printed speeds (3.79 and 0.268 MHz) and so their ratio.",
+}
+
+
+@dataclass
+class Table5:
+    """Table 5 as data: the rows (each with its images and weights as data), the checks against
+    the paper and the circuit card they were costed with (None: the default)."""
+    rows: list
+    checks: list
+    circuit: object = None
+
+    def to_dict(self) -> dict:
+        """What ``xbarsim table5 --json`` prints."""
+        return {"rows": [r.to_dict() for r in self.rows],
+                "checks": [c._asdict() for c in self.checks]}
+
+    def markdown(self, command: str = "xbarsim table5", data_dir: bool | None = None) -> str:
+        """The table as ``xbarsim table5 --out`` writes it, made by ``command``; ``data_dir``:
+        whether ``$XBARSIM_DATA`` named the data (default: whether it is set), which the header
+        says as ``XBARSIM_DATA=DIR`` (the user's own folder is not written into the table)."""
+        return format_document(self, command, data_dir)
+
+
+def table5(models=TABLE5_NETWORKS, bits=TABLE5_BITS, images: dict | None = None,
+           engine: bool = False, circuit=None, seed: int = 0, networks_dir=NETWORKS_DIR,
+           progress=None, notes: list | None = None) -> Table5:
+    """:func:`evaluate` and :func:`check_tolerances` in one :class:`Table5`."""
+    rows = evaluate(models, bits, images, engine, circuit, seed, networks_dir, progress, notes)
+    return Table5(rows, check_tolerances(rows), circuit)
+
+
+def _by_model(rows) -> dict:
+    """Per model (in row order): its image source, how events were counted, its networks and
+    which widths are trained or random."""
+    out = {}
+    for r in rows:
+        entry = out.setdefault(r.model, {"source": r.source, "how": r.stats_from, "nets": [],
+                                         "random": [], "trained": []})
+        entry["nets"].append(f"{r.bits}-bit `networks/{r.network}.yaml` (weights "
+                             f"{r.weights_file or 'random'})")
+        entry["random" if r.weights_file is None else "trained"].append(r.bits)
+    return out
+
+
+def data_notes(rows) -> list:
+    """The table's notes on its data: random weights, synthetic images (and why), models mixing
+    trained and random widths, the shipped MNIST sample standing in for the test set."""
+    models = _by_model(rows)
+    notes = []
+    if any(r.weights_file is None for r in rows):
+        notes.append("**weights are random** where no trained file exists for a width (a network "
+                     "`<name>-<M>b.yaml` beside the base YAML is used when it exists)")
+    # seeded synthetic images stand in for two reasons: no width has trained weights (real images
+    # would add no meaning), or a trained network's data set is not found (activity estimated)
+    for why, text in (
+            ("random weights", "random weights at every width, so real images would add no "
+                               "meaning"),
+            ("no data", "their data set is not found: energies from synthetic activity, accuracy "
+                        "not scored")):
+        names = sorted(m for m, e in models.items()
+                       if e["source"].kind == "synthetic" and e["source"].why == why)
+        if names:
+            notes.append(f"**{' and '.join(names)} run{'s' if len(names) == 1 else ''} on "
+                         f"seeded synthetic inputs** ({text})")
+    for model, e in models.items():  # a model with trained and random widths: its savings mix both
+        if e["random"] and e["trained"]:
+            notes.append(f"**{model} mixes trained and random widths** (trained at "
+                         f"{', '.join(map(str, e['trained']))} bits, random at "
+                         f"{', '.join(map(str, e['random']))}), so its energy savings compare "
+                         f"networks with different weights; its speeds and areas do not depend on "
+                         f"them")
+    if any(r.source.kind == "shipped sample" for r in rows):
+        notes.append("**LeNet runs on the 200-image MNIST sample shipped with xbarsim** "
+                     "(XBARSIM_DATA is not set)")
+    return notes
+
+
+def format_document(table: Table5, command: str = "xbarsim table5",
+                    data_dir: bool | None = None) -> str:
+    """:meth:`Table5.markdown`: the header naming the command and the card, where each model's
+    events came from, the notes, the table, the checks and the energy per component."""
+    from .circuit import default_circuit
+
+    rows, checks = table.rows, table.checks
+    card = table.circuit or default_circuit()
+    if data_dir is None:
+        data_dir = bool(os.environ.get("XBARSIM_DATA"))
+    env = "XBARSIM_DATA=DIR " if data_dir else ""
+    file = card.file
+    if file:
+        try:
+            file = os.path.relpath(file)
+        except ValueError:
+            pass
+    lines = [
+        "# Table 5 on the xbarsim cost model",
+        "",
+        f"Made by `{env}{command}` (circuit card `{card.name}`, `{file or 'built in'}`)"
+        + (", DIR holding `mnist/` and `cifar10/` (docs/datasets.md)." if env else "."),
+        "",
+        "Each row: the network at M = N = input bits = the row's bits, its events counted on:",
+        "",
+    ]
+    for model, e in _by_model(rows).items():
+        lines.append(f"- {model}: {e['source'].text}; events from the {e['how']}; "
+                     + ", ".join(e["nets"]) + ".")
+    notes = data_notes(rows)
+    lines += [
+        "",
+        ("Note: " + "; ".join(notes) + ". Energies depend on activity, so absolute energies are "
+         "estimates; speed and area do not depend on the data.") if notes else
+        "Energies depend on activity; speed and area do not depend on the data.",
+        "",
+        format_markdown(rows),
+        "",
+        "Checks against the paper (ours within 10 % of its speedup, 5 points of its energy "
+        "saving, 3 points of its area saving):",
+        "",
+        "| ratio | ours | paper | tolerance | within |",
+        "|---|---|---|---|---|",
+    ]
+    for label, ours, paper, tol, ok in checks:
+        lines.append(f"| {label} | {ours:.2f} | {paper} | {tol} | {'yes' if ok else 'NO'} |")
+    for c in checks:
+        if not c.ok and c.ratio in EXPLAINED:
+            lines += ["", EXPLAINED[c.ratio]]
+    components = _components(rows)
+    lines += ["", "Per-component energy per image (uJ):", "",
+              "| row | " + " | ".join(components) + " |",
+              "|---|" + "---|" * len(components)]
+    for r in rows:
+        per = {k: v * 1e6 / r.report.images for k, v in r.report.energy_j.items()}
+        lines.append(f"| {r.model} {r.bits}-bit | " + " | ".join(
+            f"{per[k]:.3g}" for k in components) + " |")
+    lines += ["", "See docs/cost-model.md for the model and which parameters the paper pins."]
+    return "\n".join(lines)
+
+
+def _components(rows) -> list:
+    """The energy components that are non-zero in some row, in first-seen order."""
+    keys = []
+    for r in rows:
+        for k, v in r.report.energy_j.items():
+            if v and k not in keys:
+                keys.append(k)
+    return keys
