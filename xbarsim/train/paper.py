@@ -453,8 +453,9 @@ def _measure(name, opts, r, work, log) -> dict:
                 row[f"{key}_cycle_vs_ideal_differ"] = int(np.sum(res.predictions != ideal_pred))
                 row[f"{key}_cycle_seconds"] = time.time() - t0
         figs["tables"][4][m] = row
-        log(f"Table 4, {m} bits: " + ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
-                                             for k, v in row.items() if not k.endswith("_file")))
+        log(f"Table 4, {m} bits: "
+            + ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
+                        for k, v in row.items() if not k.endswith("_file")))
     return figs
 
 
@@ -695,8 +696,8 @@ def format_tables(figs, widths, r=None, work=None, command: str = "") -> str:
         + ("followed by fine-tuning with the clustered weights" if figs.get("t3_finetune_epochs", 1)
            else "alone (no fine-tuning, `--t3-finetune-epochs 0`)")
         + " in Table 3, and NC + WC + fine-tuning in Table 4 "
-        "(the shipped weights). Tables 2-3 come from the quantized software model, Table 4 from the "
-        "exported integer network (`run_ideal`) and from the cycle-level engine with the network "
+        "(the shipped weights). Tables 2-3 come from the quantized software model, Table 4 from "
+        "the exported integer network (`run_ideal`) and from the cycle-level engine with the network "
         "YAML's hardware (`crossbar.bias` of the shipped `<network>-<M>b.yaml`, else of the base "
         "network: " + ", ".join(f"{m}-bit {t[4][m].get('bias_mode', '?')}" for m in widths)
         + "; uniform encoding, ideal devices). "
