@@ -193,10 +193,17 @@ NIR_FIFO_CASES = [
     ("import .nir", ["import", "p.nir", "--out", "o.yaml"], f"p.nir: {FIFO_MSG}"),
     ("trace plot .nir", ["trace", "plot", "p.nir"], f"xbarsim: error: p.nir: {FIFO_MSG}"),
 ]
-#: Readers of other parts of issue 26 (sweep points, .pt2, checkpoints, float-form files).
+#: Readers of other parts of issue 26 (sweep points, .pt2, checkpoints, float-form files) and
+#: of files named inside other files.
 FIFO_CASES += [
     ("sweep plot", ["sweep", "plot", "sw"],
      f"xbarsim: error: sw/sweep.json: unreadable sweep manifest ({FIFO_MSG})"),
+    ("sweep network:", ["sweep", "sweep.yaml", "--out", "so"],
+     "sweep.yaml:1: network: not a regular file: {d}/p.yaml (got p.yaml)"),
+    ("paper --from-json", ["paper", "lenet", "--from-json", "p.json"],
+     f"xbarsim: error: --from-json: p.json: not a readable JSON file ({FIFO_MSG})"),
+    ("table5 --networks", ["table5", "--networks", "nets"],
+     f"nets/lenet-mnist.yaml: cannot read file: {FIFO_MSG}"),
 ]
 MNIST = Path(os.environ.get("XBARSIM_DATA", "/nonexistent"), "mnist",
              "train-images-idx3-ubyte.gz").is_file()
@@ -212,8 +219,7 @@ TORCH_FIFO_CASES = [
 ] if MNIST else [])
 
 
-@pytest.fixture(scope="module")
-def fifo_results(tmp_path_factory):
+def _fifo_folder(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("fifo")
     for name in ("p.yaml", "p.npy", "p.npz", "p.json", "p.pt2", "p.nir", "p.pt"):
         os.mkfifo(d / name)
@@ -222,6 +228,10 @@ def fifo_results(tmp_path_factory):
          name="mnist.yaml")
     (d / "sw").mkdir()
     os.mkfifo(d / "sw" / "sweep.json")
+    (d / "sweep.yaml").write_text("network: p.yaml\nsamples: 2\nseeds: 1\n"
+                                  "grid:\n  device.read_noise_rel: [0.0]\n")
+    (d / "nets").mkdir()
+    os.mkfifo(d / "nets" / "lenet-mnist.yaml")
     tiny(d, "p.npz", name="wfifo.yaml")
     tiny(d, text=TINY.replace("seed: 0", "seed: 0\ndevice: p.yaml"), name="dfifo.yaml")
     np.save(d / "x.npy", np.zeros((2, 1, 4, 4), np.uint8))
@@ -232,36 +242,69 @@ def fifo_results(tmp_path_factory):
         "format": "xbarsim-trace-1", "images": [0],
         "layers": {"fc1": {"file": "fc1.events", "neurons": 3, "events": 0, "cycles": 15}}}))
     os.mkfifo(d / "te" / "fc1.events")
-    cases = list(FIFO_CASES)
     if HAS_NIR:
         assert main(["export", str(d / "tiny.yaml"), "--nir", str(d / "x.nir")]) == 0
-        cases += NIR_FIFO_CASES
-    if HAS_TORCH:
-        cases += TORCH_FIFO_CASES
+    return d
+
+
+def _drive(d: Path, cases) -> dict:
+    """Every case's ``[rc, stdout, stderr]`` from one child running :data:`DRIVER` in ``d``."""
     proc = subprocess.run([sys.executable, "-c", DRIVER, json.dumps([c[1] for c in cases])],
                           cwd=d, env=_env(), capture_output=True, text=True, timeout=600)
     lines = proc.stdout.splitlines()
-    results = {}
-    for case, line in zip(cases, lines):
-        results[case[0]] = json.loads(line)
+    results = {case[0]: json.loads(line) for case, line in zip(cases, lines)}
     if len(lines) < len(cases):  # killed by the timeout inside a C call: that case hung
         results[cases[len(lines)][0]] = ["hang", "", proc.stderr[-500:]]
-    return str(Path(os.path.realpath(d))), results
+    return results
 
 
-@pytest.mark.parametrize("case", FIFO_CASES + NIR_FIFO_CASES + TORCH_FIFO_CASES,
-                         ids=lambda c: c[0])
-def test_a_fifo_for_a_path_argument_is_one_line(case, fifo_results):
+@pytest.fixture(scope="module")
+def fifo_folder(tmp_path_factory):
+    return _fifo_folder(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def fifo_results(fifo_folder):
+    return _drive(fifo_folder, FIFO_CASES + (NIR_FIFO_CASES if HAS_NIR else []))
+
+
+@pytest.fixture(scope="module")
+def torch_fifo_results(fifo_folder):
+    return _drive(fifo_folder, TORCH_FIFO_CASES)
+
+
+def _check(case, folder, results):
     name, argv, want = case
-    if case in NIR_FIFO_CASES and not HAS_NIR:
-        pytest.skip("needs the nir extra")
-    if case in TORCH_FIFO_CASES and not HAS_TORCH:
-        pytest.skip("needs the train extra (torch)")
-    folder, results = fifo_results
     assert name in results, f"{name}: not reached (an earlier case hung the driver)"
     rc, out, err = results[name]
     assert (rc, out) == (2, ""), err
-    assert err == want.replace("{d}", folder) + "\n"
+    assert err == want.replace("{d}", str(Path(os.path.realpath(folder)))) + "\n"
+
+
+@pytest.mark.parametrize("case", FIFO_CASES + NIR_FIFO_CASES, ids=lambda c: c[0])
+def test_a_fifo_for_a_path_argument_is_one_line(case, fifo_folder, fifo_results):
+    if case in NIR_FIFO_CASES and not HAS_NIR:
+        pytest.skip("needs the nir extra")
+    _check(case, fifo_folder, fifo_results)
+
+
+@pytest.mark.slow
+@pytest.mark.train
+@pytest.mark.parametrize("case", TORCH_FIFO_CASES, ids=lambda c: c[0])
+def test_a_fifo_for_a_torch_path_argument_is_one_line(case, fifo_folder, torch_fifo_results):
+    pytest.importorskip("torch")
+    _check(case, fifo_folder, torch_fifo_results)
+
+
+def test_replacing_a_trace_whose_manifest_is_a_fifo_does_not_hang(tmp_path):
+    tiny(tmp_path)
+    (tmp_path / "T").mkdir()
+    os.mkfifo(tmp_path / "T" / "trace.json")
+    (tmp_path / "T" / "notes.txt").write_text("mine")
+    sub(tmp_path, "run", "net.yaml", "--samples", "2", "--trace", "T", rc=0)
+    assert read_trace(tmp_path / "T")["_manifest"]["images"] == [0, 1]
+    assert (tmp_path / "T" / "notes.txt").read_text() == "mine"
+    assert sorted(os.listdir(tmp_path)) == ["T", "net.yaml"]
 
 
 # =================================================================================================

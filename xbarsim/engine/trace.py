@@ -407,11 +407,16 @@ def check_trace_dir(directory, flag: str = "--trace") -> Path:
 
 
 def _previous_files(directory: Path) -> set:
-    """The ``.events`` files the trace now in ``directory`` names (plain names only)."""
+    """The ``.events`` files the trace now in ``directory`` names (plain names only); none
+    where its ``trace.json`` is not a readable regular file (a FIFO is not opened blocking)."""
+    from ..io.files import memory_budget, read_limited
+
     try:
-        manifest = json.loads((directory / "trace.json").read_text())
+        data = read_limited(directory / "trace.json", min(MAX_MANIFEST_BYTES,
+                                                          memory_budget() // 16), OSError)
+        manifest = json.loads(data.decode("utf-8"))
         files = {m["file"] for m in manifest["layers"].values()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return set()
     return {f for f in files if isinstance(f, str) and _plain_events_name(f)}
 
