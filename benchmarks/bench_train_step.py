@@ -77,18 +77,19 @@ def main(argv=None) -> None:
             steps[name](u, y)
         warm[name] = time.perf_counter() - t0
     best = {n: float("inf") for n in names}
-    for _ in range(args.rounds):
+    print(f"{'variant':<24} {'s/step':>8} {'images/s':>9} {'vs fp32':>8} {'warm-up s':>10}",
+          flush=True)
+    for r in range(args.rounds):
         for name in names:
             t0 = time.perf_counter()
             for _ in range(args.steps):
                 steps[name](u, y)
             best[name] = min(best[name], (time.perf_counter() - t0) / args.steps)
-    base = best.get("fp32")
-    print(f"{'variant':<24} {'s/step':>8} {'images/s':>9} {'vs fp32':>8} {'warm-up s':>10}")
-    for name in names:
-        ratio = f"{base / best[name]:.2f}x" if base else "-"
-        print(f"{name:<24} {best[name]:8.3f} {args.batch / best[name]:9.1f} {ratio:>8} "
-              f"{warm[name]:10.1f}")
+            if r == args.rounds - 1:
+                base = best.get("fp32")
+                ratio = f"{base / best[name]:.2f}x" if base and base < float("inf") else "-"
+                print(f"{name:<24} {best[name]:8.3f} {args.batch / best[name]:9.1f} {ratio:>8} "
+                      f"{warm[name]:10.1f}", flush=True)
     print(f"load average after {os.getloadavg()[0]:.2f}")
 
 
