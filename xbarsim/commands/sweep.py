@@ -71,6 +71,19 @@ def run(args) -> int:
         if r["key"] in done:
             store.read(r["key"], r)
     todo = [r for r in runs if r["key"] not in done]
+    client = None
+    if args.scheduler is not None and todo:  # reached (or one line) before the plan is shown
+        client = runner.connect_scheduler(args.scheduler)
+    try:
+        return _run(args, spec, ctx, manifest, store, runs, todo, client or args.scheduler)
+    finally:
+        if client is not None:
+            client.close()
+
+
+def _run(args, spec, ctx, manifest, store, runs, todo, scheduler) -> int:
+    """Show the plan, run what is left, write results.csv and show the summary."""
+    from ..sweep import runner
     where = (f"Dask scheduler {args.scheduler}" if args.scheduler else
              f"{args.workers} worker process{'es' if args.workers > 1 else ''}"
              if args.workers > 1 else "this process")
@@ -78,7 +91,7 @@ def run(args) -> int:
           f"{len(runs)} runs on {manifest['data']}; {len(runs) - len(todo)} already in "
           f"{args.out}, {len(todo)} to run on {where}", flush=True)
     start = time.perf_counter()
-    runner.execute(ctx, todo, store=store, workers=args.workers, scheduler=args.scheduler,
+    runner.execute(ctx, todo, store=store, workers=args.workers, scheduler=scheduler,
                    progress=not args.no_progress and sys.stderr.isatty())
     elapsed = time.perf_counter() - start
     records, _ = store.records()

@@ -327,7 +327,7 @@ def _connect_timeout() -> float:
         return CONNECT_TIMEOUT_S
 
 
-def _connect(address: str):
+def connect_scheduler(address: str):
     """A ``distributed.Client`` of the scheduler at ``address``, within :func:`_connect_timeout`
     seconds: Dask bounds the TCP connection but not its handshake, so a listener that accepts
     and never answers would hang the command; the client is made in a thread that is given up
@@ -410,7 +410,9 @@ def execute(ctx, runs, *, store: Store | None = None, workers: int = 1, schedule
     if spool is None and store is not None:
         spool = store.points
     try:
-        if scheduler is not None:
+        if not todo:
+            pass
+        elif scheduler is not None:
             _execute_dask(ctx, todo, scheduler, finish)
         elif workers <= 1:
             for run in todo:
@@ -612,7 +614,7 @@ def _execute_dask(ctx, todo, scheduler, finish):
         raise XbarsimError("--scheduler needs dask.distributed: pip install 'xbarsim[dist]'") \
             from None
     own = not _is_client(scheduler)
-    client = _connect(scheduler) if own else scheduler
+    client = connect_scheduler(scheduler) if own else scheduler
     try:
         try:
             [shared] = client.scatter([ctx], broadcast=True)

@@ -33,7 +33,7 @@ from ..engine import RunResult, Simulator
 from ..engine.stats import LayerStats
 from ..errors import XbarsimError
 from ..io.atomic import atomic_write, atomic_write_text
-from ..io.files import load_npz_file, open_regular, read_limited, read_npy
+from ..io.files import load_npz_file, memory_budget, open_regular, read_limited, read_npy
 from .params import canonical
 from .runner import SweepContext, execute, fingerprint
 
@@ -180,16 +180,15 @@ def _shard_error(path, what: str) -> XbarsimError:
     return XbarsimError(f"{path}: {what}; {_AGAIN}")
 
 
-def _read_meta(path: Path, fh=None) -> dict:
-    """The JSON part of shard file ``path`` (only that member is read)."""
+def _read_meta(path: Path) -> tuple:
+    """``(meta, {entry: bytes})``: the JSON part of shard file ``path`` (only that entry is
+    read) and the declared sizes of all its entries."""
     def fail(msg):
         return _Bad(msg)
 
-    size = None
     try:
         with open_regular(path, fail) as fh:
-            size = os.fstat(fh.fileno()).st_size
-            if size == 0:
+            if os.fstat(fh.fileno()).st_size == 0:
                 raise _Bad("empty file (0 bytes), not a finished shard")
             try:
                 archive = zipfile.ZipFile(fh)
@@ -197,21 +196,22 @@ def _read_meta(path: Path, fh=None) -> dict:
                 raise _Bad(f"not a shard file: not a readable .npz archive, truncated or damaged "
                            f"({_short(exc)})") from None
             with archive:
+                sizes = {}
+                for info in archive.infolist():
+                    sizes[info.filename.removesuffix(".npy")] = info.file_size
+                if "meta" not in sizes:
+                    raise _Bad("not a shard file: no 'meta' entry")
+                if sizes["meta"] > MAX_META_BYTES:
+                    raise _Bad(f"not a shard file: 'meta' entry of {sizes['meta']:,} bytes")
                 try:
-                    info = archive.getinfo("meta.npy")
-                except KeyError:
-                    raise _Bad("not a shard file: no 'meta' entry") from None
-                if info.file_size > MAX_META_BYTES:
-                    raise _Bad(f"not a shard file: 'meta' entry of {info.file_size:,} bytes")
-                try:
-                    with archive.open(info) as member:
+                    with archive.open("meta.npy") as member:
                         raw = read_npy(member, fail, available=MAX_META_BYTES)
-                except (zipfile.BadZipFile, zlib.error, OSError, EOFError,
+                except (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError,
                         NotImplementedError) as exc:
                     raise _Bad(f"meta: corrupt data ({_short(exc)})") from None
     except _Bad as exc:
         raise _shard_error(path, str(exc)) from None
-    return _parse_meta(path, raw)
+    return _parse_meta(path, raw), sizes
 
 
 def _parse_meta(path, raw) -> dict:
@@ -240,13 +240,8 @@ def _check_binding(path, meta: dict, run_id: str, lo: int, hi: int) -> None:
                            f"images, seed, options or shard layout); delete it, or give "
                            f"another --out")
     if meta.get("lo") != lo or meta.get("hi") != hi:
-        raise _shard_error(path, f"holds images {str(meta.get('lo'))[:12]}..."
-                                 f"{str(meta.get('hi'))[:12]}, its name says {lo}..{hi}")
-
-
-def check_done(path: Path, run_id: str, lo: int, hi: int) -> None:
-    """A finished shard found on resume belongs to this run (read: its JSON part only)."""
-    _check_binding(path, _read_meta(path), run_id, lo, hi)
+        raise _shard_error(path, f"holds the images from {str(meta.get('lo'))[:12]} to "
+                                 f"{str(meta.get('hi'))[:12]}, its name says {lo} to {hi}")
 
 
 def _is_int(v) -> bool:
@@ -257,27 +252,33 @@ def _load(path: Path, ctx: "ShardContext", lo: int, hi: int) -> dict:
     """Shard file ``path`` of images ``lo … hi-1``, every value checked against what this run
     (``ctx``) can produce: its fingerprint, the layers, shapes, dtypes and ranges of predictions,
     counts, statistics and trace events. Anything else is one line naming the file."""
-    def fail_file(msg):
-        return _Bad(msg)
-
-    def fail_member(key, msg):
-        return _Bad(f"{key}: {msg}")
-
-    try:
-        if os.path.lexists(path) and os.path.isfile(path) and os.path.getsize(path) == 0:
-            raise _Bad("empty file (0 bytes), not a finished shard")
-        z = load_npz_file(path, fail_file, fail_member, fail_zip=lambda msg: _Bad(
-            f"not a shard file: {msg[:1].lower() + msg[1:]}; truncated or damaged"))
-        if "meta" not in z:
-            raise _Bad("not a shard file: no 'meta' entry")
-    except _Bad as exc:
-        raise _shard_error(path, str(exc)) from None
-    meta = _parse_meta(path, z["meta"])
+    meta, sizes = _read_meta(path)
     _check_binding(path, meta, ctx.run_id, lo, hi)
     try:
+        unknown = sorted(set(sizes) - _entries(meta, ctx))
+        if unknown:
+            raise _Bad(f"not a shard file: unexpected entry {unknown[0][:40]!r}")
+        total, budget = sum(sizes.values()), memory_budget()
+        if total > budget:
+            raise _Bad(f"its entries need {total:,} bytes, more than the {budget:,} bytes of "
+                       f"memory available")
+        z = load_npz_file(path, lambda msg: _Bad(msg), lambda key, msg: _Bad(f"{key}: {msg}"),
+                          fail_zip=lambda msg: _Bad(f"not a shard file: {msg}"))
         return _shard_values(z, meta, ctx, lo, hi)
     except _Bad as exc:
         raise _shard_error(path, str(exc)) from None
+
+
+def _entries(meta: dict, ctx) -> set:
+    """The entries a shard file of this run may hold."""
+    n_keep = len(ctx.network.spec.layers) if ctx.keep == "all" else len(ctx.keep)
+    names = {"meta", "predictions", "ideal_predictions"}
+    for i in range(n_keep):
+        names |= {f"counts_{i}", f"ideal_counts_{i}"}
+    names |= {f"row_pulses_{i}" for i in range(len(ctx.network.spec.layers))}
+    if ctx.tracing:
+        names |= {f"trace_{i}" for i in range(len(ctx.trace_layers))}
+    return names
 
 
 def _shard_values(z: dict, meta: dict, ctx, lo: int, hi: int) -> dict:
@@ -513,10 +514,10 @@ def run_sharded(network, images, labels, options, *, batch, keep, out, workers=1
     runs = [{"key": _plan_key(lo, hi), "params": {"lo": lo, "hi": hi}, "seed": 0}
             for lo, hi in bounds]
     done = set()
-    for run in runs:  # every finished shard belongs to this run, before anything is computed
+    for run in runs:  # every finished shard is one of this run's, checked before any work
         path = root / f"{run['key']}.npz"
         if os.path.lexists(path):
-            check_done(path, ctx.run_id, run["params"]["lo"], run["params"]["hi"])
+            _load(path, ctx, run["params"]["lo"], run["params"]["hi"])
             done.add(run["key"])
     atomic_write_text(root / "shards.json", json.dumps(manifest, indent=1) + "\n")
     todo = [r for r in runs if r["key"] not in done]
