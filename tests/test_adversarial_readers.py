@@ -365,6 +365,10 @@ def test_calibration_images_read_only_the_first_samples(tmp_path):
     assert images.shape == (2, 1, 4, 4) and images.dtype == np.uint8 and labels is None
     assert images.ravel().tolist() == [7] * 32
     assert source == f"2 images from {tmp_path / 'big.npy'}"
+    fortran = np.asfortranarray(np.arange(5 * 16, dtype=np.uint8).reshape(5, 1, 4, 4))
+    np.save(tmp_path / "f.npy", fortran)
+    images, _, _ = calibration_images(str(tmp_path / "f.npy"), 2)
+    assert images.shape == (2, 1, 4, 4) and (images == fortran[:2]).all()
 
 
 # =================================================================================================
@@ -478,6 +482,20 @@ def test_an_npz_listing_too_many_members_is_refused_before_parsing(tmp_path, cap
     assert one_line(capsys, "map", path) == (
         f"{tmp_path / 'w.npz'}: holds 10,002 members, more than the 10,000 an .npz of xbarsim "
         f"may hold")
+
+
+def test_npz_members_share_one_budget(tmp_path, monkeypatch):
+    import xbarsim.io.files as files
+
+    np.savez(tmp_path / "a.npz", a=np.zeros(600, np.uint8), b=np.zeros(600, np.uint8))
+    monkeypatch.setattr(files, "memory_budget", lambda: 1000)
+    with files.open_npz(tmp_path / "a.npz", ValueError,
+                        lambda key, why: ValueError(f"{key}: {why}")) as archive:
+        assert archive["a"].nbytes == 600 and archive["a"] is archive["a"]  # read once
+        with pytest.raises(ValueError) as err:
+            archive["b"]
+    assert str(err.value) == ("b: declared array shape (600,) of uint8 needs 600 bytes, more "
+                              "than the 400 bytes of memory available")
 
 
 def test_a_scalar_of_huge_items_is_refused_from_its_header(tmp_path, capsys):

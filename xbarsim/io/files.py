@@ -232,13 +232,13 @@ class NpzArchive(Mapping):
 
         check = None if self._check is None else \
             (lambda shape, dtype: self._check(key, shape, dtype))
-        try:
-            with self._archive.open(info) as member:
-                array = read_npy(member, fail, available=limit, budget=self._budget,
-                                 check=check)
+        try:  # (encrypted: RuntimeError; an unknown compression: NotImplementedError)
+            member = self._archive.open(info)
         except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError,
                 RuntimeError, ValueError) as exc:
             raise fail(f"corrupt data ({_short(exc)})") from None
+        with member:  # read_npy turns the stream's own errors into fail(...)
+            array = read_npy(member, fail, available=limit, budget=self._budget, check=check)
         self._budget -= array.nbytes
         self._cache[key] = array
         return array
