@@ -186,10 +186,19 @@ FIFO_CASES = [
      f"p.yaml: cannot read file: {FIFO_MSG}"),
     ("train network", ["train", "p.yaml", "--bits", "4,4", "--out", "o.npz"],
      f"p.yaml: cannot read file: {FIFO_MSG}"),
+    ("map a device", ["map", "/dev/zero"],
+     "/dev/zero: cannot read file: not a regular file: a character device"),
+    ("run --weights a device", ["run", "tiny.yaml", "--weights", "/dev/zero"],
+     "/dev/zero: cannot read weights file (not a regular file: a character device)"),
+    ("run --inputs a folder", ["run", "tiny.yaml", "--inputs", "tr"],
+     "xbarsim: error: tr: --inputs: not a regular file: a folder"),
 ]
 NIR_FIFO_CASES = [
     ("import --calibrate", ["import", "x.nir", "--out", "o.yaml", "--calibrate", "p.npy"],
      f"xbarsim: error: p.npy: --calibrate: {FIFO_MSG}"),
+    ("import --calibrate a device", ["import", "x.nir", "--out", "o.yaml", "--calibrate",
+                                     "zero.npy"],
+     "xbarsim: error: zero.npy: --calibrate: not a regular file: a character device"),
     ("import .nir", ["import", "p.nir", "--out", "o.yaml"], f"p.nir: {FIFO_MSG}"),
     ("trace plot .nir", ["trace", "plot", "p.nir"], f"xbarsim: error: p.nir: {FIFO_MSG}"),
 ]
@@ -235,6 +244,7 @@ def _fifo_folder(tmp_path_factory) -> Path:
     tiny(d, "p.npz", name="wfifo.yaml")
     tiny(d, text=TINY.replace("seed: 0", "seed: 0\ndevice: p.yaml"), name="dfifo.yaml")
     np.save(d / "x.npy", np.zeros((2, 1, 4, 4), np.uint8))
+    os.symlink("/dev/zero", d / "zero.npy")
     (d / "tr").mkdir()
     os.mkfifo(d / "tr" / "trace.json")
     (d / "te").mkdir()
