@@ -384,7 +384,7 @@ def execute(ctx, runs, *, store: Store | None = None, workers: int = 1, schedule
     receives each). Each record is stored as soon as it is finished. ``unit``: the progress
     bar's unit. ``spool``: the folder where local worker processes leave their results for this
     process (default: ``store``'s points folder, else a temporary folder)."""
-    if isinstance(workers, bool) or not isinstance(workers, int) or \
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or \
             not 1 <= workers <= MAX_WORKERS:
         raise XbarsimError(f"--workers: must be in 1..{MAX_WORKERS} (got {workers})")
     if scheduler is not None and not _is_client(scheduler):

@@ -480,7 +480,7 @@ def run_sharded(network, images, labels, options, *, batch, keep, out, workers=1
     its fingerprint and checked when it is read back. ``sim``: a :class:`Simulator` of
     ``network`` with ``options`` already built (else each worker builds one)."""
     from .runner import MAX_WORKERS, check_scheduler
-    if isinstance(workers, bool) or not isinstance(workers, int) or \
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or \
             not 1 <= workers <= MAX_WORKERS:
         raise XbarsimError(f"--workers: must be in 1..{MAX_WORKERS} (got {workers})")
     if scheduler is not None:
