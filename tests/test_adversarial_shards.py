@@ -756,6 +756,37 @@ def test_interrupted_sharded_run_ends_at_once_every_time(tmp_path, many_images, 
         interrupt_sharded_run(tmp_path, many_images, sig, to_group, after)
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc lists the workers")
+def test_worker_killed_is_one_line_and_stops_the_other(tmp_path, many_images):
+    """A worker killed (as the kernel's out-of-memory killer does): one line naming the shard,
+    the other worker stopped, no hang."""
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "xbarsim", "run", str(LENET), "--inputs", str(many_images),
+           "--out", str(out), "--save-counts", str(out / "counts.npz"), "--workers", "2",
+           "--shard-size", "500", "--no-progress"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        kids = []
+        while len(kids) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+            kids = _children(proc.pid)
+        assert len(kids) >= 2, "the workers never started"
+        time.sleep(0.3)
+        os.kill(kids[0], signal.SIGKILL)
+        out_text, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert (proc.returncode, out_text, err.count("\n")) == (2, "", 1), err
+    assert err.startswith("xbarsim: error: a worker process died (killed by SIGKILL, perhaps for "
+                          "lack of memory) while running shard 0000"), err
+    assert err.endswith("; rerun (finished results are kept), perhaps with fewer --workers\n")
+    assert [k for k in kids if os.path.exists(f"/proc/{k}")] == []
+
+
 # =================================================================================================
 # 5. --workers with a fresh numba cache
 # =================================================================================================

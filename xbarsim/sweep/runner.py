@@ -191,9 +191,9 @@ _STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM")
 
 
 def _worker_main(ctx, threads, parent, conn, folder):
-    """One local worker: receives ``(key, params, seed)`` tasks on ``conn``, writes each result
-    to ``folder/<key>.part`` (``ctx.save_result``) and answers with a few bytes, ``("done",
-    key)`` or ``("error", key, exception, traceback)``; stops on ``None``. Results never go
+    """One local worker: receives ``(number, params, seed)`` tasks on ``conn``, writes each
+    result to ``folder/<number>.part`` (``ctx.save_result``) and answers with a few bytes,
+    ``("done", number)`` or ``("error", number, exception, traceback)``; stops on ``None``. Results never go
     through the pipe: a worker killed while writing one leaves no half-written message the
     parent could wait on. Ctrl-C is the parent's business (it stops the workers); SIGTERM ends
     the worker at once."""
@@ -210,13 +210,13 @@ def _worker_main(ctx, threads, parent, conn, folder):
             return
         if task is None:
             return
-        key, params, seed = task
+        number, params, seed = task
         try:
-            ctx.save_result(ctx.evaluate(params, seed), os.path.join(folder, f"{key}.part"))
-            reply = ("done", key)
+            ctx.save_result(ctx.evaluate(params, seed), os.path.join(folder, f"{number}.part"))
+            reply = ("done", number)
         except BaseException as exc:  # noqa: BLE001 - sent to the parent, raised there
             import traceback
-            reply = ("error", key, _portable(exc), traceback.format_exc()[-8000:])
+            reply = ("error", number, _portable(exc), traceback.format_exc()[-8000:])
         try:
             conn.send(reply)
         except (OSError, EOFError, ValueError):
@@ -522,14 +522,14 @@ def _execute_processes(ctx, todo, workers, finish, spool=None, unit="point"):
                     proc.start()
                 finally:
                     there.close()
-        pending = collections.deque(todo)
-        busy = {}  # connection -> (process, run)
+        pending = collections.deque(enumerate(todo))
+        busy = {}  # connection -> (process, run, its number)
 
         def hand_out(conn, proc):
             if pending:
-                run = pending.popleft()
-                busy[conn] = (proc, run)
-                conn.send((run["key"], run["params"], run["seed"]))
+                number, run = pending.popleft()
+                busy[conn] = (proc, run, number)
+                conn.send((number, run["params"], run["seed"]))
             else:
                 busy.pop(conn, None)
                 conn.send(None)
@@ -537,28 +537,28 @@ def _execute_processes(ctx, todo, workers, finish, spool=None, unit="point"):
         for conn, proc in zip(conns, procs):
             hand_out(conn, proc)
         while busy:
-            watched = list(busy) + [proc.sentinel for proc, _ in busy.values()]
+            watched = list(busy) + [proc.sentinel for proc, _, _ in busy.values()]
             ready = mpc.wait(watched)
             for conn in [c for c in ready if c in busy]:
-                proc, run = busy[conn]
+                proc, run, number = busy[conn]
                 try:
                     msg = conn.recv()
                 except (EOFError, OSError):
                     raise _died(proc, run, unit) from None
-                if msg[1] != run["key"]:
-                    raise RuntimeError(f"worker answered for {msg[1]}, not {run['key']}")
+                if msg[1] != number:
+                    raise RuntimeError(f"worker answered for task {msg[1]}, not {number}")
                 if msg[0] == "error":
                     exc, text = msg[2], msg[3]
                     if isinstance(exc, XbarsimError):
                         raise exc
                     raise exc from _RemoteTraceback(text)
-                path = os.path.join(folder, f"{run['key']}.part")
+                path = os.path.join(folder, f"{number}.part")
                 record = ctx.load_result(path)
                 finish(run, record)
                 if os.path.exists(path):
                     os.unlink(path)
                 hand_out(conn, proc)
-            for conn, (proc, run) in list(busy.items()):
+            for conn, (proc, run, _) in list(busy.items()):
                 if proc.sentinel in ready and not conn.poll():
                     raise _died(proc, run, unit)
         for proc in procs:
