@@ -36,11 +36,11 @@ POOL_OF_ONE = """
 import os, sys
 import xbarsim.sweep.runner as R
 orig = R._execute_processes
-def one(ctx, todo, workers, finish):
+def one(ctx, todo, workers, finish, **kw):
     real = os.cpu_count
     os.cpu_count = lambda: max(1, (real() or 1) // 2)   # the threads of one of two workers
     try:
-        return orig(ctx, todo, 1, finish)
+        return orig(ctx, todo, 1, finish, **kw)
     finally:
         os.cpu_count = real
 R._execute_processes = one
