@@ -110,11 +110,11 @@ class SweepContext:
 
     # a local worker process leaves each result in a file for the parent (never in a pipe)
     def save_result(self, record: dict, path) -> None:
-        """Write a record :meth:`evaluate` returned to ``path`` (in a worker process)."""
+        """Write a record :meth:`evaluate` returned to ``path`` (in a worker process; read once by
+        the parent after the worker said it is done, so no fsync)."""
         import json
-
-        from ..io.atomic import atomic_write_text
-        atomic_write_text(path, json.dumps(record, allow_nan=False))  # keeps the key order
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump(record, fh, allow_nan=False)  # keeps the key order
 
     def load_result(self, path) -> dict:
         """The record a worker wrote with :meth:`save_result` (in the parent)."""
