@@ -12,6 +12,7 @@ import json
 from dataclasses import fields
 
 from .device import DEVICE_KEYS, DeviceCard
+from .kinds import kind_of
 
 _DEFAULT_DEVICE = DeviceCard(name="ideal-default", source="xbarsim default (50 kOhm - 1 MOhm)")
 
@@ -52,9 +53,13 @@ def _same_fields(a: DeviceCard, b: DeviceCard) -> bool:
 def layer_mapping(layer) -> dict:
     """One layer as the YAML keys that rebuild it (inputs always named, shapes re-inferred)."""
     out = {"name": layer.name, "type": layer.kind}
-    if layer.kind == "add":
+    kind = kind_of(layer)
+    if kind.inputs_key == "inputs":
         out["inputs"] = list(layer.inputs)
-        return out
+    else:
+        out["input"] = layer.inputs[0]
+    out.update(kind.dump(layer))
+    return out
     out["input"] = layer.inputs[0]
     if layer.kind == "conv":
         out.update(out_channels=layer.out_shape[0], kernel=layer.kernel, stride=layer.stride,

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-COMPUTE_KINDS = ("conv", "fc")
-POOL_KINDS = ("maxpool", "avgpool")
-LAYER_KINDS = ("conv", "fc", "maxpool", "avgpool", "flatten", "add")
+from .kinds import INPUT, KINDS, conv_out, kind_of, numel as _numel
 
-#: Name of the network input as a layer input.
-INPUT = "input"
-#: Layers whose outputs keep the values (and so the bit width) of their input signal.
-PASS_THROUGH = ("flatten", "maxpool", "avgpool")
+__all__ = ["INPUT", "LayerSpec", "NetworkSpec", "conv_out", "layer_kinds"]
+
+
+def layer_kinds() -> tuple:
+    """Names of the registered layer kinds (config/kinds.py), in declaration order."""
+    return tuple(KINDS)
 
 
 @dataclass(frozen=True)
@@ -34,11 +34,17 @@ class LayerSpec:
 
     @property
     def is_compute(self) -> bool:
-        return self.kind in COMPUTE_KINDS
+        return kind_of(self).compute
+
+    @property
+    def im2col(self) -> bool:
+        """A crossbar layer that reads ``k×k×C`` windows of a feature map (conv), not the flattened
+        input (fc)."""
+        return kind_of(self).im2col
 
     @property
     def in_channels(self) -> int:
-        return self.in_shape[0] if self.kind == "conv" else _numel(self.in_shape)
+        return self.in_shape[0] if self.im2col else _numel(self.in_shape)
 
     @property
     def out_channels(self) -> int:
@@ -47,11 +53,11 @@ class LayerSpec:
     @property
     def rows(self) -> int:
         """Crossbar rows of the unrolled kernel: ``k·k·C_in`` (conv) or ``in_features`` (fc)."""
-        if self.kind == "conv":
+        if not self.is_compute:
+            return 0
+        if self.im2col:
             return self.kernel * self.kernel * self.in_shape[0]
-        if self.kind == "fc":
-            return _numel(self.in_shape)
-        return 0
+        return _numel(self.in_shape)
 
     @property
     def cols(self) -> int:
@@ -60,17 +66,17 @@ class LayerSpec:
     @property
     def positions(self) -> int:
         """Output positions: each is one input vector applied to the crossbar (1 for fc)."""
-        if self.kind == "conv":
+        if self.im2col:
             return self.out_shape[1] * self.out_shape[2]
         return 1
 
     @property
     def weight_shape(self) -> tuple:
-        if self.kind == "conv":
+        if not self.is_compute:
+            return ()
+        if self.im2col:
             return (self.out_shape[0], self.in_shape[0], self.kernel, self.kernel)
-        if self.kind == "fc":
-            return (self.out_shape[0], _numel(self.in_shape))
-        return ()
+        return (self.out_shape[0], _numel(self.in_shape))
 
     @property
     def n_weights(self) -> int:
@@ -79,17 +85,6 @@ class LayerSpec:
     @property
     def n_outputs(self) -> int:
         return _numel(self.out_shape)
-
-
-def _numel(shape) -> int:
-    n = 1
-    for s in shape:
-        n *= int(s)
-    return n
-
-
-def conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
-    return (size + 2 * padding - kernel) // stride + 1
 
 
 @dataclass(frozen=True)
@@ -141,7 +136,7 @@ class NetworkSpec:
             if len(layer.inputs) != 1:
                 return False
             layer = self.layer(layer.inputs[0])
-            if layer.kind not in PASS_THROUGH:
+            if not kind_of(layer).pass_through:
                 return False
 
     def in_bits(self, layer) -> int:

@@ -7,8 +7,9 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..io.shipped import resolve_shipped
 from .device import DeviceCard, load_device, parse_device
-from .layers import INPUT, LAYER_KINDS, LayerSpec, NetworkSpec, _numel, conv_out
-from .section import Section, did_you_mean, item_section
+from .kinds import KINDS, all_keys, fmt_shape as _fmt, kind_of, numel as _numel
+from .layers import INPUT, LayerSpec, NetworkSpec
+from .section import Section, item_section
 from .yamlio import Node, load_yaml
 
 DATASETS = ("mnist", "cifar10", "synthetic")
@@ -21,14 +22,11 @@ MAX_LAYER_WEIGHTS = 1 << 32
 BIAS_MODES = ("membrane", "current", "row")
 TOP_KEYS = ("name", "description", "dataset", "input", "bits", "crossbar", "device", "weights",
             "seed", "layers")
-LAYER_KEYS = {
-    "conv": ("name", "type", "input", "out_channels", "in_channels", "kernel", "stride", "padding"),
-    "fc": ("name", "type", "input", "out_features", "in_features"),
-    "maxpool": ("name", "type", "input", "kernel", "stride"),
-    "avgpool": ("name", "type", "input", "kernel", "stride"),
-    "flatten": ("name", "type", "input"),
-    "add": ("name", "type", "inputs"),
-}
+
+
+def layer_keys() -> dict:
+    """``{kind: its YAML keys}`` of every registered layer kind (config/kinds.py)."""
+    return {name: kind.keys for name, kind in KINDS.items()}
 
 
 def load_network_spec(path) -> NetworkSpec:
@@ -115,8 +113,8 @@ def _parse_layers(sec: Section, input_shape: tuple) -> list:
     for i in range(len(seq)):
         lsec = item_section(seq, i, sec.file, "layers")
         if not lsec.has("type"):  # a misspelt 'type' gets its did-you-mean before 'missing'
-            lsec.finish(allowed={k for keys in LAYER_KEYS.values() for k in keys})
-        kind = lsec.str("type", choices=LAYER_KINDS)
+            lsec.finish(allowed=all_keys())
+        kind = lsec.str("type", choices=tuple(KINDS))
         _check_layer_keys(lsec, kind)
         name = lsec.str("name", f"{kind}{i}")
         if name == INPUT:
@@ -124,12 +122,7 @@ def _parse_layers(sec: Section, input_shape: tuple) -> list:
         if name in shapes:
             raise lsec.error("name", f"duplicate layer name (first used on line {lines[name]})",
                              name)
-        if kind == "add":
-            inputs = _parse_add_inputs(lsec, shapes, previous)
-        else:
-            ref = lsec.str("input", previous)
-            _check_ref(lsec, "input", ref, shapes)
-            inputs = (ref,)
+        inputs = kind_of(kind).read_inputs(lsec, shapes, previous)
         layer = _infer(lsec, kind, name, inputs, shapes)
         if layer.n_outputs > MAX_ELEMENTS:
             raise lsec.error("type", f"outputs {_fmt(layer.out_shape)} = {layer.n_outputs:,} "
@@ -151,8 +144,8 @@ def _parse_layers(sec: Section, input_shape: tuple) -> list:
 
 def _check_layer_keys(lsec: Section, kind: str) -> None:
     """Unknown keys; a key that belongs to another layer type says which keys this type takes."""
-    allowed = LAYER_KEYS[kind]
-    every = {k for keys in LAYER_KEYS.values() for k in keys}
+    allowed = kind_of(kind).keys
+    every = all_keys()
     for key in lsec.node:
         if key not in allowed and key in every:
             raise lsec.error(key, f"{kind} layers do not take this key (they take "
@@ -160,69 +153,9 @@ def _check_layer_keys(lsec: Section, kind: str) -> None:
     lsec.finish(allowed=allowed)
 
 
-def _check_ref(lsec: Section, key, ref, shapes):
-    if ref not in shapes:
-        raise lsec.error(key, "no earlier layer has this name"
-                         + did_you_mean(ref, list(shapes)), ref)
-
-
-def _parse_add_inputs(lsec: Section, shapes, previous) -> tuple:
-    refs = lsec.seq("inputs")
-    if len(refs) != 2 or not all(isinstance(r, str) for r in refs):
-        raise lsec.error("inputs", "must list exactly two earlier layer names", list(refs))
-    for ref in refs:
-        _check_ref(lsec, "inputs", ref, shapes)
-    a, b = (shapes[r] for r in refs)
-    if a != b:
-        raise lsec.error("inputs", f"shapes differ: {refs[0]} is {_fmt(a)}, {refs[1]} is {_fmt(b)}",
-                         list(refs))
-    return tuple(refs)
-
-
-def _fmt(shape) -> str:
-    return "x".join(str(s) for s in shape)
-
-
 def _infer(lsec: Section, kind, name, inputs, shapes) -> LayerSpec:
+    """The layer with its shapes, from its kind's shape rule (config/kinds.py)."""
     in_shape = shapes[inputs[0]]
-    line = lsec.line()
-    if kind == "add":
-        return LayerSpec(name, kind, inputs, in_shape, in_shape, line=line)
-    if kind == "flatten":
-        return LayerSpec(name, kind, inputs, in_shape, (_numel(in_shape),), line=line)
-    if kind == "fc":
-        out = lsec.int("out_features", lo=1, hi=1 << 20)
-        features = _numel(in_shape)
-        if lsec.has("in_features"):
-            stated = lsec.int("in_features", lo=1)
-            if stated != features:
-                came = (f"{_fmt(in_shape)} = {features}" if len(in_shape) > 1 else str(features))
-                raise lsec.error("in_features", f"does not match the {came} features coming in "
-                                 f"from {inputs[0]}", stated)
-        return LayerSpec(name, kind, inputs, in_shape, (out,), line=line)
-    # conv and pooling need a feature map
-    if len(in_shape) != 3:
-        raise lsec.error("type", f"needs a CxHxW feature map but its input is a vector of "
-                         f"{in_shape[0]}", kind)
-    c, h, w = in_shape
-    if kind == "conv":
-        out_c = lsec.int("out_channels", lo=1, hi=1 << 16)
-        if lsec.has("in_channels"):
-            stated = lsec.int("in_channels", lo=1)
-            if stated != c:
-                raise lsec.error("in_channels", f"does not match the {c} channels coming in "
-                                 f"from {inputs[0]}", stated)
-        k = lsec.int("kernel", lo=1, hi=64)
-        stride = lsec.int("stride", 1, lo=1, hi=64)
-        pad = lsec.int("padding", 0, lo=0, hi=64)
-    else:
-        out_c = c
-        k = lsec.int("kernel", lo=1, hi=64)
-        stride = lsec.int("stride", k, lo=1, hi=64)
-        pad = 0
-    if k > h + 2 * pad or k > w + 2 * pad:
-        raise lsec.error("kernel", f"larger than the {_fmt(in_shape)} input"
-                         + (f" with padding {pad}" if pad else ""), k)
-    ho, wo = conv_out(h, k, stride, pad), conv_out(w, k, stride, pad)
-    return LayerSpec(name, kind, inputs, in_shape, (out_c, ho, wo), kernel=k, stride=stride,
-                     padding=pad, line=line)
+    geometry = kind_of(kind).infer(lsec, kind, in_shape, inputs)
+    return LayerSpec(name, kind, inputs, in_shape, tuple(geometry.pop("out_shape")),
+                     line=lsec.line(), **geometry)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..config.kinds import kind_of
 from ..config.layers import INPUT
 from ..engine.stats import LayerStats
 from ..network.reference import im2col, run_ideal
@@ -22,7 +23,7 @@ def row_pulses(layer, x: np.ndarray) -> np.ndarray:
     im2col is linear, so the sum over images can be taken first: one im2col of ``Σ_images x``.
     """
     total = x.sum(axis=0, dtype=np.int64)[None]
-    if layer.kind == "fc":
+    if not layer.im2col:
         return total.reshape(-1)
     cols = im2col(total, layer.kernel, layer.stride, layer.padding)
     return cols.reshape(-1, cols.shape[-1]).sum(axis=0)
@@ -56,11 +57,17 @@ def stats_from_ideal(network, signals: np.ndarray, drain_cycles: int = 0) -> dic
             st.synaptic_events = st.wl_pulses * layer.cols
             st.spikes_out = int(y.sum(dtype=np.int64))
             st.counter_increments = st.spikes_out
-        elif layer.kind in ("maxpool", "avgpool"):
-            st.spikes_in = int(x.sum(dtype=np.int64))
-            st.digital_ops = b * layer.n_outputs * (layer.kernel * layer.kernel - 1)
-        elif layer.kind == "add":
-            st.digital_ops = b * layer.n_outputs
-        st.saturated = int((y == top).sum()) if layer.is_compute or layer.kind == "add" else 0
+        else:
+            digital_stats(st, layer, x, b)
+        st.saturated = int((y == top).sum()) if layer.is_compute or kind_of(layer).saturates else 0
         out[layer.name] = st
     return out
+
+
+def digital_stats(st, layer, x, images: int) -> None:
+    """Fill the counts of a digital layer (its kind's declaration, config/kinds.py)."""
+    kind = kind_of(layer)
+    if kind.counts_spikes_in:
+        st.spikes_in = int(x.sum(dtype=np.int64))
+    if kind.ops_per_output is not None:
+        st.digital_ops = images * layer.n_outputs * kind.ops_per_output(layer)

@@ -26,6 +26,7 @@ from math import ceil, log2
 
 import numpy as np
 
+from ..config.kinds import kind_of
 from ..config.layers import INPUT
 from ..errors import XbarsimError
 from ..hardware.program import program_pair
@@ -239,7 +240,7 @@ def estimate(network, stats: dict | None, circuit: CircuitCard | None = None,
             if pos_mode == "multiplexed":
                 base *= layer.positions
             lc.time_s = base
-        elif layer.kind in ("maxpool", "avgpool", "add"):
+        elif kind_of(layer).digital_unit:
             lc.time_s = 0.0 if lump else tm.digital_latency_s
         costs[layer.name] = lc
 
@@ -293,7 +294,7 @@ def estimate(network, stats: dict | None, circuit: CircuitCard | None = None,
             a["ifcs"] = lc.ifcs * ar.ifc_um2
             a["counters"] = lc.ifcs * m_sig * ar.register_bit_um2
             a["tile_periphery"] = copies * ar.tile_um2
-        elif layer.kind in ("maxpool", "avgpool", "add"):
+        elif kind_of(layer).digital_unit:
             if st is not None:
                 e["digital"] = en.digital_op_bit_j * m_sig * st.digital_ops
             units = layer.out_shape[0] if pos_mode == "multiplexed" else layer.n_outputs

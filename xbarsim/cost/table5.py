@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..config.kinds import kind_of
 from ..config.spec import load_network_spec
 from ..io.shipped import shipped_dir
 from ..network.network import build_network
@@ -217,7 +218,7 @@ def evaluate(models=TABLE5_NETWORKS, bits=TABLE5_BITS, images: dict | None = Non
                 stats, how = stats_from_ideal(network, network.quantize_input(imgs)), "ideal network"
             rep = estimate(network, stats, circuit=circuit, images=len(imgs),
                            gsums=row_conductance_sums(network))
-            crit = sum(1 for lc in rep.layers if lc.critical and lc.kind in ("conv", "fc"))
+            crit = sum(1 for lc in rep.layers if lc.critical and kind_of(lc.kind).compute)
             rows.append(Row(model=model, bits=b, network=spec.name, layers=crit,
                             tiles=sum(lc.tiles * lc.replicas for lc in rep.layers),
                             speed_mhz=rep.speed_mhz, energy_uj=rep.energy_per_image_j * 1e6,

@@ -84,7 +84,7 @@ def map_network(spec: NetworkSpec, cells_per_weight: int = 2) -> Mapping:
     t = spec.crossbar_size
     out = []
     for layer in spec.compute_layers:
-        k = layer.kernel if layer.kind == "conv" else 1
+        k = layer.kernel if layer.im2col else 1
         rows = layer.rows + (1 if spec.bias_mode == "row" else 0)
         cols = layer.cols
         rt, ct = ceil(rows / t), ceil(cols / t)

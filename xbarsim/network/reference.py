@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from ..config.kinds import kind_of, pool  # noqa: F401  (pool: the engine imports it here)
 from ..config.layers import INPUT
 
 
@@ -81,10 +82,10 @@ def preactivation(layer, weights, x: np.ndarray, backend: str = "auto") -> np.nd
     integers."""
     lw = weights[layer.name]
     mat = lw.matrix
-    if layer.kind == "conv" and len(x) and (backend == "numba"
-                                            or (backend == "auto" and _few_columns(layer))):
+    if layer.im2col and len(x) and (backend == "numba"
+                                    or (backend == "auto" and _few_columns(layer))):
         return _conv_kernel(layer, lw, x, None)[1]
-    if layer.kind == "conv":
+    if layer.im2col:
         step = _slice(layer, lw)
         if len(x) > step:  # a few images at a time: their patches stay in cache
             out = np.empty((len(x),) + tuple(layer.out_shape), np.int64)
@@ -108,7 +109,7 @@ def ideal_layer(layer, weights, x: np.ndarray, top: int) -> tuple:
     :func:`preactivation`; a conv layer with few output channels computes both in one numba pass
     (the integer division and clipping of numpy cost more than its sums)."""
     lw = weights[layer.name]
-    if layer.kind == "conv" and len(x) and _few_columns(layer):
+    if layer.im2col and len(x) and _few_columns(layer):
         return _conv_kernel(layer, lw, x, top)
     step = _slice(layer, lw)
     if len(x) > step:  # a few images at a time (PATCH_BYTES)
@@ -140,7 +141,7 @@ def _conv_kernel(layer, lw, x, top):
 def _slice(layer, lw) -> int:
     """Images per slice of a conv layer whose patches would pass :data:`PATCH_BYTES` (a huge
     number for an fc layer: never sliced)."""
-    if layer.kind != "conv":
+    if not layer.im2col:
         return 1 << 62
     return max(1, PATCH_BYTES // (8 * lw.matrix.shape[0] * layer.out_shape[1] * layer.out_shape[2]))
 
@@ -148,31 +149,6 @@ def _slice(layer, lw) -> int:
 def _few_columns(layer) -> bool:
     from .conv_kernel import MAX_COLS
     return layer.cols <= min(MAX_COLS, layer.out_shape[2])
-
-
-def pool(layer, x: np.ndarray) -> np.ndarray:
-    """Max- or average-pool over ``k × k`` windows at stride ``s``, as ``k²`` whole-array
-    maxima/sums of strided slices (a reduction over the two tiny window axes of a sliding-window
-    view ran several times slower)."""
-    k, s = layer.kernel, layer.stride
-    ho = (x.shape[2] - k) // s + 1
-    wo = (x.shape[3] - k) // s + 1
-    out = None
-    for ky in range(k):
-        for kx in range(k):
-            part = x[:, :, ky:ky + s * (ho - 1) + 1:s, kx:kx + s * (wo - 1) + 1:s]
-            if layer.kind != "maxpool":
-                part = part.astype(np.int64)
-            if out is None:
-                out = part.copy()
-            elif layer.kind == "maxpool":
-                np.maximum(out, part, out=out)
-            else:
-                out += part
-    if layer.kind == "maxpool":
-        return out
-    n = k * k
-    return ((out + n // 2) // n).astype(x.dtype)
 
 
 def classify(counts: np.ndarray, preact: np.ndarray) -> np.ndarray:
@@ -206,14 +182,8 @@ def run_ideal(network, signals: np.ndarray, keep=None) -> IdealResult:
             y, pre = ideal_layer(layer, network.weights, x, top)
             if layer.name == last:
                 preact = pre
-        elif layer.kind in ("maxpool", "avgpool"):
-            y = pool(layer, x)
-        elif layer.kind == "flatten":
-            y = x.reshape(x.shape[0], -1)
-        elif layer.kind == "add":
-            y = np.clip(x + values[layer.inputs[1]], 0, top).astype(np.int32)
-        else:  # pragma: no cover - spec validation rules this out
-            raise ValueError(layer.kind)
+        else:  # a digital layer: its kind's ideal op (config/kinds.py)
+            y = kind_of(layer).ideal(layer, [values[src] for src in layer.inputs], top)
         values[layer.name] = y
         if keep is None or layer.name in keep or layer.name == last:
             counts[layer.name] = y
