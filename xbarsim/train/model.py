@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config.kinds import kind_of
 from ..config.layers import INPUT
 from ..errors import XbarsimError
 from ..network.weights import LayerWeights
@@ -34,11 +35,25 @@ from . import quant
 MODES = ("float", "scale", "count")
 
 
+class TorchContext:
+    """What a digital layer's torch op (config/kinds.py) reads: ``mode`` (``float``, ``scale``,
+    ``count``, or ``exact`` for the integer network in float64), the counter's top, the count
+    scales and the feeder lookup of scale mode, and torch itself."""
+
+    torch = torch
+    F = F
+    round_half_up = staticmethod(quant.ste_round_half_up)
+
+    def __init__(self, mode, top, scales=None, feeder=None):
+        self.mode, self.top, self.scales, self.feeder = mode, top, scales or {}, feeder
+
+
 class QNet(nn.Module):
     def __init__(self, spec, seed: int = 0, batch_norm: bool = False):
         super().__init__()
         for layer in spec.layers:
-            if layer.kind not in ("conv", "fc", "maxpool", "avgpool", "flatten", "add"):
+            kind = kind_of(layer)
+            if (kind.torch_linear if kind.compute else kind.torch) is None:
                 raise XbarsimError(f"{spec.source}: training does not support {layer.kind} layers")
         self.spec = spec
         self.bits = spec.signal_bits
@@ -63,7 +78,7 @@ class QNet(nn.Module):
         # batch norm after every conv layer (float training only): folded into the conv's weights
         # and bias by fold_batch_norm before anything is quantized (DESIGN.md section 2)
         self.bn = (nn.ModuleDict({l.name: nn.BatchNorm2d(l.cols) for l in spec.compute_layers
-                                  if l.kind == "conv"}) if batch_norm else None)
+                                  if l.im2col}) if batch_norm else None)
 
     # -- inputs ----------------------------------------------------------------------------------
     def prepare(self, images_u8: torch.Tensor) -> torch.Tensor:
@@ -95,10 +110,7 @@ class QNet(nn.Module):
             h = values[layer.inputs[0]]
             if layer.is_compute:
                 w, b = self.layer_params(layer.name)
-                if layer.kind == "conv":
-                    a = F.conv2d(h, w, b, stride=layer.stride, padding=layer.padding)
-                else:
-                    a = F.linear(h.flatten(1), w, b)
+                a = kind_of(layer).torch_linear(F, layer, h, w, b)
                 if self.bn is not None and layer.name in self.bn:
                     if self.mode != "float":
                         raise XbarsimError("batch norm is for float training: fold it first "
@@ -131,23 +143,10 @@ class QNet(nn.Module):
                     y = torch.clamp(torch.floor(a / s + 0.5), 0, self.top) * s
                 else:
                     y = quant.ste_quantize_signal(a, self.top)
-            elif layer.kind == "maxpool":
-                y = F.max_pool2d(h, layer.kernel, layer.stride)
-            elif layer.kind == "avgpool":
-                y = F.avg_pool2d(h, layer.kernel, layer.stride)
-                if self.mode == "count":
-                    y = quant.ste_round_half_up(y)
-                elif self.mode == "scale":
-                    s = self.scales.get(layer.inputs[0], 1.0)
-                    y = torch.floor(y / s + 0.5) * s
-            elif layer.kind == "flatten":
-                y = h.flatten(1)
-            else:  # add
-                y = h + values[layer.inputs[1]]
-                if self.mode == "count":
-                    y = torch.clamp(y, 0, self.top)
-                elif self.mode == "scale":  # the counter saturates, as on the hardware
-                    y = torch.clamp(y, 0, self.top * self.scales[self._feeder(layer.name)])
+            else:  # a digital layer: its kind's torch op (config/kinds.py)
+                y = kind_of(layer).torch(layer, [values[s] for s in layer.inputs],
+                                         TorchContext(self.mode, self.top, self.scales,
+                                                      self._feeder))
             values[layer.name] = y
         self.reg = reg
         return values[last]
@@ -170,8 +169,7 @@ class QNet(nn.Module):
             h = values[layer.inputs[0]]
             if layer.is_compute:
                 w, b = self.layer_params(layer.name)
-                a = (F.conv2d(h, w, b, stride=layer.stride, padding=layer.padding)
-                     if layer.kind == "conv" else F.linear(h.flatten(1), w, b))
+                a = kind_of(layer).torch_linear(F, layer, h, w, b)
                 if self.bn is not None and layer.name in self.bn:
                     a = self.bn[layer.name](a)
                 y = F.relu(a)
@@ -182,14 +180,9 @@ class QNet(nn.Module):
                     pos = flat[flat > 0]
                     pos = pos[::len(pos) // 1_000_000 + 1]
                     out[layer.name] = float(torch.quantile(pos, quantile)) if len(pos) else 0.0
-            elif layer.kind == "maxpool":
-                y = F.max_pool2d(h, layer.kernel, layer.stride)
-            elif layer.kind == "avgpool":
-                y = F.avg_pool2d(h, layer.kernel, layer.stride)
-            elif layer.kind == "flatten":
-                y = h.flatten(1)
             else:
-                y = h + values[layer.inputs[1]]
+                y = kind_of(layer).torch(layer, [values[s] for s in layer.inputs],
+                                         TorchContext("float", self.top))
             values[layer.name] = y
         del hooks
         return out
@@ -215,7 +208,7 @@ def cycle_counts(layer, h, w, b, step: float, window: int, chunk: int = 16,
     d = torch.round(w.detach() / step)
     bias = torch.round(b.detach() / step)
     x = torch.round(h.detach()).to(torch.int64)
-    if layer.kind != "conv":
+    if not layer.im2col:
         x = x.flatten(1)
     bound = (float(d.abs().sum(dim=tuple(range(1, d.dim()))).max()) * window
              + float(bias.abs().max()) + theta)
@@ -224,12 +217,11 @@ def cycle_counts(layer, h, w, b, step: float, window: int, chunk: int = 16,
 
     def cumulative(c):  # (tc, B, ...) cumulative spike counts -> (tc, B, outputs...) LSB sums
         flat = c.reshape(-1, *c.shape[2:]).to(dtype)
-        out = (F.conv2d(flat, d, stride=layer.stride, padding=layer.padding)
-               if layer.kind == "conv" else F.linear(flat, d))
+        out = kind_of(layer).torch_linear(F, layer, flat, d, None)
         return out.reshape(c.shape[0], c.shape[1], *out.shape[1:])
 
     half = window // 2
-    shape = (1, -1, 1, 1) if layer.kind == "conv" else (1, -1)
+    shape = (1, -1) + (1,) * (len(layer.out_shape) - 1)
     v = None
     prev = fired = None
     for t0 in range(0, window, chunk):
@@ -376,22 +368,15 @@ def exact_forward(spec, weights: dict, signals: torch.Tensor):
             lw = weights[layer.name]
             d = torch.as_tensor(lw.levels, dtype=torch.float64)
             b = torch.as_tensor(lw.bias, dtype=torch.float64) + float(lw.theta // 2)
-            a = (F.conv2d(h, d, b, stride=layer.stride, padding=layer.padding)
-                 if layer.kind == "conv" else F.linear(h.flatten(1), d, b))
+            a = kind_of(layer).torch_linear(F, layer, h, d, b)
             y = torch.clamp(torch.floor(a / lw.theta), 0, top)
             # a/θ in float64 is exact enough for floor: a is an integer < 2^53, θ an integer; the
             # quotient's rounding cannot cross an integer boundary (checked in tests).
             if layer.name == last:
                 pre = a
-        elif layer.kind == "maxpool":
-            y = F.max_pool2d(h, layer.kernel, layer.stride)
-        elif layer.kind == "avgpool":
-            n = layer.kernel * layer.kernel
-            y = torch.floor((F.avg_pool2d(h, layer.kernel, layer.stride) * n + n // 2) / n)
-        elif layer.kind == "flatten":
-            y = h.flatten(1)
         else:
-            y = torch.clamp(h + values[layer.inputs[1]], 0, top)
+            y = kind_of(layer).torch(layer, [values[s] for s in layer.inputs],
+                                     TorchContext("exact", top))
         values[layer.name] = y
     counts = values[last]
     return counts, pre, torch.argmax(pre.flatten(1), dim=1)
