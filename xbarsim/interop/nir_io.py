@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config.dump import _DEFAULT_DEVICE, device_mapping, layer_mapping
+from ..config.kinds import kind_of
 from ..config.layers import INPUT
 from ..errors import ConfigError, XbarsimError
 from .quantize import FloatNetwork, build_spec
@@ -73,7 +74,8 @@ def expected_edges(spec) -> list:
     outs = {INPUT: INPUT}
     edges = []
     for layer in spec.layers:
-        if layer.kind == "fc" and len(layer.in_shape) == 3:  # NIR's Affine takes a vector
+        if layer.is_compute and not layer.im2col and len(layer.in_shape) == 3:
+            # NIR's Affine takes a vector (kinds.py puts a Flatten node before it)
             edges += [(outs[layer.inputs[0]], f"{layer.name}.flatten"),
                       (f"{layer.name}.flatten", layer.name)]
         else:
@@ -92,38 +94,13 @@ def to_nir(network):
     spec = network.spec
     nodes = {INPUT: nir.Input(input_type={"input": np.array(spec.input_shape)})}
     for layer in spec.layers:
-        pair = lambda v: np.array([v, v])  # noqa: E731
+        lw = network.weights[layer.name] if layer.is_compute else None
+        nodes.update(kind_of(layer).nir(nir, layer, lw))  # its form: config/kinds.py
         if layer.is_compute:
-            lw = network.weights[layer.name]
             shape = np.array(layer.out_shape)
-            if layer.kind == "conv":
-                nodes[layer.name] = nir.Conv2d(
-                    input_shape=np.array(layer.in_shape[1:]),
-                    weight=lw.levels.astype(np.float64), stride=pair(layer.stride),
-                    padding=pair(layer.padding), dilation=pair(1), groups=1,
-                    bias=lw.bias.astype(np.float64))
-            else:
-                if len(layer.in_shape) == 3:
-                    nodes[f"{layer.name}.flatten"] = nir.Flatten(
-                        input_type={"input": np.array(layer.in_shape)}, start_dim=0, end_dim=-1)
-                nodes[layer.name] = nir.Affine(weight=lw.levels.astype(np.float64),
-                                               bias=lw.bias.astype(np.float64))
             nodes[f"{layer.name}.if"] = nir.IF(r=np.ones(shape),
                                                v_threshold=np.full(shape, float(lw.theta)),
                                                v_reset=np.zeros(shape))
-        elif layer.kind == "maxpool":
-            nodes[layer.name] = nir.SumPool2d(kernel_size=pair(layer.kernel),
-                                              stride=pair(layer.stride), padding=pair(0),
-                                              metadata={"xbarsim.op": "maxpool"})
-        elif layer.kind == "avgpool":
-            nodes[layer.name] = nir.AvgPool2d(kernel_size=pair(layer.kernel),
-                                              stride=pair(layer.stride), padding=pair(0))
-        elif layer.kind == "flatten":
-            nodes[layer.name] = nir.Flatten(input_type={"input": np.array(layer.in_shape)},
-                                            start_dim=0, end_dim=-1)
-        else:  # add
-            nodes[layer.name] = nir.Scale(scale=np.ones(layer.out_shape),
-                                          metadata={"xbarsim.op": "add"})
     nodes["output"] = nir.Output(output_type={"output": np.array(spec.layers[-1].out_shape)})
     top = (1 << spec.signal_bits) - 1
     dev = device_mapping(spec.device)
