@@ -7,7 +7,7 @@ Prints, for LeNet at M = 3, 4, 8 (batch 1 and 256) and ResNet-18 CIFAR-10 at M =
 * ``engine``: the cycle-level engine as it runs by default (backend ``numba``: the fast exact path
   of ``xbarsim/engine/fast.py`` where it applies, the cycle-loop kernels elsewhere);
 * ``int64``: the default engine with the blocked int32 kernel of ``xbarsim/engine/blocked.py``
-  switched off (its plans' ``narrow`` removed): the engine as it was before issue 15's blocked
+  switched off (``RouteTuning(blocked=False)``): the engine as it was before issue 15's blocked
   kernel (the GEMM fast path from M = 8, the int64 cycle-loop kernels elsewhere);
 * ``kernels``: the same engine with the int64 cycle-loop kernels everywhere (backend
   ``kernels``: the engine before the fast path);
@@ -29,16 +29,19 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from dataclasses import replace
 from pathlib import Path
 
-import numba
-import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+# a process entry point, like the command line: numba's OpenMP threads sleep while waiting
+# (docs/engine.md); set before numba starts its thread pool, a value the user set is kept
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from xbarsim import load_network, run_ideal
-from xbarsim.config.layers import INPUT
-from xbarsim.engine import Simulator
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
+from numpy.lib.stride_tricks import sliding_window_view  # noqa: E402
+
+from xbarsim import load_network, run_ideal  # noqa: E402
+from xbarsim.config.layers import INPUT  # noqa: E402
+from xbarsim.engine import RouteTuning, Simulator  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -121,11 +124,10 @@ def data(dataset, n):
 def measure(net, x, batch, rounds):
     """{variant: best images/s} over ``rounds`` round-robin rounds, plus the fraction of (work
     item, column block) pairs the blocked kernel's certificate settled per layer (0 where it was
-    switched off after its trial, see ``simulator.CERT_TRIAL``)."""
+    switched off after its trial, see ``RouteTuning.cert_trial``)."""
     fast = Simulator(net)
     kern = Simulator(net, hardware=fast.hardware, backend="kernels")
-    old = Simulator(net, hardware=fast.hardware)
-    old._plans = {k: replace(p, narrow=None, cert=None, times=None) for k, p in old._plans.items()}
+    old = Simulator(net, hardware=fast.hardware, tuning=RouteTuning(blocked=False))
     sig = net.quantize_input(x)
     plan = shortcut_plan(net)
     n = len(x)

@@ -1,26 +1,30 @@
 """Small layer calls on one thread or on all of numba's threads: the engine's images/s both ways,
-interleaved in one process (``simulator.SERIAL_WORK`` = 2^20, the default, against 0).
+interleaved in one process (``RouteTuning.serial_work`` = 2^20, the default, against 0).
 
     python benchmarks/bench_serial.py
 """
 import os
 import time
 
-import numpy as np
+# a process entry point, like the command line: its threads sleep while waiting (docs/engine.md)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from xbarsim import datasets, load_network
-from xbarsim.engine import Simulator, simulator
+import numpy as np  # noqa: E402
+
+from xbarsim import datasets, load_network  # noqa: E402
+from xbarsim.engine import RouteTuning, Simulator  # noqa: E402
 
 x, _ = datasets.load_dataset('mnist', split='test', download=False, limit=256)
 print('load', os.getloadavg())
 for m in (4, 8):
-    net = load_network(f'networks/lenet-mnist-{m}b.yaml'); sim = Simulator(net)
+    net = load_network(f'networks/lenet-mnist-{m}b.yaml')
+    sims = {'threads': Simulator(net, tuning=RouteTuning(serial_work=0))}
+    sims['serial-small'] = Simulator(net, hardware=sims['threads'].hardware)
     n = 128 if m == 4 else 32
     for batch in (1, 256):
         best = {}; outs = {}
         for rep in range(3):
-            for lab, thr in (('threads', 0), ('serial-small', 1 << 20)):
-                simulator.SERIAL_WORK = thr
+            for lab, sim in sims.items():
                 sim.run(x[:2], batch=batch, compare_ideal=False)
                 t = time.perf_counter(); outs[lab] = sim.run(x[:n], batch=batch, compare_ideal=False, keep='all'); dt = time.perf_counter() - t
                 best[lab] = min(best.get(lab, 1e9), dt)

@@ -16,12 +16,16 @@ import os
 import time
 from pathlib import Path
 
-import numba
-import numpy as np
+# a process entry point, like the command line: numba's OpenMP threads sleep while waiting
+# (docs/engine.md); set before numba starts its thread pool, a value the user set is kept
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from xbarsim import load_network
-from xbarsim.engine import Simulator, fast
-from xbarsim.engine.simulator import _as_map
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
+
+from xbarsim import load_network  # noqa: E402
+from xbarsim.engine import RouteTuning, Simulator, fast  # noqa: E402
+from xbarsim.engine.simulator import _as_map  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,8 +57,7 @@ def main():
           f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     kern = Simulator(net, backend="kernels")
     res = kern.run(x, keep="all", compare_ideal=False, batch=len(x))
-    saved, fast.MIN_WINDOW = fast.MIN_WINDOW, 1
-    fsim = Simulator(net, hardware=kern.hardware)
+    fsim = Simulator(net, hardware=kern.hardware, tuning=RouteTuning(min_window=1))
     total_k = total_f = 0.0
     print(f"{'layer':<8}{'items':>8}{'rows':>6}{'cols':>6}{'MMAC':>8}{'counts/item':>12}"
           f"{'kernels ms':>11}{'fast ms':>9}{'gemm+im2col':>12}{'certify':>9}{'left':>7}")
@@ -99,7 +102,6 @@ def main():
         print(f"{layer.name:<8}{n:>8}{rows:>6}{layer.cols:>6}{n * rows * layer.cols / 1e6:>8.1f}"
               f"{distinct:>12.1f}{1e3 * tk:>11.2f}{1e3 * tf:>9.2f}{1e3 * tg:>12.2f}"
               f"{1e3 * tc:>9.2f}{left:>7.2f}", flush=True)
-    fast.MIN_WINDOW = saved
     print(f"all conv/fc layers: kernels {1e3 * total_k:.1f} ms, fast path forced on every layer "
           f"{1e3 * total_f:.1f} ms")
 

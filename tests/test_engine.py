@@ -557,7 +557,7 @@ def test_batches_on_threads_give_the_serial_run_bit_for_bit(seed, encoding, bias
 
 
 def test_small_batches_and_one_batch_stay_in_one_loop():
-    from xbarsim.engine.simulator import BATCH_THREADS_MIN
+    from xbarsim.engine.routes import RouteTuning
     from xbarsim.network.weights import random_weights
 
     numba = _threads_or_skip()
@@ -568,7 +568,7 @@ def test_small_batches_and_one_batch_stay_in_one_loop():
     try:
         numba.set_num_threads(2)
         sim = Simulator(net)
-        sim.run(x, batch=BATCH_THREADS_MIN - 1)
+        sim.run(x, batch=RouteTuning().batch_threads_min - 1)
         assert sim.batch_threads == 1
         sim.run(x, batch=len(x))
         assert sim.batch_threads == 1

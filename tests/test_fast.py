@@ -15,6 +15,7 @@ from xbarsim.config.spec import parse_network
 from xbarsim.config.yamlio import loads_yaml
 from xbarsim.engine import Simulator, blocked, fast, kernels, schedule
 from xbarsim.engine.ifc import IFCParams
+from xbarsim.engine.routes import RouteTuning
 from xbarsim.engine.simulator import _LayerPlan
 from xbarsim.hardware.program import FRAC_BITS
 from xbarsim.network.network import build_network
@@ -91,18 +92,15 @@ def assert_same(a, b):
        st.sampled_from(sorted(IFCS)), st.integers(0, 2), st.integers(0, 99))
 def test_fast_path_equals_reference_kernels(case, encoding, reset, device, ifc, drain, seed):
     net, x = case
-    saved, fast.MIN_WINDOW = fast.MIN_WINDOW, 1  # every window takes the fast path here
-    try:
-        check_network(net, x, encoding, reset, device, ifc, drain, seed)
-    finally:
-        fast.MIN_WINDOW = saved
+    # every window takes the fast path here
+    check_network(net, x, encoding, reset, device, ifc, drain, seed, RouteTuning(min_window=1))
 
 
-def check_network(net, x, encoding, reset, device, ifc, drain, seed):
+def check_network(net, x, encoding, reset, device, ifc, drain, seed, tuning=None):
     card = replace(DeviceCard(), **DEVICES[device])
     net = build_network(replace(net.spec, device=card), net.weights)
     opts = dict(encoding=encoding, reset=reset, ifc=IFCS[ifc], drain_cycles=drain, seed=seed)
-    fast_sim = Simulator(net, **opts)
+    fast_sim = Simulator(net, tuning=tuning, **opts)
     ref = Simulator(net, hardware=fast_sim.hardware, backend="kernels", **opts)
     got = fast_sim.run(x, keep="all", batch=2)
     want = ref.run(x, keep="all")
@@ -193,21 +191,17 @@ def test_fast_path_applies_only_where_documented():
                                     4, 1.0) for l in spec.compute_layers}
     net = build_network(spec, weights)
     plan = Simulator(net).plan("c1")
-    assert not fast.applies(Simulator(net).options, plan, trace=False)  # T = 15 < MIN_WINDOW
-    saved, fast.MIN_WINDOW = fast.MIN_WINDOW, 15
-    try:
-        check_applies(net, plan)
-    finally:
-        fast.MIN_WINDOW = saved
+    assert not fast.applies(Simulator(net).options, plan, trace=False)  # T = 15 < min_window
+    check_applies(net, plan, RouteTuning(min_window=15))
 
 
-def check_applies(net, plan):
-    assert fast.applies(Simulator(net).options, plan, trace=False)
-    assert not fast.applies(Simulator(net).options, plan, trace=True)
+def check_applies(net, plan, tuning):
+    assert fast.applies(Simulator(net).options, plan, trace=False, tuning=tuning)
+    assert not fast.applies(Simulator(net).options, plan, trace=True, tuning=tuning)
     for opts in ({"encoding": "burst"}, {"encoding": "bernoulli"}, {"reset": "zero"},
                  {"ifc": IFCParams(leak_per_cycle=0.1)}):
         sim = Simulator(net, **opts)
-        assert not fast.applies(sim.options, sim.plan("c1"), trace=False), opts
+        assert not fast.applies(sim.options, sim.plan("c1"), trace=False, tuning=tuning), opts
 
 
 # -- the blocked int32 kernel (engine/blocked.py) ------------------------------------------------
@@ -227,9 +221,9 @@ def blocked_call(x, plan_w, v0, thr, bsched, spk, window, k, s, p, ho, wo, reset
     r = np.full((n, cols), -1, np.int64)
     tr = np.zeros((n, cols, ntrace), np.uint8)
     ncert = np.zeros(max(1, min(len(items), chunks)), np.int64)
-    blocked.layer_blocked(x, w32, k, s, p, ho, wo, spk, v032, thr32, reset_zero, f, r, tr, chunks,
-                          b32, items, scale, tables is not None, eup, elo, bup, blo, btot, ncert,
-                          *blocked.spike_times(spk))
+    blocked.layer_blocked(x, narrow, (k, s, p, ho, wo), spk, reset_zero, (f, r, tr), chunks,
+                          items, scale, tables is not None, (eup, elo, bup, blo, btot), ncert,
+                          blocked.spike_times(spk))
     return f, r, tr, int(ncert.sum())
 
 
@@ -338,7 +332,7 @@ def test_narrow_values_keeps_int64_where_int32_could_overflow():
        st.sampled_from(sorted(IFCS)), st.integers(0, 2), st.integers(0, 99))
 def test_default_engine_equals_reference_kernels(case, encoding, reset, device, ifc, drain, seed):
     """The default engine as it runs (blocked kernel and its certificate below
-    fast.MIN_WINDOW) against the cycle-loop kernels, on random networks."""
+    RouteTuning.min_window) against the cycle-loop kernels, on random networks."""
     check_network(*case, encoding, reset, device, ifc, drain, seed)
 
 
@@ -348,9 +342,5 @@ def test_default_engine_equals_reference_kernels(case, encoding, reset, device, 
 def test_fast_path_with_the_blocked_fallback_equals_reference_kernels(case, encoding, device,
                                                                       drain, seed):
     """The fast path (forced on every window) with the blocked kernel as its fallback."""
-    saved = fast.MIN_WINDOW, fast.BLOCKED_FIRST
-    fast.MIN_WINDOW, fast.BLOCKED_FIRST = 1, False
-    try:
-        check_network(*case, encoding, "subtract", device, "ideal", drain, seed)
-    finally:
-        fast.MIN_WINDOW, fast.BLOCKED_FIRST = saved
+    check_network(*case, encoding, "subtract", device, "ideal", drain, seed,
+                  RouteTuning(min_window=1, blocked_first=False))

@@ -174,19 +174,25 @@ def certificate_tables(spk, window, bsched):
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def layer_blocked(x, w, kernel, stride, pad, out_h, out_w, spk, v0, thr, reset_zero, fired,
-                  resid, trace, n_chunks, bsched, items, scale, cert, eup, elo, bup, blo, btot,
-                  ncert, times, nsp):
-    """:func:`xbarsim.engine.kernels.layer_grouped_items` on int32 values ``w``, ``v0``, ``thr``,
-    ``bsched`` (the int64 ones divided by ``scale``, columns padded as :func:`narrow_values`
-    does); ``fired``/``resid``/``trace`` have the layer's own columns, ``resid`` (int64) gets the
-    residual times ``scale``. Only the work items in ``items`` are written.
+def layer_blocked(x, values, geometry, spk, reset_zero, out, n_chunks, items, scale, cert,
+                  tables, ncert, timing):
+    """:func:`xbarsim.engine.kernels.layer_grouped_items` on int32 ``values = (w, v0, thr,
+    bsched)`` (the int64 ones divided by ``scale``, columns padded: :func:`narrow_values`, a
+    plan's ``narrow``); ``geometry = (kernel, stride, pad, out_h, out_w)``; ``out = (fired,
+    resid, trace)`` with the layer's own columns, ``resid`` (int64) gets the residual times
+    ``scale``. Only the work items in ``items`` are written.
 
-    ``cert`` (reset by subtraction, no trace; tables from :func:`certificate_tables`): before its
-    cycle loop, each item's block of columns is tried with the per-level certificate (module
-    docstring); a block it settles skips the loop. ``ncert[chunk]`` counts the settled
-    (item, block) pairs. ``times[x, :nsp[x]]`` are the cycles in which a row holding ``x``
-    spikes (:func:`spike_times` of ``spk``)."""
+    ``cert`` (reset by subtraction, no trace; ``tables = (eup, elo, bup, blo, btot)`` from
+    :func:`certificate_tables`, a plan's ``cert``): before its cycle loop, each item's block of
+    columns is tried with the per-level certificate (module docstring); a block it settles skips
+    the loop. ``ncert[chunk]`` counts the settled (item, block) pairs. ``timing = (times, nsp)``
+    (:func:`spike_times` of ``spk``, a plan's ``times``): ``times[x, :nsp[x]]`` are the cycles in
+    which a row holding ``x`` spikes."""
+    w, v0, thr, bsched = values
+    kernel, stride, pad, out_h, out_w = geometry
+    fired, resid, trace = out
+    eup, elo, bup, blo, btot = tables
+    times, nsp = timing
     rows, cpad = w.shape
     cols = fired.shape[1]
     window = spk.shape[0] - 1

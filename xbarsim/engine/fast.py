@@ -21,7 +21,8 @@ both checked on the band around ``L`` (linear in ``t``: its two ends suffice). T
 partial sum is below 2^24, else float64, exact below 2^53). Work items holding an uncertified IFC
 are simulated by :func:`xbarsim.engine.kernels.layer_grouped_items`, the reference kernel.
 
-:func:`applies` says when this path is taken; elsewhere the engine runs the reference kernels.
+:func:`applies` and :func:`fits` say where this path can run; whether the engine takes it is
+:func:`xbarsim.engine.routes.choose_route`'s call (elsewhere the engine runs the cycle-loop kernels).
 """
 
 from __future__ import annotations
@@ -32,33 +33,20 @@ from numba import njit, prange
 from ..network.reference import im2col
 from . import blocked, kernels
 
-#: Shortest window (``T`` cycles) the engine uses the fast path for. Below it the cycle-loop kernels
-#: were as fast or faster on LeNet (benchmarks/bench_fast.py, 2026-12-02: engine/kernels 0.66-0.88×
-#: at M = 3-5, 1.4-1.6× at M = 8): the band of the bound is too wide for most IFCs of layers with
-#: many inputs, and where it is narrow (input layers) the loop is cheap too. Tests set it to 1.
-MIN_WINDOW = 255
 
-#: Where the blocked int32 kernel can run a layer (``plan.narrow``), the engine runs it instead
-#: of this path: its own per-level certificate needs no im2col nor GEMMs, and measured faster at
-#: M = 8 too (LeNet 8-bit, batch 256, 2026-12-02: 630 against 447 img/s interleaved). Tests set it
-#: False to run this path with the blocked kernel as its fallback.
-BLOCKED_FIRST = True
-
-#: After this many work items of a layer, the engine stops trying the fast path on it when more
-#: than the fraction GIVE_UP of them needed the cycle loop anyway.
-TRIAL_ITEMS = 4096
-GIVE_UP = 0.8
-
-
-def applies(options, plan, trace: bool) -> bool:
+def applies(options, plan, trace: bool, tuning=None) -> bool:
     """Whether :func:`layer_fast` computes this layer: ``uniform`` encoding, reset by
     subtraction, no dynamic non-idealities (read noise, leak, comparator offsets), a full
-    schedule table (M ≤ 14), an odd window of at least :data:`MIN_WINDOW` cycles and no spike
-    trace asked for this layer. Static device
-    effects and threshold mismatch are covered (they only change ``w`` and ``θ``)."""
+    schedule table (M ≤ 14), an odd window of at least ``tuning.min_window`` cycles
+    (:class:`~xbarsim.engine.routes.RouteTuning`, default 255) and no spike trace asked for this
+    layer. Static device effects and threshold mismatch are covered (they only change ``w`` and
+    ``θ``). Whether the engine takes it is :func:`xbarsim.engine.routes.choose_route`'s call."""
+    if tuning is None:
+        from .routes import RouteTuning
+        tuning = RouteTuning()
     return (options.encoding == "uniform" and options.reset == "subtract" and not plan.dynamic
             and plan.spk is not None and plan.window % 2 == 1 and not trace
-            and plan.window >= MIN_WINDOW)
+            and plan.window >= tuning.min_window)
 
 
 def scale_of(w, v0, thr, bsched) -> int:
@@ -71,34 +59,58 @@ def scale_of(w, v0, thr, bsched) -> int:
     return acc & -acc if acc else 1
 
 
-def layer_fast(x4, plan, kernel, stride, pad, out_h, out_w, n_chunks, fired, resid):
-    """Fills ``fired`` (int32) and ``resid`` (int64), both ``(items, cols)``, with exactly what
-    :func:`xbarsim.engine.kernels.layer_grouped` writes; returns how many work items needed the
-    cycle loop, or None (nothing written) when the layer's values are too large for exact
-    int64/BLAS arithmetic (run the kernels instead)."""
+def _bounds(plan):
+    """``(bound, btot, bdev)`` of the layer's values divided by ``plan.scale``: ``bound`` the
+    largest ``|P|`` or ``A`` can reach, ``btot``/``bdev`` the bias current's total and its
+    distance from its straight line, times ``T``, per column; None where a value could pass
+    exact int64 or BLAS arithmetic (:func:`fits`)."""
     g = plan.scale
-    w = plan.w // g
-    v0 = plan.v0 // g
-    thr = plan.thr // g
-    bsched = plan.bsched // g
-    rows, cols = w.shape
     T = plan.window
-    b = x4.shape[0]
-    n_items = b * out_h * out_w
+    rows, cols = plan.w.shape
     # the bias current's distance from its straight line, times T, per column (0 at the end)
-    if bsched.shape[0]:
-        cum = np.cumsum(bsched, axis=0)
+    if plan.bsched.shape[0]:
+        cum = np.cumsum(plan.bsched // g, axis=0)
         btot = cum[-1]
         bdev = np.abs(T * cum - np.arange(1, len(cum) + 1)[:, None] * btot[None, :]).max(axis=0)
     else:
         btot = bdev = np.zeros(cols, np.int64)
-    wmax = int(np.abs(w).max(initial=0))
+    wmax = int(np.abs(plan.w).max(initial=0)) // g  # g divides every value: exact
     bound = wmax * T * rows
-    big = T * (int(np.abs(v0).max(initial=0)) + T * (bound + int(np.abs(btot).max(initial=0)))
+    big = T * (int(np.abs(plan.v0).max(initial=0)) // g
+               + T * (bound + int(np.abs(btot).max(initial=0)))
                + T * wmax * rows + int(bdev.max(initial=0))
-               + (T + 2) * int(thr.max(initial=0)))
+               + (T + 2) * (int(plan.thr.max(initial=0)) // g))
     if bound >= (1 << 53) or 4 * big >= (1 << 62):
         return None
+    return bound, np.ascontiguousarray(btot, np.int64), np.ascontiguousarray(bdev, np.int64)
+
+
+def fits(plan) -> bool:
+    """Whether the layer's values are small enough for :func:`layer_fast`'s exact int64 and BLAS
+    arithmetic (partial sums below 2^53, the certificate's products below 2^62)."""
+    return _bounds(plan) is not None
+
+
+def layer_fast(x4, plan, kernel, stride, pad, out_h, out_w, n_chunks, fired, resid,
+               blocked_fallback: bool = True):
+    """Fills ``fired`` (int32) and ``resid`` (int64), both ``(items, cols)``, with exactly what
+    :func:`xbarsim.engine.kernels.layer_grouped` writes; returns how many work items needed the
+    cycle loop, or None (nothing written) when the layer's values are too large for exact
+    int64/BLAS arithmetic (:func:`fits`; run the kernels instead). The items left go through the
+    blocked kernel where ``plan.narrow`` allows it and ``blocked_fallback``, else through
+    :func:`xbarsim.engine.kernels.layer_grouped_items`."""
+    terms = _bounds(plan)
+    if terms is None:
+        return None
+    bound, btot, bdev = terms
+    g = plan.scale
+    w = plan.w // g
+    v0 = plan.v0 // g
+    thr = plan.thr // g
+    rows, cols = w.shape
+    T = plan.window
+    b = x4.shape[0]
+    n_items = b * out_h * out_w
     dtype = np.float32 if bound < (1 << 24) else np.float64
     if kernel > 1 or pad or stride > 1:
         patches = im2col(x4, kernel, stride, pad).reshape(n_items, rows)
@@ -109,17 +121,14 @@ def layer_fast(x4, plan, kernel, stride, pad, out_h, out_w, n_chunks, fired, res
     np.greater(xf, 0, out=xf)
     mag = xf @ np.abs(w).astype(dtype)
     need = np.zeros(n_items, np.uint8)
-    _certify(pre, mag, v0, thr, np.ascontiguousarray(btot, np.int64),
-             np.ascontiguousarray(bdev, np.int64), T, g, fired, resid, need)
+    _certify(pre, mag, v0, thr, btot, bdev, T, g, fired, resid, need)
     todo = np.flatnonzero(need)
-    if len(todo) and plan.narrow is not None:
-        w32, v032, thr32, b32 = plan.narrow
-        z = np.zeros(1, np.int64)
-        blocked.layer_blocked(x4, w32, kernel, stride, pad, out_h, out_w, plan.spk, v032, thr32,
-                              False, fired, resid, np.zeros((n_items, cols, 0), np.uint8),
-                              n_chunks, b32, todo.astype(np.int64), plan.scale, False, z, z, z,
-                              z, z, np.zeros(max(1, min(len(todo), n_chunks)), np.int64),
-                              *plan.times)
+    if len(todo) and plan.narrow is not None and blocked_fallback:
+        blocked.layer_blocked(x4, plan.narrow, (kernel, stride, pad, out_h, out_w), plan.spk,
+                              False, (fired, resid, np.zeros((n_items, cols, 0), np.uint8)),
+                              n_chunks, todo.astype(np.int64), plan.scale, False,
+                              (np.zeros(1, np.int64),) * 5,
+                              np.zeros(max(1, min(len(todo), n_chunks)), np.int64), plan.times)
     elif len(todo):
         kernels.layer_grouped_items(x4, plan.w, kernel, stride, pad, out_h, out_w, plan.spk,
                                     plan.v0, plan.thr, False, fired, resid,

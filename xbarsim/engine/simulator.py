@@ -8,7 +8,7 @@ arrays. Every conv/fc layer is simulated cycle by cycle by a numba kernel (or it
 from __future__ import annotations
 
 import collections
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numba
 import numpy as np
@@ -22,6 +22,7 @@ from ..network.reference import ideal_layer, im2col, pool
 from . import blocked, fast, kernels, twin
 from .encoding import ENCODINGS, full_table_fits, layer_key, schedule
 from .ifc import IFCParams, ifc_levels, noise_key, normal_table
+from .routes import RouteTuning, choose_route
 from .stats import LayerStats
 
 RESETS = ("subtract", "zero")
@@ -69,6 +70,9 @@ class RunResult:
     counts: ``{layer: int32 (images, *out_shape)}`` for the layers asked for (``keep``).
     ideal_counts: the same layers in the ideal integer network (when compared).
     stats: ``{layer: LayerStats}`` for every layer, summed over images.
+    routes: ``{conv/fc layer: {route: images}}``: which kernel ran each layer
+        (:func:`xbarsim.engine.routes.choose_route`; usually one route per layer, two where the
+        fast path was given up after its trial), and on how many images.
     """
 
     predictions: np.ndarray
@@ -76,6 +80,12 @@ class RunResult:
     counts: dict = field(default_factory=dict)
     ideal_counts: dict = field(default_factory=dict)
     stats: dict = field(default_factory=dict)
+    routes: dict = field(default_factory=dict)
+
+    def __repr__(self) -> str:  # a summary, not the raw arrays (xbarsim.engine.summary)
+        from .summary import run_result_repr
+
+        return run_result_repr(self)
 
     @property
     def images(self) -> int:
@@ -108,15 +118,24 @@ class RunResult:
         ideal = None
         if all(p.ideal_predictions is not None for p in parts):
             ideal = np.concatenate([p.ideal_predictions for p in parts])
+        routes = {}
+        for p in parts:
+            for layer, used in p.routes.items():
+                into = routes.setdefault(layer, {})
+                for route, images in used.items():
+                    into[route] = into.get(route, 0) + images
         return RunResult(np.concatenate([p.predictions for p in parts]), ideal, cat("counts"),
                          cat("ideal_counts"),
                          {k: LayerStats.total([p.stats[k] for p in parts])
-                          for k in parts[0].stats})
+                          for k in parts[0].stats}, routes)
 
 
 @dataclass(frozen=True)
 class _LayerPlan:
-    """Everything a compute layer's kernel needs, prepared once."""
+    """Everything a compute layer's kernel needs, prepared once.
+
+    ``dynamic``, ``scale``, ``narrow``, ``cert`` and ``times`` are derived from the other fields
+    (:meth:`Simulator.set_plan` derives them again: a value given for them there is ignored)."""
 
     index: int
     w: np.ndarray        # int64 (rows, cols) fixed-point weights
@@ -148,10 +167,6 @@ class _LayerPlan:
     times: tuple | None = None  # blocked.spike_times(spk) for narrow, or None
 
 
-#: Below this much work per layer call (items × columns × (rows + cycles)) the kernels run on one
-#: thread (issue 15: a tiny layer called with 2 threads took 36-80 ms, with 1 thread 0.3 ms).
-SERIAL_WORK = 1 << 20
-
 _BLAS = []
 
 
@@ -173,15 +188,10 @@ def _blas_serial():
     return _BLAS[0].limit(limits=1, user_api="blas")
 
 
-#: Batches of at least this many images run on threads of their own where numba has several
-#: (:func:`_batch_threads`); smaller ones stay in one loop (LeNet at batch 1: 0.22 s serially
-#: for 256 images, 0.29 s on two threads — Python's own work per batch dominates there).
-BATCH_THREADS_MIN = 8
-
-
-def _batch_threads(batch: int, batches: int) -> int:
+def _batch_threads(batch: int, batches: int, tuning: RouteTuning) -> int:
     """How many Python threads a run's ``batches`` batches of ``batch`` images run on: numba's
-    thread count where it is 2 or more, the batches are large enough and numba's threading layer
+    thread count where it is 2 or more, the batches hold at least ``tuning.batch_threads_min``
+    images and numba's threading layer
     may be entered from several threads at once (``omp``, ``tbb``; not ``workqueue``); else 1.
 
     Each thread runs whole batches (cycle-level layers, ideal network, statistics) with one numba
@@ -190,7 +200,7 @@ def _batch_threads(batch: int, batches: int) -> int:
     cores, ResNet-18 at batch 64 1.37× (issue 15). Counts do not depend on it: each batch's draws
     are keyed by its images and the batches are merged in order."""
     threads = numba.get_num_threads()
-    if threads < 2 or batches < 2 or batch < BATCH_THREADS_MIN:
+    if threads < 2 or batches < 2 or batch < tuning.batch_threads_min:
         return 1
     return min(threads, batches) if kernels.threading_layer() in ("omp", "tbb") else 1
 
@@ -214,11 +224,7 @@ class _DeferredTrace:
             self.writer.write(*call)
 
 
-#: The blocked kernel's certificate is tried on a layer's first CERT_TRIAL (item, column block)
-#: pairs and kept only if it settled at least the fraction CERT_KEEP of them.
-CERT_TRIAL = 4096
-CERT_KEEP = 0.05
-_NO_TABLE = np.zeros(1, np.int64)
+_NO_TABLES = (np.zeros(1, np.int64),) * 5  # certificate tables where the certificate is off
 
 #: Bias modes whose bias arrives as a current spread over the window (not a membrane preset).
 SPREAD_BIAS_MODES = ("current", "row")
@@ -240,18 +246,26 @@ class Simulator:
     >>> sim = Simulator(load_network("networks/lenet-mnist-4b.yaml"))   # doctest: +SKIP
     >>> res = sim.run(images_uint8)                                    # doctest: +SKIP
     >>> res.predictions, res.stats["conv1"].spikes_out                 # doctest: +SKIP
+
+    ``tuning`` (:class:`~xbarsim.engine.routes.RouteTuning`) holds the speed constants that pick
+    each layer's kernel (:func:`~xbarsim.engine.routes.choose_route`); no count depends on them.
     """
 
     def __init__(self, network, hardware: Hardware | None = None,
-                 options: EngineOptions | None = None, **option_overrides):
+                 options: EngineOptions | None = None, tuning: RouteTuning | None = None,
+                 **option_overrides):
         self.network = network
         self.spec = network.spec
         if options is None:
             options = EngineOptions(**option_overrides)
         elif option_overrides:
-            from dataclasses import replace
             options = replace(options, **option_overrides)
+        if tuning is None:
+            tuning = RouteTuning()
+        elif not isinstance(tuning, RouteTuning):
+            raise XbarsimError(f"tuning: must be a RouteTuning (got {type(tuning).__name__})")
         self.options = options
+        self.tuning = tuning
         self.hardware = hardware or build_hardware(network, seed=options.seed)
         self.counter_top = (1 << (options.counter_bits or self.spec.signal_bits)) - 1
         self._plans = {}
@@ -305,44 +319,51 @@ class Simulator:
             leak_col = np.ascontiguousarray(1.0 - (1.0 - leak) * decay)
             cmp = cmp + np.int64(np.rint(offset * one))
             bsched = np.rint(bsched * gain[None, :]).astype(np.int64)
-        spikes = cycles if self.options.encoding == "bernoulli" else window
-        w = np.ascontiguousarray(hw.fixed_point_weights(gain, mix))
-        _check_fixed_point(layer, w, start.astype(np.int64) * one, thr, cmp,
-                           bsched, spikes, cycles,
-                           rel * 2.0 ** (FRAC_BITS - SQ_FRAC_BITS / 2), sq)
-        v0 = np.ascontiguousarray(start.astype(np.int64) * one)
-        bsched = np.ascontiguousarray(bsched, dtype=np.int64)
-        dynamic = bool(rel > 0 or leak > 0 or np.any(cmp != thr) or leak_col is not None
-                       or leak_mat is not None or hw.floating_ports is not None)
-        scale = fast.scale_of(w, v0, thr, bsched)
-        narrow = (None if dynamic or self.options.encoding == "bernoulli"
-                  else blocked.narrow_values(w, v0, thr, bsched, scale, spikes))
         spk = (np.zeros((1, cycles), np.uint8) if self.options.encoding == "bernoulli"
                else schedule(self.options.encoding, window, cycles)
                if full_table_fits(window, cycles) else None)
-        if spk is None or window > blocked.MAX_WINDOW:
-            narrow = None
-        times = blocked.spike_times(spk) if narrow is not None else None
-        cert = (None if narrow is None or spk is None
-                else blocked.certificate_tables(spk, window, narrow[3]))
-        return _LayerPlan(
+        plan = _LayerPlan(
             index=index,
-            w=w,
-            v0=v0,
+            w=np.ascontiguousarray(hw.fixed_point_weights(gain, mix)),
+            v0=start.astype(np.int64) * one,
             thr=thr, window=window, cycles=cycles,
             spk=spk,
-            key=key, cmp=cmp, sq=np.ascontiguousarray(sq), leak=leak, leak_col=leak_col,
+            key=key, cmp=cmp, sq=sq, leak=leak, leak_col=leak_col,
             noise_scale=float(rel * 2.0 ** (FRAC_BITS - SQ_FRAC_BITS / 2)),
             nkey=noise_key(key),
-            dynamic=dynamic,
+            dynamic=False,
             bsched=bsched,
-            scale=scale,
-            narrow=narrow,
-            cert=cert,
-            times=times,
-            leak_mat=None if leak_mat is None else np.ascontiguousarray(leak_mat),
+            leak_mat=leak_mat,
             floating=hw.floating_ports,
         )
+        return self._derive(layer, plan)
+
+    def _derive(self, layer, plan: _LayerPlan) -> _LayerPlan:
+        """``plan`` with its arrays contiguous and its derived fields (``dynamic``, ``scale``,
+        ``narrow``, ``cert``, ``times``) computed from the others, after the fixed-point range
+        check (:func:`_check_fixed_point`): the one place a plan becomes runnable."""
+        bern = self.options.encoding == "bernoulli"
+        arrays = {k: np.ascontiguousarray(getattr(plan, k))
+                  for k in ("w", "v0", "thr", "cmp", "sq", "bsched")}
+        if plan.leak_col is not None:
+            arrays["leak_col"] = np.ascontiguousarray(plan.leak_col)
+        if plan.leak_mat is not None:
+            arrays["leak_mat"] = np.ascontiguousarray(plan.leak_mat)
+        plan = replace(plan, **arrays)
+        w, v0, thr, bsched = plan.w, plan.v0, plan.thr, plan.bsched
+        spikes = plan.cycles if bern else plan.window
+        _check_fixed_point(layer, w, v0, thr, plan.cmp, bsched, spikes, plan.cycles,
+                           plan.noise_scale, plan.sq)
+        dynamic = bool(plan.noise_scale > 0 or plan.leak > 0 or np.any(plan.cmp != thr)
+                       or plan.leak_col is not None or plan.leak_mat is not None
+                       or plan.floating is not None)
+        scale = fast.scale_of(w, v0, thr, bsched)
+        narrow = (None if dynamic or bern or plan.spk is None or plan.window > blocked.MAX_WINDOW
+                  else blocked.narrow_values(w, v0, thr, bsched, scale, spikes))
+        times = blocked.spike_times(plan.spk) if narrow is not None else None
+        cert = (None if narrow is None
+                else blocked.certificate_tables(plan.spk, plan.window, narrow[3]))
+        return replace(plan, dynamic=dynamic, scale=scale, narrow=narrow, cert=cert, times=times)
 
     def plan(self, name: str) -> _LayerPlan:
         """The prepared kernel inputs of compute layer ``name`` (fixed-point weights, initial
@@ -353,14 +374,53 @@ class Simulator:
 
     def set_plan(self, name: str, plan: _LayerPlan) -> None:
         """Replace compute layer ``name``'s plan (e.g. ``dataclasses.replace(sim.plan(name),
-        v0=...)`` to preset other membranes); later runs use it."""
-        self.plan(name)
-        self._plans[name] = plan
+        v0=...)`` to preset other membranes); later runs use it on every backend. Its arrays keep
+        the shapes and dtypes of the layer's plan; the fixed-point range is checked again and the
+        derived fields (``dynamic``, ``scale``, ``narrow``, ``cert``, ``times``) are derived
+        again from the others."""
+        old = self.plan(name)
+        if not isinstance(plan, _LayerPlan):
+            raise XbarsimError(f"set_plan: {name}: must be a plan from Simulator.plan "
+                               f"(got {type(plan).__name__})")
+        rows, cols = old.w.shape
+        want = {"w": (rows, cols), "v0": (cols,), "thr": (cols,), "cmp": (cols,),
+                "sq": old.sq.shape, "bsched": old.bsched.shape}
+        for key, shape in want.items():
+            a = getattr(plan, key)
+            if not isinstance(a, np.ndarray) or a.dtype != np.int64 or a.shape != shape:
+                got = (f"{a.dtype} {a.shape}" if isinstance(a, np.ndarray)
+                       else type(a).__name__)
+                raise XbarsimError(f"set_plan: {name}.{key}: must be int64 of shape {shape} "
+                                   f"(got {got})")
+        if plan.thr.size and plan.thr.min() < 1:
+            raise XbarsimError(f"set_plan: {name}.thr: must be >= 1 (got {int(plan.thr.min())})")
+        for key in ("window", "cycles", "spk"):  # from the network and the engine options
+            a, b = getattr(plan, key), getattr(old, key)
+            if not (a is b or (a is not None and b is not None and np.array_equal(a, b))):
+                raise XbarsimError(f"set_plan: {name}.{key}: must be the layer's own (got "
+                                   f"{'a table' if isinstance(a, np.ndarray) else a!r}, not "
+                                   f"{'a table' if isinstance(b, np.ndarray) else b!r})")
+        self._plans[name] = self._derive(self.spec.layer(name), plan)
+
+    def route(self, name: str, trace: bool = False) -> str:
+        """The route (:data:`xbarsim.engine.routes.ROUTES`) the next call of compute layer
+        ``name`` takes (``trace``: with its spikes recorded)."""
+        return self._route(name, self.plan(name), trace)
+
+    def _route(self, name, plan, trace) -> str:
+        t = self.tuning
+        tally = self.fast_fallback.get(name, (0, 0))
+        given_up = tally[0] >= t.fast_trial_items and tally[1] > t.fast_give_up * tally[0]
+        return choose_route(plan, self.options, t, trace=trace, fast_given_up=given_up)
 
     # -- one layer ------------------------------------------------------------------------------
     def simulate_layer(self, name: str, x: np.ndarray, image0: int = 0, trace: bool = False):
         """Run one conv/fc layer on input counts ``x``. Returns ``(counts, fired, resid, trace)``
         shaped ``(B, *out_shape)`` (``trace``: ``(B, neurons, cycles)`` uint8 or None)."""
+        return self._simulate(name, x, image0, trace)[:4]
+
+    def _simulate(self, name, x, image0, trace):
+        """:meth:`simulate_layer`, plus the route that ran."""
         layer = self.spec.layer(name)
         plan = self._plans[name]
         x4 = np.ascontiguousarray(_as_map(layer, x), dtype=np.int32)
@@ -378,7 +438,8 @@ class Simulator:
             vals = np.unique(np.concatenate([np.zeros(1, np.int32), x4.ravel()]))
             spk = schedule(self.options.encoding, plan.window, plan.cycles, values=vals)
             xk = np.ascontiguousarray(np.searchsorted(vals, x4).astype(np.int32))
-        if self.options.backend == "reference":
+        route = self._route(name, plan, trace)
+        if route == "reference":
             fired, resid, tr = twin.layer_twin(xk, plan.w, k, s, p, spk, plan.v0, plan.thr,
                                                reset_zero, window=plan.window, key=plan.key,
                                                image0=image0, bernoulli=bern, cycles=plan.cycles,
@@ -395,42 +456,20 @@ class Simulator:
             fired = np.zeros((n_items, cols), np.int32)
             resid = np.zeros((n_items, cols), np.int64)
             tr = np.zeros((n_items, cols, plan.cycles if trace else 0), np.uint8)
+            if route not in ("floating", "nonideal"):  # the fast path's trial (Simulator._route)
+                tally = self.fast_fallback.setdefault(name, [0, 0])
+                tally[0] += n_items
+                if route != "fast":
+                    tally[1] += n_items
             # a small layer call runs on one thread: numba's threads would spend longer starting
             # and joining than computing (counts do not depend on the number of threads)
             threads = numba.get_num_threads()
-            small = n_items * cols * (plan.w.shape[0] + plan.cycles) < SERIAL_WORK
+            small = n_items * cols * (plan.w.shape[0] + plan.cycles) < self.tuning.serial_work
             if small:
                 numba.set_num_threads(1)
             try:
-                if plan.floating is not None:
-                    sq = plan.sq if plan.sq.shape[0] else np.zeros((plan.w.shape[0], cols), np.int64)
-                    kernels.layer_floating(xk, plan.w.shape[0], sq, k, s, p, ho, wo, spk, bern,
-                                           plan.window, np.uint64(plan.key), image0, plan.v0,
-                                           plan.thr, plan.cmp, plan.leak, plan.noise_scale,
-                                           np.uint64(plan.nkey), normal_table(kernels.ZTAB_BITS),
-                                           reset_zero, fired, resid, tr, 64 * numba.get_num_threads(),
-                                           plan.bsched, *plan.floating, float(1 << FRAC_BITS))
-                elif plan.dynamic:
-                    sq = plan.sq if plan.sq.shape[0] else np.zeros((plan.w.shape[0], cols), np.int64)
-                    kernels.layer_nonideal(xk, plan.w, sq, k, s, p, ho, wo, spk, bern,
-                                           plan.window, np.uint64(plan.key), image0, plan.v0,
-                                           plan.thr, plan.cmp, plan.leak, plan.noise_scale,
-                                           np.uint64(plan.nkey), normal_table(kernels.ZTAB_BITS),
-                                           reset_zero, fired, resid, tr, 64 * numba.get_num_threads(),
-                                           plan.bsched, plan.leak_col, plan.leak_mat)
-                elif self._fast(name, x4, plan, trace, k, s, p, ho, wo, fired, resid):
-                    pass  # the fast exact path (engine/fast.py) filled fired and resid
-                elif bern:
-                    kernels.layer_bernoulli(x4, plan.w, k, s, p, ho, wo, plan.window, plan.cycles,
-                                            np.uint64(plan.key), image0, plan.v0, plan.thr, reset_zero,
-                                            fired, resid, tr, plan.bsched)
-                elif self.options.backend == "numba" and plan.narrow is not None:
-                    self._blocked(name, xk, plan, spk, k, s, p, ho, wo, reset_zero, fired, resid,
-                                  tr, np.arange(n_items, dtype=np.int64))
-                else:
-                    kernels.layer_grouped(xk, plan.w, k, s, p, ho, wo, spk, plan.v0, plan.thr,
-                                          reset_zero, fired, resid, tr, 64 * numba.get_num_threads(),
-                                          plan.bsched)
+                self._kernel(route, name, plan, xk, x4, spk, (k, s, p, ho, wo), image0,
+                             reset_zero, bern, fired, resid, tr)
             finally:
                 if small:
                     numba.set_num_threads(threads)
@@ -441,45 +480,62 @@ class Simulator:
         if tr is not None:  # (items, cols, cycles) -> (B, neurons in (C, H, W) order, cycles)
             tr = tr.reshape(b, ho * wo, cols, -1).transpose(0, 2, 1, 3).reshape(b, cols * ho * wo, -1)
         counts = np.minimum(fired, self.counter_top).astype(np.int32)
-        return counts, fired, resid, tr
+        return counts, fired, resid, tr, route
+
+    def _kernel(self, route, name, plan, xk, x4, spk, geometry, image0, reset_zero, bern, fired,
+                resid, tr):
+        """Runs numba route ``route`` of :func:`choose_route` into ``fired``/``resid``/``tr``."""
+        k, s, p, ho, wo = geometry
+        n_chunks = 64 * numba.get_num_threads()
+        cols = fired.shape[1]
+        if route in ("floating", "nonideal"):
+            sq = plan.sq if plan.sq.shape[0] else np.zeros((plan.w.shape[0], cols), np.int64)
+            if route == "floating":
+                kernels.layer_floating(xk, plan.w.shape[0], sq, k, s, p, ho, wo, spk, bern,
+                                       plan.window, np.uint64(plan.key), image0, plan.v0,
+                                       plan.thr, plan.cmp, plan.leak, plan.noise_scale,
+                                       np.uint64(plan.nkey), normal_table(kernels.ZTAB_BITS),
+                                       reset_zero, fired, resid, tr, n_chunks, plan.bsched,
+                                       *plan.floating, float(1 << FRAC_BITS))
+            else:
+                kernels.layer_nonideal(xk, plan.w, sq, k, s, p, ho, wo, spk, bern, plan.window,
+                                       np.uint64(plan.key), image0, plan.v0, plan.thr, plan.cmp,
+                                       plan.leak, plan.noise_scale, np.uint64(plan.nkey),
+                                       normal_table(kernels.ZTAB_BITS), reset_zero, fired, resid,
+                                       tr, n_chunks, plan.bsched, plan.leak_col, plan.leak_mat)
+        elif route == "fast":
+            left = fast.layer_fast(x4, plan, k, s, p, ho, wo, n_chunks, fired, resid,
+                                   blocked_fallback=self.tuning.blocked)
+            self.fast_fallback[name][1] += left
+        elif route == "bernoulli":
+            kernels.layer_bernoulli(x4, plan.w, k, s, p, ho, wo, plan.window, plan.cycles,
+                                    np.uint64(plan.key), image0, plan.v0, plan.thr, reset_zero,
+                                    fired, resid, tr, plan.bsched)
+        elif route == "blocked":
+            self._blocked(name, xk, plan, spk, k, s, p, ho, wo, reset_zero, fired, resid, tr,
+                          np.arange(fired.shape[0], dtype=np.int64))
+        else:
+            kernels.layer_grouped(xk, plan.w, k, s, p, ho, wo, spk, plan.v0, plan.thr,
+                                  reset_zero, fired, resid, tr, n_chunks, plan.bsched)
 
     def _blocked(self, name, xk, plan, spk, k, s, p, ho, wo, reset_zero, fired, resid, tr,
                  items):
         """:func:`blocked.layer_blocked` on ``items``, with its certificate where it applies
-        (``plan.cert``, reset by subtraction, no trace) and has settled at least
-        :data:`CERT_KEEP` of the (item, column block) pairs of the layer's first
-        :data:`CERT_TRIAL` (the certificate only costs time where it settles nothing)."""
+        (``plan.cert``, reset by subtraction, no trace) and has settled at least the fraction
+        ``tuning.cert_keep`` of the (item, column block) pairs of the layer's first
+        ``tuning.cert_trial`` (the certificate only costs time where it settles nothing)."""
+        t = self.tuning
         tally = self.cert_tally.setdefault(name, [0, 0])
-        useful = tally[0] < CERT_TRIAL or tally[1] >= CERT_KEEP * tally[0]
+        useful = tally[0] < t.cert_trial or tally[1] >= t.cert_keep * tally[0]
         cert = plan.cert is not None and not reset_zero and tr.shape[2] == 0 and useful
-        eup, elo, bup, blo, btot = plan.cert if cert else (_NO_TABLE,) * 5
         n_chunks = 64 * numba.get_num_threads()
         ncert = np.zeros(max(1, min(len(items), n_chunks)), np.int64)
-        w32, v032, thr32, b32 = plan.narrow
-        blocked.layer_blocked(xk, w32, k, s, p, ho, wo, spk, v032, thr32, reset_zero, fired, resid,
-                              tr, n_chunks, b32, items, plan.scale, cert, eup, elo, bup, blo,
-                              btot, ncert, *plan.times)
+        blocked.layer_blocked(xk, plan.narrow, (k, s, p, ho, wo), spk, reset_zero,
+                              (fired, resid, tr), n_chunks, items, plan.scale, cert,
+                              plan.cert if cert else _NO_TABLES, ncert, plan.times)
         if cert:
-            tally[0] += len(items) * -(-w32.shape[1] // blocked.BLOCK)
+            tally[0] += len(items) * -(-plan.narrow[0].shape[1] // blocked.BLOCK)
             tally[1] += int(ncert.sum())
-
-    def _fast(self, name, x4, plan, trace, k, s, p, ho, wo, fired, resid) -> bool:
-        """Runs :func:`fast.layer_fast` into ``fired``/``resid`` where backend ``numba`` and
-        :func:`fast.applies` allow it; False where it does not (the caller runs the kernels)."""
-        tally = self.fast_fallback.setdefault(name, [0, 0])
-        # a layer where the bound settled almost nothing on the first batches goes straight to
-        # the kernels (the GEMMs would only add time; counts are the same either way)
-        hopeless = tally[0] >= fast.TRIAL_ITEMS and tally[1] > fast.GIVE_UP * tally[0]
-        tally[0] += fired.shape[0]
-        if (self.options.backend != "numba" or hopeless
-                or (fast.BLOCKED_FIRST and plan.narrow is not None)
-                or not fast.applies(self.options, plan, trace)):
-            tally[1] += fired.shape[0]
-            return False
-        left = fast.layer_fast(x4, plan, k, s, p, ho, wo, 64 * numba.get_num_threads(), fired,
-                               resid)
-        tally[1] += fired.shape[0] if left is None else left
-        return left is not None
 
     # -- whole network --------------------------------------------------------------------------
     def run(self, inputs, batch: int = 256, keep=(), compare_ideal: bool = True,
@@ -491,8 +547,17 @@ class Simulator:
         image0: global index of the first image (Bernoulli draws and trace image numbers).
         """
         inputs = np.asarray(inputs)
-        signals = (self.network.quantize_input(inputs) if inputs.dtype == np.uint8
-                   else inputs.astype(np.int32))
+        if inputs.dtype == np.uint8:
+            signals = self.network.quantize_input(inputs)
+        elif inputs.dtype.kind in "iu":
+            top_in = (1 << self.spec.input_bits) - 1
+            if inputs.size and (inputs.min() < 0 or inputs.max() > top_in):
+                raise XbarsimError(f"inputs: integer signals must be in 0..{top_in} "
+                                   f"(got {inputs.min()}..{inputs.max()})")
+            signals = inputs.astype(np.int32)
+        else:  # floats in [0, 1] taken as signals would all be 0
+            raise XbarsimError(f"inputs: must be uint8 pixels or integer signals "
+                               f"(got {inputs.dtype})")
         if signals.shape[1:] != tuple(self.spec.input_shape):
             raise XbarsimError(f"inputs: shape must be (N, {', '.join(map(str, self.spec.input_shape))})"
                                f" (got {tuple(inputs.shape)})")
@@ -507,7 +572,7 @@ class Simulator:
         done = []
         try:
             with _blas_serial():
-                threads = _batch_threads(batch, len(starts))
+                threads = _batch_threads(batch, len(starts), self.tuning)
                 self.batch_threads = threads
                 parts = (self._threaded_parts(signals, starts, batch, keep, compare_ideal, trace,
                                               image0, threads) if threads > 1 else
@@ -559,7 +624,7 @@ class Simulator:
         top = self.counter_top
         values = {INPUT: x}
         ideal_values = {INPUT: x}
-        stats, counts, ideal_counts = {}, {}, {}
+        stats, counts, ideal_counts, routes = {}, {}, {}, {}
         last = spec.layers[-1].name
         resid_last = ideal_pre_last = None
         b = len(x)
@@ -568,7 +633,9 @@ class Simulator:
             st = LayerStats(layer.name, layer.kind, images=b, neurons=layer.n_outputs)
             if layer.is_compute:
                 want_trace = trace is not None and trace.wants(layer.name)
-                y, fired, resid, tr = self.simulate_layer(layer.name, xin, image0, want_trace)
+                y, fired, resid, tr, route = self._simulate(layer.name, xin, image0, want_trace)
+                if b:
+                    routes[layer.name] = {route: b}
                 plan = self._plans[layer.name]
                 rp = _row_pulses(layer, xin)
                 st.window_cycles = plan.cycles
@@ -612,7 +679,7 @@ class Simulator:
         if compare_ideal:
             ideal_out = ideal_values[last]
             ideal_preds = _classify(ideal_out, ideal_pre_last)
-        return RunResult(preds, ideal_preds, counts, ideal_counts, stats)
+        return RunResult(preds, ideal_preds, counts, ideal_counts, stats, routes)
 
     def _ideal_layer(self, layer, values):
         top_sig = (1 << self.spec.signal_bits) - 1
@@ -630,7 +697,17 @@ def _check_fixed_point(layer, w, v0, thr, cmp, bsched, spikes, cycles, noise_sca
     """Refuse a layer whose int64 fixed-point membrane could overflow: per column, the most the
     inputs can add over the window (``spikes`` per input row, each adding ``|w|``), the preset,
     the threshold, the comparator offset, the bias current and a read-noise bound (the normal
-    table's largest draw every cycle) must stay below ``2^63`` (docs/engine.md)."""
+    table's largest draw every cycle) must stay below ``2^63`` (docs/engine.md). So must the
+    read-noise variance a cycle sums (``Σ sq`` over the rows that spike, at most the column's
+    sum, computed exactly here), an int64 in the kernels too."""
+    if sq.shape[0]:
+        var = _exact_column_sums(sq)
+        j = max(range(len(var)), key=var.__getitem__)
+        if var[j] >= 1 << 63:
+            raise XbarsimError(f"{layer.name}: the read-noise variance of column {j} can reach "
+                               f"{var[j] / 2.0 ** SQ_FRAC_BITS:.4g} LSB² with this device card, "
+                               f"past the engine's int64 range of 2^{63 - SQ_FRAC_BITS} LSB² "
+                               f"(docs/engine.md)")
     reach = spikes * np.abs(w).astype(np.float64).sum(axis=0)
     reach += np.abs(v0).astype(np.float64) + np.abs(thr).astype(np.float64)
     reach += np.abs(cmp.astype(np.float64) - thr.astype(np.float64))
@@ -645,6 +722,15 @@ def _check_fixed_point(layer, w, v0, thr, cmp, bsched, spikes, cycles, noise_sca
                            f"{reach[j] / 2.0 ** FRAC_BITS:.4g} weight LSB with this device card "
                            f"and engine options, past the engine's fixed-point range of 2^"
                            f"{63 - FRAC_BITS} LSB (docs/engine.md)")
+
+
+def _exact_column_sums(a) -> list:
+    """Column sums of a non-negative int64 matrix as Python integers (no int64 wrap): the high
+    and low 32 bits of every value are summed apart (neither sum can pass 2^63 below 2^31
+    rows)."""
+    hi = (a >> 32).sum(axis=0, dtype=np.int64)
+    lo = (a & 0xFFFFFFFF).sum(axis=0, dtype=np.int64)
+    return [(int(h) << 32) + int(low) for h, low in zip(hi, lo)]
 
 
 def _as_map(layer, x):

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..config.device import DeviceCard
+from ..errors import XbarsimError
 
 #: Fractional bits of the engine's fixed-point membrane (units of 2^-FRAC_BITS weight LSB).
 FRAC_BITS = 20
@@ -74,6 +75,11 @@ class LayerHardware:
         """``(G+² + G−²)/ΔG²`` per weight in units of ``2^-SQ_FRAC_BITS`` LSB² (int64): the read-noise
         variance one spike on that row adds to its column, per unit ``read_noise_rel²``."""
         sq = (self.g_pos_s ** 2 + self.g_neg_s ** 2) / self.g_unit_s ** 2
+        top = float(sq.max(initial=0.0))
+        if not top * (1 << SQ_FRAC_BITS) < 2.0 ** 63:  # would wrap in the int64 cast
+            raise XbarsimError(f"{self.name}: a device's read-noise variance reaches {top:.4g} "
+                               f"LSB² per spike with this device card, past the engine's int64 "
+                               f"range of 2^{63 - SQ_FRAC_BITS} LSB² (docs/engine.md)")
         return np.rint(sq * (1 << SQ_FRAC_BITS)).astype(np.int64)
 
     def fixed_point_weights(self, column_gain=None, column_mix=None) -> np.ndarray:
