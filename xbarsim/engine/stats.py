@@ -48,6 +48,11 @@ class LayerStats:
     mismatched: int = 0
     digital_ops: int = 0
 
+    def __repr__(self) -> str:  # one line, not the row_pulses array (xbarsim.engine.summary)
+        from .summary import layer_stats_repr
+
+        return layer_stats_repr(self)
+
     @property
     def outputs(self) -> int:
         """Output neuron-images: ``neurons · images``."""
