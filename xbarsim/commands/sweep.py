@@ -87,7 +87,8 @@ def _run(args, spec, ctx, manifest, store, runs, todo, scheduler) -> int:
     where = (f"Dask scheduler {args.scheduler}" if args.scheduler else
              f"{args.workers} worker process{'es' if args.workers > 1 else ''}"
              if args.workers > 1 else "this process")
-    print(f"{manifest['network']}: {len(spec.points)} points x {len(spec.seeds)} seeds = "
+    print(f"{manifest['network']}: {len(spec.points)} points x {len(spec.seeds)} "
+          f"seed{'' if len(spec.seeds) == 1 else 's'} = "
           f"{len(runs)} runs on {manifest['data']}; {len(runs) - len(todo)} already in "
           f"{args.out}, {len(todo)} to run on {where}", flush=True)
     start = time.perf_counter()
@@ -109,12 +110,14 @@ def _summary(agg, params) -> str:
     from ..network.mapping import format_table
     scored = agg and agg[0].get("accuracy") is not None
     metric = "accuracy" if scored else "agreement"
-    header = [*params, f"{metric} (mean ± sd)", "ideal", "spikes/image"]
+    seeds = max((int(r.get("n_seeds") or 1) for r in agg), default=1)  # one: no sd to show
+    header = [*params, f"{metric} (mean ± sd)" if seeds > 1 else metric, "ideal", "spikes/image"]
     rows = []
     for r in agg:
         ideal = r.get("ideal_accuracy")
         rows.append([*(r.get(p) for p in params),
-                     f"{100 * r[metric]:.2f} ± {100 * r[metric + '_std']:.2f} %",
+                     f"{100 * r[metric]:.2f} ± {100 * r[metric + '_std']:.2f} %" if seeds > 1
+                     else f"{100 * r[metric]:.2f} %",
                      "" if ideal is None else f"{100 * ideal:.2f} %",
                      f"{r['spikes_per_image']:.0f}"])
     return format_table(header, rows)

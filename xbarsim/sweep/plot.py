@@ -8,6 +8,7 @@ parameters (up to :data:`MAX_LINES`; beyond that, the mean over the other parame
 
 from __future__ import annotations
 
+import math
 import re
 from collections import OrderedDict
 from pathlib import Path
@@ -19,43 +20,97 @@ from .store import Store
 
 MAX_LINES = 8
 
-#: Axis labels of the sweepable parameters: ``{path: (human name with unit, scale)}``; a value
-#: is drawn as ``value × scale`` (relative σ in %, seconds in ns where natural).
+#: Human names of the sweepable parameters: ``{path: (name, scale, unit)}``. A value is drawn as
+#: ``value × scale``; the unit is the field's own (its ``unit`` metadata, see
+#: :func:`xbarsim.config.section.spec`) with the SI prefix of ``scale`` (1e-3 → k, 1e9 → n), or,
+#: for a field that declares none, the ``unit`` here (``%`` for the relative ones, drawn × 100).
 LABELS = {
-    "device.r_on_ohm": ("ON resistance R_on (kΩ)", 1e-3),
-    "device.r_off_ohm": ("OFF resistance R_off (kΩ)", 1e-3),
-    "device.levels": ("conductance levels per device", 1),
-    "device.v_read_v": ("read voltage V_read (V)", 1),
-    "device.t_pulse_s": ("read pulse width (ns)", 1e9),
-    "device.pair": ("device pairing", 1),
-    "device.variation_rel": ("programming variation, σ of G / G (%)", 100),
-    "device.variation_dist": ("programming variation distribution", 1),
-    "device.read_noise_rel": ("read noise, σ of G / G per read (%)", 100),
-    "device.stuck_on_rate": ("devices stuck at G_max (%)", 100),
-    "device.stuck_off_rate": ("devices stuck at G_min (%)", 100),
-    "device.drift_t_s": ("time since programming (s)", 1),
-    "device.drift_t0_s": ("drift reference time t0 (s)", 1),
-    "device.drift_nu": ("drift exponent ν", 1),
-    "device.drift_nu_sigma": ("σ of the drift exponent ν", 1),
-    "device.iv_sinh_alpha": ("I-V nonlinearity α (1/V)", 1),
-    "device.r_wire_row_ohm": ("row wire resistance per cell (Ω)", 1),
-    "device.r_wire_col_ohm": ("column wire resistance per cell (Ω)", 1),
-    "engine.encoding": ("spike encoding", 1),
-    "engine.reset": ("IFC reset", 1),
-    "engine.init": ("IFC membrane start", 1),
-    "engine.drain_cycles": ("drain cycles after the window", 1),
-    "engine.counter_bits": ("counter width (bits)", 1),
-    "engine.backend": ("engine backend", 1),
-    "engine.ifc.threshold_sigma_rel": ("IFC threshold variation, σ of θ / θ (%)", 100),
-    "engine.ifc.leak_per_cycle": ("IFC leak per cycle (fraction of the membrane)", 1),
-    "engine.ifc.comparator_offset_lsb": ("comparator offset (weight LSBs)", 1),
-    "engine.ifc.comparator_sigma_lsb": ("comparator noise σ (weight LSBs)", 1),
+    "device.name": ("device card name", 1, ""),
+    "device.r_on_ohm": ("ON resistance R_on", 1e-3, "Ω"),
+    "device.r_off_ohm": ("OFF resistance R_off", 1e-3, "Ω"),
+    "device.levels": ("conductance levels per device", 1, ""),
+    "device.v_read_v": ("read voltage V_read", 1, "V"),
+    "device.t_pulse_s": ("read pulse width", 1e9, "s"),
+    "device.pair": ("device pairing", 1, ""),
+    "device.variation_rel": ("programming variation, σ of G / G", 100, "%"),
+    "device.variation_dist": ("programming variation distribution", 1, ""),
+    "device.read_noise_rel": ("read noise, σ of G / G per read", 100, "%"),
+    "device.stuck_on_rate": ("devices stuck at G_max", 100, "%"),
+    "device.stuck_off_rate": ("devices stuck at G_min", 100, "%"),
+    "device.drift_t_s": ("time since programming", 1, "s"),
+    "device.drift_t0_s": ("drift reference time t0", 1, "s"),
+    "device.drift_nu": ("drift exponent ν", 1, ""),
+    "device.drift_nu_sigma": ("σ of the drift exponent ν", 1, ""),
+    "device.iv_sinh_alpha": ("I-V nonlinearity α", 1, "1/V"),
+    "device.r_wire_row_ohm": ("row wire resistance per cell", 1, "Ω"),
+    "device.r_wire_col_ohm": ("column wire resistance per cell", 1, "Ω"),
+    "device.r_driver_ohm": ("driver resistance", 1, "Ω"),
+    "device.idle_rows": ("idle rows", 1, ""),
+    "device.ifc_front_end": ("IFC front end", 1, ""),
+    "device.opamp_gain": ("op-amp open-loop gain A", 1, ""),
+    "device.c_ifc_f": ("IFC integration capacitance", 1e12, "F"),
+    "device.t_cycle_s": ("front-end cycle period", 1e9, "s"),
+    "engine.encoding": ("spike encoding", 1, ""),
+    "engine.reset": ("IFC reset", 1, ""),
+    "engine.init": ("IFC membrane start", 1, ""),
+    "engine.drain_cycles": ("drain cycles after the window", 1, ""),
+    "engine.counter_bits": ("counter width", 1, "bits"),
+    "engine.backend": ("engine backend", 1, ""),
+    "engine.ifc.threshold_sigma_rel": ("IFC threshold variation, σ of θ / θ", 100, "%"),
+    "engine.ifc.leak_per_cycle": ("IFC leak per cycle (fraction of the membrane)", 1, ""),
+    "engine.ifc.comparator_offset_lsb": ("comparator offset", 1, "weight LSBs"),
+    "engine.ifc.comparator_sigma_lsb": ("comparator noise σ", 1, "weight LSBs"),
 }
+
+#: SI prefix of a display scale (a value in ohms × 1e-3 is in kΩ).
+_PREFIX = {1: "", 1e-3: "k", 1e-6: "M", 1e-9: "G", 1e3: "m", 1e6: "µ", 1e9: "n", 1e12: "p"}
+
+
+def _declared_unit(param: str) -> str:
+    """The unit a parameter's field declares (its ``unit`` metadata; "" where it has none)."""
+    from .params import _fields
+
+    f = _fields().get(param)
+    unit = f.metadata.get("unit", "") if f is not None else ""
+    return {"LSB": "weight LSBs"}.get(unit, unit)
 
 
 def axis_label(param: str) -> tuple:
-    """``(label, scale)`` of a swept parameter (the raw path, scale 1, for one not listed)."""
-    return LABELS.get(param, (param, 1))
+    """``(label with unit, scale)`` of a swept parameter, e.g. ``device.r_driver_ohm`` →
+    ``("driver resistance (Ω)", 1)``, ``device.read_noise_rel`` → ``("read noise, σ of G / G
+    per read (%)", 100)``; the raw path, scale 1, for one not listed."""
+    if param not in LABELS:
+        return param, 1
+    name, scale, unit = LABELS[param]
+    if scale != 100:
+        unit = (_PREFIX.get(scale, "") + _declared_unit(param)) if _declared_unit(param) else unit
+    return (f"{name} ({unit})" if unit else name), scale
+
+
+def grid_scale(values) -> tuple:
+    """How to draw an axis over the swept ``values`` (already scaled): ``("linear", None)``,
+    ``("log", None)`` when they are positive and log-spaced (roughly constant ratios over more
+    than a decade, e.g. 1, 3, 10, 30, 100), or ``("symlog", linthresh)`` when they are 0 followed
+    by log-spaced values (0, 100, 300, …, 30 k: ``linthresh`` is the smallest positive one, so 0
+    gets a linear stretch as wide as a decade and the rest one decade each). On a linear axis
+    such a grid would crowd all but the last two points into the left edge."""
+    try:
+        xs = sorted({float(v) for v in values})
+    except (TypeError, ValueError):
+        return "linear", None
+    pos = [x for x in xs if x > 0]
+    if len(pos) < 3 or len(pos) < len(xs) - 1 or (len(pos) == len(xs) - 1 and xs[0] != 0):
+        return "linear", None  # negative values, or too few to judge
+    if pos[-1] / pos[0] < 20:
+        return "linear", None
+    steps = [b / a for a, b in zip(pos, pos[1:])]
+    diffs = [b - a for a, b in zip(pos, pos[1:])]
+    logs = [math.log(r) for r in steps]
+    # log-spaced: the log steps vary less than the linear steps do
+    if max(logs) / min(logs) > 3 or max(logs) / min(logs) >= max(diffs) / min(diffs):
+        return "linear", None
+    return ("symlog", pos[0]) if len(xs) > len(pos) else ("log", None)
+
 
 def plot_dir(directory, out=None, fmt: str = "png") -> Plots:
     """Write the PNGs of the sweep in ``directory`` into ``out`` (default: the same directory);
@@ -68,7 +123,7 @@ def plot_dir(directory, out=None, fmt: str = "png") -> Plots:
         raise XbarsimError(f"{directory}: no finished points yet (0 of {planned})")
     rows = [flatten(r) for r in records]
     title = f"{manifest['network']}: {manifest['samples']} images, " \
-            f"{len(manifest['seeds'])} seeds"
+            f"{_count(len(manifest['seeds']), 'seed')}"
     if len(records) < planned:
         title += f" ({len(records)} of {planned} runs finished)"
     return plot_rows(rows, manifest["parameters"], Path(out or directory), title, fmt=fmt)
@@ -94,6 +149,7 @@ def plot_rows(rows, params, out: Path, title="", fmt: str = "png") -> Plots:
     seeds = max((int(r.get("n_seeds") or 1) for r in agg), default=1)
     bars = (f"error bars: ±1 sample standard deviation over {seeds} seeds"
             if seeds > 1 else "one seed: no error bars")
+    errors = seeds > 1  # one seed: its standard deviation is 0, no bar to draw
     for param in swept:
         others = [p for p in swept if p != param]
         lines = _lines(agg, rows, param, others)
@@ -105,7 +161,8 @@ def plot_rows(rows, params, out: Path, title="", fmt: str = "png") -> Plots:
             xs, pos = _axis(pts, param)
             metric = "accuracy" if pts[0].get("accuracy") is not None else "agreement"
             ax.errorbar(pos, [100 * p[metric] for p in pts],
-                        yerr=[100 * p[metric + "_std"] for p in pts], marker="o", capsize=3,
+                        yerr=[100 * p[metric + "_std"] for p in pts] if errors else None,
+                        marker="o", capsize=3,
                         label=label or ("cycle-level engine" if metric == "accuracy"
                                         else "agreement with the ideal network"))
         first = next(iter(lines.values()))
@@ -116,7 +173,7 @@ def plot_rows(rows, params, out: Path, title="", fmt: str = "png") -> Plots:
         else:
             ax.set_ylabel("predictions agreeing with the ideal integer network (%)")
         xs, pos = _axis(first, param)
-        _ticks(ax, xs, pos)
+        _xaxis(ax, xs, pos)
         ax.set_xlabel(xlabel)
         ax.set_title(title + "\n" + bars, fontsize=9)
         ax.grid(alpha=0.3)
@@ -132,14 +189,15 @@ def plot_rows(rows, params, out: Path, title="", fmt: str = "png") -> Plots:
         xs, pos = _axis(marg, param)
         for layer in layers:
             ax.errorbar(pos, [100 * p[f"mismatch.{layer}"] for p in marg],
-                        yerr=[100 * p[f"mismatch.{layer}_std"] for p in marg],
+                        yerr=([100 * p[f"mismatch.{layer}_std"] for p in marg]
+                              if errors or others else None),
                         marker="o", capsize=3, label=layer)
-        _ticks(ax, xs, pos)
+        _xaxis(ax, xs, pos)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("outputs differing from the ideal network (%)")
         spread = (f"error bars: ±1 sample s.d. over {seeds} seeds"
-                  + (" and the values of " + ", ".join(axis_label(o)[0].split(" (")[0].split(",")[0]
-                                                      for o in others) if others else ""))
+                  + (" and the values of " + ", ".join(_name(o).split(",")[0] for o in others)
+                     if others else ""))
         ax.set_title(title + "\n" + (spread if seeds > 1 or others else bars), fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, title="layer", title_fontsize=7)
@@ -168,13 +226,22 @@ def _lines(agg, rows, param, others, force_mean=False) -> "OrderedDict[str, list
     merged = [{k: v for k, v in r.items() if k not in others} for r in rows]
     return OrderedDict([("", _sorted(aggregate_rows(merged), param))])
 
+def _name(param) -> str:
+    """A parameter's human name without its unit."""
+    return LABELS[param][0] if param in LABELS else param
+
+
 def _value_label(param, value) -> str:
-    name, scale = axis_label(param)
+    label, scale = axis_label(param)
     if isinstance(value, (int, float)) and not isinstance(value, bool) and scale != 1:
         value = f"{value * scale:g}"
-    unit = name[name.rfind("(") + 1:-1] if name.endswith(")") else ""
-    short = name[:name.rfind(" (")] if unit else name
-    return f"{short} {value}{' ' + unit if unit and unit != '%' else unit}"
+    name = _name(param)
+    unit = label[len(name) + 2:-1] if label != name else ""
+    return f"{name} {value}{' ' + unit if unit and unit != '%' else unit}"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _sorted(pts, param):
@@ -191,10 +258,36 @@ def _axis(pts, param):
         return xs, xs
     return xs, list(range(len(xs)))
 
-def _ticks(ax, xs, pos):
+def _xaxis(ax, xs, pos):
+    """Categories at 0, 1, 2, … with their names; numbers on a log (or symlog, with 0) axis when
+    the grid is log-spaced (:func:`grid_scale`), ticked at the grid's values."""
     if pos is not xs:
         ax.set_xticks(pos)
         ax.set_xticklabels([str(x) for x in xs])
+        return
+    kind, linthresh = grid_scale(xs)
+    if kind == "linear":
+        return
+    from matplotlib.ticker import FixedLocator, NullLocator
+    grid = sorted(set(xs))
+    pad = 10 ** 0.15  # an eighth of a decade each side (the default margin pads in data units)
+    if kind == "log":
+        ax.set_xscale("log")
+        ax.set_xlim(grid[0] / pad, grid[-1] * pad)
+    else:
+        ax.set_xscale("symlog", linthresh=linthresh, linscale=1)
+        ax.set_xlim(-linthresh * (pad - 1), grid[-1] * pad)
+    ax.xaxis.set_major_locator(FixedLocator(grid))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticks(grid, [_tick(x) for x in grid])
+
+
+def _tick(x) -> str:
+    """``30000`` → ``30k``; below 1000 as ``%g``."""
+    for factor, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= factor:
+            return f"{x / factor:g}{prefix}"
+    return f"{x:g}"
 
 def _slug(param: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]+", "_", param)
