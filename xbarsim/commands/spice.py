@@ -5,6 +5,7 @@ xbarsim's values beside SPICE's (docs/fidelity.md)."""
 from __future__ import annotations
 
 import argparse
+import sys
 
 import numpy as np
 
@@ -26,8 +27,10 @@ def register(sub) -> None:
     p.add_argument("--cycle", type=int, default=0, help="DC: the cycle whose spiking rows are "
                    "driven (default 0)")
     p.add_argument("--image", type=int, default=0, help="image index (default 0)")
-    p.add_argument("--position", type=int, default=0,
-                   help="conv output position oy·W_out + ox (default 0)")
+    p.add_argument("--position", type=int, default=None,
+                   help="conv output position oy·W_out + ox (default: the most active one: "
+                   "DC, the position with the most rows of the tile spiking in --cycle; "
+                   "transient, the one where column J's IFC fires most)")
     p.add_argument("--device", metavar="CARD.yaml", help="device card overriding the network's "
                    "(e.g. one with r_driver_ohm, idle_rows or ifc_front_end)")
     p.add_argument("--seed", type=int, default=None, help="engine seed (default: the YAML's)")
@@ -46,6 +49,22 @@ def _tile_index(text):
     except ValueError:
         raise XbarsimError(f"--tile: must be two integers R,C (got {text!r})") from None
     return r, c
+
+
+def most_active(primary, secondary) -> int:
+    """The position with the largest ``primary`` activity, ties broken by ``secondary`` and then
+    by the lower index."""
+    return int(np.lexsort((-np.asarray(secondary, np.int64),
+                           -np.asarray(primary, np.int64)))[0])
+
+
+def _idle_hint(layer, args, what: str, other: str) -> str:
+    """The line printed under a comparison of zeros: which option picks an active case."""
+    if layer.kind == "conv":
+        case, where = f"position {args.position}, image {args.image}", "another --position"
+    else:
+        case, where = f"image {args.image}", "another --image"
+    return (f"hint: {what} ({case}); to compare an active case choose {other} or {where}")
 
 
 def sim_bias(hw, name, plan):
@@ -92,21 +111,8 @@ def run(args) -> int:
     res = sim.run(img, keep="all", compare_ideal=False)
     src = layer.inputs[0]
     xin = net.quantize_input(img) if src == "input" else res.counts[src]
-    if layer.kind == "conv":
-        patches = im2col(np.asarray(xin, np.int64), layer.kernel, layer.stride, layer.padding)
-        npos = patches.shape[1] * patches.shape[2]
-        if not 0 <= args.position < npos:
-            raise XbarsimError(f"--position: must be in 0..{npos - 1} (got {args.position})")
-        x = patches.reshape(npos, -1)[args.position]
-    else:
-        if args.position:
-            raise XbarsimError(f"--position: an fc layer has one position (got {args.position})")
-        x = np.asarray(xin, np.int64).reshape(-1)
     lh = hw[layer.name]
     dev = hw.device
-    # names come from the network file (or a NIR file it was imported from): into the netlist
-    # only as safe identifiers
-    names = f"{safe_identifier(spec.name)} {safe_identifier(layer.name)}"
     plan = sim.plan(layer.name)
     window = plan.window
     spk = schedule(sim.options.encoding, window, plan.cycles)
@@ -119,6 +125,42 @@ def run(args) -> int:
                                f"{-(-lh.cols // tile)} tiles (got {args.tile})")
         if not 0 <= args.cycle < plan.cycles:
             raise XbarsimError(f"--cycle: must be in 0..{plan.cycles - 1} (got {args.cycle})")
+    elif not 0 <= args.column < lh.cols:
+        raise XbarsimError(f"--column: must be in 0..{lh.cols - 1} (got {args.column})")
+    chosen = None  # (position, what made it the most active) when --position was not given
+    if layer.kind == "conv":
+        patches = im2col(np.asarray(xin, np.int64), layer.kernel, layer.stride, layer.padding)
+        npos = patches.shape[1] * patches.shape[2]
+        xs = patches.reshape(npos, -1)
+        if args.position is None:
+            if args.column is None:
+                rows = xs[:, r0:r0 + tile]
+                chosen = most_active(spk[rows, args.cycle].sum(axis=1), rows.sum(axis=1))
+            else:
+                out = np.asarray(res.counts[layer.name]).reshape(lh.cols, -1)[args.column]
+                chosen = most_active(out, xs.sum(axis=1))
+            args.position = chosen
+        if not 0 <= args.position < npos:
+            raise XbarsimError(f"--position: must be in 0..{npos - 1} (got {args.position})")
+        x = xs[args.position]
+    else:
+        if args.position:
+            raise XbarsimError(f"--position: an fc layer has one position (got {args.position})")
+        args.position = 0
+        x = np.asarray(xin, np.int64).reshape(-1)
+    if chosen is not None:
+        w_out = patches.shape[2]
+        what = (f"the most rows of tile {args.tile} spiking in cycle {args.cycle}"
+                if args.column is None else f"the most IFC spikes of column {args.column}")
+        # on stdout with the comparison or beside --out; on stderr when stdout is the netlist
+        print(f"{layer.name}: position {args.position} (oy {args.position // w_out}, ox "
+              f"{args.position % w_out}) of {npos}: {what} for image {args.image} "
+              f"(--position to choose another)",
+              file=sys.stdout if args.run or args.out else sys.stderr)
+    # names come from the network file (or a NIR file it was imported from): into the netlist
+    # only as safe identifiers
+    names = f"{safe_identifier(spec.name)} {safe_identifier(layer.name)}"
+    if args.column is None:
         g = (lh.g_pos_s if args.array == "pos" else lh.g_neg_s)[r0:r0 + tile, c0:c0 + tile]
         geff = (lh.g_eff_pos_s if args.array == "pos" else lh.g_eff_neg_s)
         geff = g if geff is None else geff[r0:r0 + tile, c0:c0 + tile]
@@ -127,11 +169,11 @@ def run(args) -> int:
         driven = act | (dev.idle_rows == "driven")
         text = tile_netlist(g, dev.r_wire_row_ohm, dev.r_wire_col_ohm, dev.r_driver_ohm, vd,
                             driven, title=f"{names} tile {rt}_{ct} {args.array} image "
-                            f"{args.image} cycle {args.cycle}")
+                            f"{args.image}" + (f" position {args.position}"
+                                               if layer.kind == "conv" else "")
+                            + f" cycle {args.cycle}")
     else:
         j = args.column
-        if not 0 <= j < lh.cols:
-            raise XbarsimError(f"--column: must be in 0..{lh.cols - 1} (got {j})")
         if sim.options.encoding == "bernoulli":
             raise XbarsimError("--column: the transient netlist needs a deterministic encoding")
         bias = (np.asarray(sim_bias(hw, layer.name, plan), np.float64) if plan.bsched.shape[0]
@@ -182,6 +224,14 @@ def run(args) -> int:
         for c in range(len(sp)):
             print(f"{c0 + c:>6}  {eng[c]:>15.6e}  {nodal[c]:>15.6e}  {sp[c]:>15.6e}  "
                   f"{rel(eng[c], sp[c]):>17.2e}  {rel(nodal[c], sp[c]):>16.2e}")
+        if not act.any():
+            per_cycle = spk[x[r0:r0 + g.shape[0]]].sum(axis=0)
+            busiest = int(np.argmax(per_cycle))
+            there = (f"--cycle {busiest} ({int(per_cycle[busiest])} rows spike in it here)"
+                     if per_cycle[busiest] else "another --image (no row of the tile spikes "
+                     "in any cycle here)")
+            print(_idle_hint(layer, args, f"no row of tile {args.tile} spikes in cycle "
+                             f"{args.cycle}, so every current is 0", there))
         return 0
     out = run_ngspice(text)
     h = np.array([out[f"h{k_col}_{t}"] for t in range(plan.cycles)])
@@ -193,6 +243,9 @@ def run(args) -> int:
           f"(front end {dev.ifc_front_end}, r_driver {dev.r_driver_ohm:g} ohm)")
     print(f"{'xbarsim':>8}  {'ngspice':>8}  {'rel. error':>10}")
     print(f"{n_xb:>8}  {n_sp:>8}  {rel:>10.2e}")
+    if n_xb == 0 and n_sp == 0:
+        print(_idle_hint(layer, args, f"column {j}'s IFC never fires here, so both counts are 0",
+                         "another --column"))
     if dev.has_wires:
         print("note: the transient netlist leaves out wire resistance (xbarsim's count includes "
               "it); use the DC tile netlist to check wires")
