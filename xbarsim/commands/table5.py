@@ -80,7 +80,28 @@ class _Notes(list):
 
 
 def _command() -> str:
-    """The command line as the table's header names it."""
-    argv = ["xbarsim", "table5"] + [a for a in sys.argv[2:]] if sys.argv[1:2] == ["table5"] \
-        else ["xbarsim", "table5"]
+    """The command line as the table's header names it, with the ``--out`` file as
+    :func:`portable_path` writes it (the user's own folders are not written into the table)."""
+    args = sys.argv[2:] if sys.argv[1:2] == ["table5"] else []
+    argv, after_out = ["xbarsim", "table5"], False
+    for a in args:
+        if after_out:
+            a, after_out = portable_path(a), False
+        elif a == "--out":
+            after_out = True
+        elif a.startswith("--out="):
+            a = "--out=" + portable_path(a[len("--out="):])
+        argv.append(a)
     return " ".join(shlex.quote(a) for a in argv)
+
+
+def portable_path(path: str) -> str:
+    """``path`` relative to the working folder when it lies inside it (``docs/table5.md``),
+    else its file name alone: never an absolute path, which names the user's own folders."""
+    p = Path(path)
+    if not p.is_absolute():
+        return path
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return p.name
