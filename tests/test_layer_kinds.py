@@ -1,0 +1,155 @@
+"""Layer kinds are declared once (xbarsim/config/kinds.py): a new kind is one ``register`` call.
+
+The example kind ``scale2`` (an element-wise digital layer, ``y = clip(2x, 0, 2^M − 1)``) is
+declared here, inside the test, and then read, shaped, dumped, run by the ideal network, costed
+and trained through without any other change to the package.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from xbarsim.config import kinds
+from xbarsim.config.dump import spec_to_yaml
+from xbarsim.config.section import Section
+from xbarsim.config.spec import layer_keys, parse_network
+from xbarsim.config.yamlio import loads_yaml
+from xbarsim.errors import ConfigError
+from xbarsim.network.network import build_network
+from xbarsim.network.reference import run_ideal
+
+
+# -- the example kind: everything xbarsim needs to know about it ------------------------------------
+def _scale2_ideal(layer, xs, top):
+    return np.clip(2 * xs[0].astype(np.int64), 0, top).astype(np.int32)
+
+
+def _scale2_torch(layer, hs, ctx):
+    y = 2 * hs[0]
+    if ctx.mode in ("count", "exact"):
+        return ctx.torch.clamp(y, 0, ctx.top)
+    if ctx.mode == "scale":
+        return ctx.torch.clamp(y, 0, ctx.top * ctx.scales[ctx.feeder(layer.name)])
+    return y
+
+
+SCALE2 = kinds.LayerKind(
+    "scale2", ("name", "type", "input"),
+    infer=lambda lsec, kind, in_shape, inputs: {"out_shape": in_shape},
+    ideal=_scale2_ideal, torch=_scale2_torch,
+    ops_per_output=lambda layer: 1, saturates=True, digital_unit=True)
+
+
+@pytest.fixture
+def scale2():
+    kinds.register(SCALE2)
+    try:
+        yield SCALE2
+    finally:
+        kinds.unregister("scale2")
+
+
+NET = """dataset: synthetic
+weights: random
+seed: 3
+input: {shape: [1, 6, 6], bits: 3}
+bits: {signal: 3, weight: 4}
+crossbar: {size: 8}
+layers:
+  - {name: conv, type: conv, out_channels: 2, kernel: 3}
+  - {name: s2, type: scale2}
+  - {name: pool, type: maxpool, kernel: 2}
+  - {name: fc, type: fc, out_features: 3}
+"""
+
+
+def spec_of(text: str):
+    return parse_network(Section(loads_yaml(text, "kinds.yaml"), "kinds.yaml"))
+
+
+def signals(n=5, seed=0):
+    return np.random.default_rng(seed).integers(0, 8, size=(n, 1, 6, 6)).astype(np.int32)
+
+
+def test_shipped_kinds_are_declared_in_order():
+    assert tuple(kinds.KINDS) == ("conv", "fc", "maxpool", "avgpool", "flatten", "add")
+    assert layer_keys()["add"] == ("name", "type", "inputs")
+    assert [k.name for k in kinds.KINDS.values() if k.compute] == ["conv", "fc"]
+
+
+def test_unknown_kind_until_registered():
+    with pytest.raises(ConfigError) as err:
+        spec_of(NET)
+    assert "layers[1].type" in str(err.value) and "scale2" in str(err.value)
+
+
+def test_register_twice_refused(scale2):
+    with pytest.raises(ValueError, match="already registered"):
+        kinds.register(SCALE2)
+
+
+def test_new_kind_shape_keys_and_dump(scale2):
+    spec = spec_of(NET)
+    s2 = spec.layer("s2")
+    assert (s2.in_shape, s2.out_shape, s2.inputs) == ((2, 4, 4), (2, 4, 4), ("conv",))
+    assert not s2.is_compute and s2.rows == 0 and s2.weight_shape == ()
+    assert spec.layer("pool").out_shape == (2, 2, 2) and spec.layer("fc").rows == 8
+    assert spec.in_bits("pool") == spec.signal_bits  # not a pass-through kind
+    with pytest.raises(ConfigError) as err:
+        spec_of(NET.replace("type: scale2}", "type: scale2, kernel: 2}"))
+    assert str(err.value).endswith("layers[1].kernel: scale2 layers do not take this key "
+                                   "(they take name, type, input)")
+    again = spec_of(spec_to_yaml(spec, "random"))
+    assert [replace(a, line=0) for a in again.layers] == [replace(a, line=0) for a in spec.layers]
+
+
+def test_new_kind_in_the_ideal_network_and_cost(scale2):
+    from xbarsim.cost.ideal import stats_from_ideal
+    from xbarsim.cost.model import estimate
+
+    net = build_network(spec_of(NET))
+    x = signals()
+    res = run_ideal(net, x, keep={"conv", "s2", "pool"})
+    assert np.array_equal(res.counts["s2"], np.clip(2 * res.counts["conv"], 0, 7))
+    assert res.counts["s2"].dtype == np.int32
+    pooled = res.counts["s2"].reshape(5, 2, 2, 2, 2, 2).max(axis=(3, 5))
+    assert np.array_equal(res.counts["pool"], pooled)
+    stats = stats_from_ideal(net, x)
+    assert stats["s2"].digital_ops == 5 * 32
+    assert stats["s2"].saturated == int((res.counts["s2"] == 7).sum())
+    rep = estimate(net, stats, images=5)
+    s2, pool = (next(lc for lc in rep.layers if lc.name == n) for n in ("s2", "pool"))
+    assert s2.area_um2["digital"] == 4 * pool.area_um2["digital"]  # 32 units against 8
+    assert s2.time_s == pool.time_s > 0  # one digital latency each
+
+
+@pytest.mark.xfail(raises=IndexError, strict=True,
+                   reason="the engine's digital-op switch (engine/simulator.py) does not read the "
+                          "layer-kind registry yet: it takes scale2 for an add")
+def test_new_kind_in_the_engine(scale2):
+    from xbarsim.engine.simulator import Simulator
+
+    net = build_network(spec_of(NET))
+    res = Simulator(net).run(signals(), keep="all")
+    assert np.array_equal(res.counts["s2"], np.clip(2 * res.counts["conv"], 0, 7))
+    assert res.stats["s2"].digital_ops == 5 * 32
+
+
+@pytest.mark.train
+def test_new_kind_in_torch(scale2):
+    torch = pytest.importorskip("torch")
+    from xbarsim.train.model import QNet, exact_forward
+
+    net = build_network(spec_of(NET))
+    x = signals()
+    ideal = run_ideal(net, x)
+    counts, pre, pred = exact_forward(net.spec, net.weights, torch.as_tensor(x))
+    assert np.array_equal(counts.numpy().astype(np.int32), ideal.counts["fc"])
+    assert np.array_equal(pred.numpy(), ideal.predictions)
+    model = QNet(net.spec)
+    model.mode = "count"
+    assert model(torch.as_tensor(x, dtype=torch.float32)).shape == (5, 3)
+    assert set(model.activation_max(torch.rand(2, 1, 6, 6))) == {"conv", "fc"}
