@@ -60,15 +60,6 @@ def layer_mapping(layer) -> dict:
         out["input"] = layer.inputs[0]
     out.update(kind.dump(layer))
     return out
-    out["input"] = layer.inputs[0]
-    if layer.kind == "conv":
-        out.update(out_channels=layer.out_shape[0], kernel=layer.kernel, stride=layer.stride,
-                   padding=layer.padding)
-    elif layer.kind == "fc":
-        out["out_features"] = layer.out_shape[0]
-    elif layer.kind in ("maxpool", "avgpool"):
-        out.update(kernel=layer.kernel, stride=layer.stride)
-    return out
 
 
 def spec_to_yaml(spec, weights: str, description: str = "", header: str = "") -> str:
