@@ -126,7 +126,7 @@ def test_card_per_number_source_and_missing_file():
     card = card_from(CARD_OK.replace("{source: s, cell_um2: 1.0}",
                                      "{cell_um2: {value: 2.5, source: 'my chip'}}"))
     assert card.area.cell_um2 == 2.5 and card.sources["area.cell_um2"] == "my chip"
-    with pytest.raises(ConfigError, match="no such circuit card"):
+    with pytest.raises(ConfigError, match="no such file, nor a shipped circuit card"):
         load_circuit("no-such-card")
 
 

@@ -101,10 +101,11 @@ def test_installed_wheel_runs_from_an_empty_folder(venv, tmp_path):
     empty.mkdir()
     where = _xbarsim(venv, empty, "networks", "--paths")
     assert where.returncode == 0, where.stderr
-    lines = where.stdout.splitlines()
+    lines = where.stdout.split("\n\n")[0].splitlines()  # the networks; then the cards
     assert [ln.split()[0] for ln in lines] == sorted(
         p.stem for p in (ROOT / "networks").glob("*.yaml"))
     assert all(str(venv) in ln for ln in lines)  # the installed copies, not the source tree
+    assert "paper-50k-1m" in where.stdout and "paper-130nm" in where.stdout  # the cards too
 
     run = _xbarsim(venv, empty, "run", "lenet-mnist-4b", "--no-progress")
     assert run.returncode == 0, run.stderr

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
-from ..errors import XbarsimError
+from ..errors import ConfigError, XbarsimError
+from ..io.shipped import did_you_mean, is_name, shipped_file, unknown_name
 from .section import Section, check_fields, declared, field_table, read_fields, spec
 from .yamlio import load_yaml
 
@@ -198,9 +199,62 @@ def parse_device(sec: Section, default_name: str = "device") -> DeviceCard:
 
 
 def load_device(path) -> DeviceCard:
-    """Load and validate a device card YAML file."""
+    """Load and validate a device card YAML file, or the shipped card of that name
+    (``paper-50k-1m``: no folder part, no ``.yaml``; a file of that name is read first)."""
+    path = find_card(path, "devices")
     node = load_yaml(path)
     return parse_device(Section(node, str(path)), default_name=Path(path).stem)
+
+
+def _missing(path: Path) -> bool:
+    """No file system entry at ``path`` (one that cannot even be asked about is left to the
+    reader, which says why)."""
+    try:
+        return not path.exists() and not path.is_symlink()
+    except (OSError, ValueError):
+        return False
+
+
+def find_card(path, kind: str = "devices") -> Path:
+    """The card file ``path`` names, given on the command line (``--device``, ``--circuit``): the
+    file itself when there is one, else for a bare name the shipped card of ``kind`` (``devices``
+    or ``circuits``). A missing file is one line naming the shipped card it most likely meant;
+    never silently another file."""
+    p = Path(path)
+    if not _missing(p):
+        return p
+    if is_name(path):
+        shipped = shipped_file(path, kind)
+        if shipped is not None:
+            return shipped
+        raise ConfigError(str(path), None, None, unknown_name(path, kind))
+    guess = did_you_mean(path, kind)
+    if guess is None:
+        return p  # the reader says "file not found"
+    what = "device card" if kind == "devices" else "circuit card"
+    raise ConfigError(str(path), None, None, f"file not found (did you mean the shipped {what} "
+                      f"{guess}? give its name alone: {guess})")
+
+
+def card_path(sec: Section, key: str = "device", kind: str = "devices") -> Path:
+    """The card a YAML's ``key:`` names: a path relative to that YAML, or a shipped card's name
+    (``device: paper-50k-1m``; a file of that name beside the YAML is read first). A missing
+    path is located and names the shipped card it most likely meant (``write device:
+    paper-50k-1m``), so that a YAML copied out of ``networks/`` says how to fix it."""
+    value = sec.raw(key)
+    if isinstance(value, str) and is_name(value) and _missing(Path(sec.file).parent / value):
+        shipped = shipped_file(value, kind)
+        if shipped is None:
+            raise sec.error(key, unknown_name(value, kind), value)
+        return shipped
+    try:
+        return sec.path(key)
+    except ConfigError as exc:
+        guess = did_you_mean(value, kind) if isinstance(value, str) else None
+        if guess is None or not exc.message.startswith("file not found"):
+            raise
+        raise sec.error(key, f"{exc.message} (got {value}): did you mean the shipped card "
+                        f"{guess}? write {key}: {guess}") from None
 
 
 def docs_tables() -> str:

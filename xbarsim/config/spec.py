@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..io.shipped import resolve_shipped
-from .device import DeviceCard, load_device, parse_device
+from ..io.shipped import require_shipped
+from .device import DeviceCard, card_path, load_device, parse_device
 from .kinds import KINDS, all_keys, fmt_shape as _fmt, kind_of, numel as _numel
 from .layers import INPUT, LayerSpec, NetworkSpec
 from .section import Section, item_section
@@ -32,7 +32,7 @@ def layer_keys() -> dict:
 def load_network_spec(path) -> NetworkSpec:
     """Read and validate a network YAML file (or a shipped network by name,
     ``"lenet-mnist-4b"``). Paths inside it resolve relative to it."""
-    path = resolve_shipped(path, "networks")
+    path = require_shipped(path, "networks")
     node = load_yaml(path)
     return parse_network(Section(node, str(path)), default_name=path.stem)
 
@@ -89,8 +89,7 @@ def _parse_device_ref(sec: Section) -> DeviceCard:
     value = sec.node["device"]
     if isinstance(value, Node):
         return parse_device(sec.section("device"), default_name="inline")
-    path = sec.path("device")
-    return load_device(path)
+    return load_device(card_path(sec, "device"))
 
 
 def _parse_weights_ref(sec: Section):

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field, is_dataclass
-from pathlib import Path
 
 from ..config.section import Section, check_fields, declared, read_field, spec
 from ..config.yamlio import Node, load_yaml
-from ..errors import ConfigError, XbarsimError
+from ..errors import XbarsimError
 from ..io.shipped import shipped_dir
 
 INPUT_LAYER_MODES = ("fixed", "spikes")
@@ -251,16 +250,11 @@ def parse_circuit(sec: Section, default_name: str = "circuit") -> CircuitCard:
 
 
 def load_circuit(path) -> CircuitCard:
-    """Load a circuit card: a YAML path, or the name of a shipped card (``paper-130nm``)."""
-    p = Path(path)
-    if not p.suffix and not p.exists():
-        candidate = CIRCUITS_DIR / f"{path}.yaml"
-        if candidate.is_file():
-            p = candidate
-        else:
-            known = sorted(q.stem for q in CIRCUITS_DIR.glob("*.yaml"))
-            raise ConfigError(str(path), None, None,
-                              f"no such circuit card (shipped: {', '.join(known) or 'none'})")
+    """Load a circuit card: a YAML path, or the name of a shipped card (``paper-130nm``; a
+    missing path names the shipped card it most likely meant)."""
+    from ..config.device import find_card
+
+    p = find_card(path, "circuits")
     node = load_yaml(p)
     return parse_circuit(Section(node, str(p)), default_name=p.stem)
 

@@ -9,6 +9,7 @@ YAMLs resolve in both. :func:`shipped_dir` finds whichever is there.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
 KINDS = ("networks", "devices", "circuits")
@@ -49,4 +50,68 @@ def resolve_shipped(arg, kind: str = "networks") -> Path:
     return candidate if candidate.is_file() else path
 
 
-__all__ = ["KINDS", "resolve_shipped", "shipped_dir", "shipped_names"]
+#: What one shipped file of each kind is called in messages.
+WHAT = {"networks": "network", "devices": "device card", "circuits": "circuit card"}
+
+
+def is_name(arg) -> bool:
+    """``arg`` names a shipped file rather than a path: no folder part and no ``.yaml``/``.yml``
+    ending (``paper-50k-1m``, not ``./paper-50k-1m`` or ``paper-50k-1m.yaml``)."""
+    text = str(arg)
+    return not ("/" in text or "\\" in text or text in ("", ".", "..")
+                or text.lower().endswith((".yaml", ".yml")))
+
+
+def shipped_file(name, kind: str) -> Path | None:
+    """The shipped ``kind`` file called ``name`` (``<shipped kind>/<name>.yaml``), or ``None``."""
+    if not is_name(name):
+        return None
+    candidate = shipped_dir(kind) / f"{name}.yaml"
+    return candidate if candidate.is_file() else None
+
+
+def did_you_mean(arg, kind: str) -> str | None:
+    """The shipped ``kind`` name ``arg`` most likely meant: the same file name (``../devices/
+    paper-50k-1m.yaml`` → ``paper-50k-1m``) or a close spelling (``lenet-mnist-4`` →
+    ``lenet-mnist-4b``); ``None`` when nothing is close."""
+    text = str(arg).replace("\\", "/").rstrip("/")
+    stem = text.rsplit("/", 1)[-1]
+    if stem.lower().endswith((".yaml", ".yml")):
+        stem = stem.rsplit(".", 1)[0]
+    names = shipped_names(kind)
+    if stem in names:
+        return stem
+    close = difflib.get_close_matches(stem, names, n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
+def unknown_name(arg, kind: str) -> str:
+    """Why a bare name is neither a file nor a shipped ``kind`` file, with the likely name:
+    ``no such file, nor a shipped network (did you mean lenet-mnist-4b? `xbarsim networks`
+    lists them)``."""
+    guess = did_you_mean(arg, kind)
+    hint = f"did you mean {guess}? " if guess else ""
+    if kind == "networks" or not shipped_names(kind):
+        listing = "`xbarsim networks` lists them"
+    else:
+        listing = f"shipped: {', '.join(shipped_names(kind))}"
+    return f"no such file, nor a shipped {WHAT[kind]} ({hint}{listing})"
+
+
+def require_shipped(arg, kind: str = "networks") -> Path:
+    """:func:`resolve_shipped`, raising :class:`~xbarsim.errors.XbarsimError` (printed after
+    ``xbarsim: error:``) for a name without a folder part that is neither a file nor a shipped
+    ``kind`` file, with the shipped name it most likely meant (``xbarsim run lenet-mnist-4``)."""
+    from ..errors import XbarsimError
+
+    path = resolve_shipped(arg, kind)
+    text = str(arg)
+    if path.exists() or "/" in text or "\\" in text or text in ("", ".", ".."):
+        return path
+    if path.suffix not in ("", ".yaml", ".yml"):
+        return path
+    raise XbarsimError(f"{text}: {unknown_name(text, kind)}")
+
+
+__all__ = ["KINDS", "did_you_mean", "is_name", "require_shipped", "resolve_shipped",
+           "shipped_dir", "shipped_file", "shipped_names", "unknown_name"]

@@ -1,0 +1,146 @@
+"""Issue 30, a researcher's first day (second part): device and circuit cards named like
+networks (``device: paper-50k-1m``, ``--device``, ``--circuit``) with a missing path naming the
+shipped card it meant; a misspelt shipped network answered with "did you mean"; the first
+compile announced once and ``xbarsim warmup``; ``paper lenet --from-json docs/tables-lenet.json``;
+one pytest summary line for the skipped tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from xbarsim.cli import main
+from xbarsim.config import load_device, load_network_spec
+from xbarsim.cost import load_circuit
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# the tiny synthetic network of the sweep tests (tests do not import each other)
+TINY = """\
+name: tiny
+dataset: synthetic
+input: {shape: [1, 8, 8]}
+bits: {signal: 4, weight: 4}
+crossbar: {size: 8}
+device: DEVICE
+weights: random
+seed: 3
+layers:
+  - {name: conv1, type: conv, out_channels: 4, kernel: 3}
+  - {name: flatten, type: flatten}
+  - {name: fc1, type: fc, out_features: 10}
+"""
+
+
+def cli(capsys, *argv):
+    rc = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return rc, captured.out, captured.err
+
+
+def one_line(capsys, *argv) -> str:
+    """Run the CLI, check exit 2 / no stdout / exactly one stderr line; return that line."""
+    rc, out, err = cli(capsys, *argv)
+    assert (rc, out) == (2, ""), err
+    assert err.endswith("\n") and err.count("\n") == 1, err
+    return err[:-1]
+
+
+def tiny(folder: Path, device: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "net.yaml"
+    path.write_text(TINY.replace("DEVICE", device))
+    return path
+
+
+# --- item 5: cards by shipped name -------------------------------------------------------------
+
+def test_yaml_device_by_shipped_name(tmp_path):
+    spec = load_network_spec(tiny(tmp_path / "mine", "paper-50k-1m"))
+    assert spec.device.name == "paper-50k-1m"
+    assert Path(spec.device.file) == (ROOT / "devices" / "paper-50k-1m.yaml").resolve()
+    assert spec.device == load_device(ROOT / "devices" / "paper-50k-1m.yaml")
+
+
+def test_yaml_copied_out_of_networks_names_the_shipped_card(tmp_path, capsys):
+    net = tiny(tmp_path / "mine", "../devices/paper-50k-1m.yaml")
+    assert one_line(capsys, "map", net) == (
+        f"{net}:6: device: file not found: {tmp_path}/devices/paper-50k-1m.yaml (got "
+        f"../devices/paper-50k-1m.yaml): did you mean the shipped card paper-50k-1m? write "
+        f"device: paper-50k-1m")
+
+
+def test_yaml_device_missing_file_without_a_shipped_twin_unchanged(tmp_path, capsys):
+    net = tiny(tmp_path, "no-such-card.yaml")
+    assert one_line(capsys, "map", net) == (
+        f"{net}:6: device: file not found: {tmp_path}/no-such-card.yaml (got no-such-card.yaml)")
+
+
+def test_yaml_device_misspelt_name(tmp_path, capsys):
+    net = tiny(tmp_path, "paper-50k")
+    assert one_line(capsys, "map", net) == (
+        f"{net}:6: device: no such file, nor a shipped device card (did you mean paper-50k-1m? "
+        f"shipped: paper-50k-1m, pcm-ibm-joshi2020, rram-taox-hfox) (got paper-50k)")
+
+
+def test_yaml_device_file_beside_the_yaml_read_before_the_shipped_card(tmp_path):
+    (tmp_path / "paper-50k-1m").write_text("name: mine\nr_on_ohm: 1.0e4\nr_off_ohm: 1.0e5\n")
+    spec = load_network_spec(tiny(tmp_path, "paper-50k-1m"))
+    assert (spec.device.name, spec.device.r_on_ohm) == ("mine", 1e4)
+
+
+def test_load_device_and_circuit_by_name_and_missing_paths(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert load_device("rram-taox-hfox").name == load_device(
+        ROOT / "devices" / "rram-taox-hfox.yaml").name
+    assert load_circuit("paper-130nm") == load_circuit(ROOT / "circuits" / "paper-130nm.yaml")
+    with pytest.raises(Exception) as err:
+        load_device("../devices/paper-50k-1m.yaml")
+    assert str(err.value) == ("../devices/paper-50k-1m.yaml: file not found (did you mean the "
+                              "shipped device card paper-50k-1m? give its name alone: "
+                              "paper-50k-1m)")
+    with pytest.raises(Exception) as err:
+        load_device("sub/unrelated.yaml")
+    assert str(err.value) == "sub/unrelated.yaml: file not found"
+
+
+def test_circuit_flag_by_name_and_its_errors(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert one_line(capsys, "table5", "--circuit", "paper-13nm") == (
+        "paper-13nm: no such file, nor a shipped circuit card (did you mean paper-130nm? "
+        "shipped: paper-130nm)")
+    assert one_line(capsys, "table5", "--circuit", "circuits/paper-130nm.yaml") == (
+        "circuits/paper-130nm.yaml: file not found (did you mean the shipped circuit card "
+        "paper-130nm? give its name alone: paper-130nm)")
+
+
+def test_networks_paths_lists_the_cards(capsys):
+    rc, out, err = cli(capsys, "networks", "--paths")
+    assert (rc, err) == (0, "")
+    networks, devices, circuits = out.split("\n\n")
+    assert [ln.split()[0] for ln in networks.splitlines()] == sorted(
+        p.stem for p in (ROOT / "networks").glob("*.yaml"))
+    assert devices.splitlines()[0].startswith("device cards (device: NAME")
+    assert [ln.split() for ln in devices.splitlines()[1:]] == [
+        [p.stem, str(p)] for p in sorted((ROOT / "devices").resolve().glob("*.yaml"))]
+    assert [ln.split() for ln in circuits.splitlines()[1:]] == [
+        [p.stem, str(p)] for p in sorted((ROOT / "circuits").resolve().glob("*.yaml"))]
+    rc, out, err = cli(capsys, "networks")
+    assert "device cards" not in out
+
+
+# --- item 9: a misspelt shipped network --------------------------------------------------------
+
+@pytest.mark.parametrize("arg", ["lenet-mnist-4", "lenet-mnist-4.yaml", "Lenet-mnist-4b"])
+def test_misspelt_shipped_network_did_you_mean(arg, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert one_line(capsys, "run", arg) == (
+        f"xbarsim: error: {arg}: no such file, nor a shipped network (did you mean "
+        f"lenet-mnist-4b? `xbarsim networks` lists them)")
+
+
+def test_unknown_network_name_without_a_guess(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert one_line(capsys, "map", "zzz") == (
+        "xbarsim: error: zzz: no such file, nor a shipped network (`xbarsim networks` lists them)")
