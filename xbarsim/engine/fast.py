@@ -33,6 +33,10 @@ from numba import njit, prange
 from ..network.reference import im2col
 from . import blocked, kernels
 
+#: the default of :attr:`~xbarsim.engine.routes.RouteTuning.min_window` (declared here, where
+#: it is used, so that this module needs nothing from ``routes``)
+MIN_WINDOW = 255
+
 
 def applies(options, plan, trace: bool, tuning=None) -> bool:
     """Whether :func:`layer_fast` computes this layer: ``uniform`` encoding, reset by
@@ -41,12 +45,10 @@ def applies(options, plan, trace: bool, tuning=None) -> bool:
     (:class:`~xbarsim.engine.routes.RouteTuning`, default 255) and no spike trace asked for this
     layer. Static device effects and threshold mismatch are covered (they only change ``w`` and
     ``θ``). Whether the engine takes it is :func:`xbarsim.engine.routes.choose_route`'s call."""
-    if tuning is None:
-        from .routes import RouteTuning
-        tuning = RouteTuning()
+    min_window = MIN_WINDOW if tuning is None else tuning.min_window
     return (options.encoding == "uniform" and options.reset == "subtract" and not plan.dynamic
             and plan.spk is not None and plan.window % 2 == 1 and not trace
-            and plan.window >= tuning.min_window)
+            and plan.window >= min_window)
 
 
 def scale_of(w, v0, thr, bsched) -> int:

@@ -58,7 +58,7 @@ class RouteTuning:
         threads; Python's own work per batch dominates there).
     """
 
-    min_window: int = 255
+    min_window: int = fast.MIN_WINDOW
     blocked: bool = True
     blocked_first: bool = True
     fast_trial_items: int = 4096

@@ -564,4 +564,4 @@ def plot_trace(directory, out_dir=None, max_images: int = 4, fmt: str = "png") -
     :func:`xbarsim.engine.trace_plot.plot_trace`."""
     from .trace_plot import plot_trace as draw
 
-    return draw(directory, out_dir, max_images=max_images, fmt=fmt)
+    return draw(directory, out_dir, max_images=max_images, fmt=fmt, data=read_trace(directory))

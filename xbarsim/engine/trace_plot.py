@@ -19,7 +19,8 @@ from ..errors import XbarsimError
 PANEL_POINTS = 80.0
 
 
-def plot_trace(directory, out_dir=None, max_images: int = 4, fmt: str = "png") -> list:
+def plot_trace(directory, out_dir=None, max_images: int = 4, fmt: str = "png",
+               data: dict | None = None) -> list:
     """Raster (neuron vs cycle: one row of small panels per image, one column per layer, each
     row titled with the image's label and predicted class when the trace records them) and
     per-layer histograms of spikes per (neuron, image): writes ``raster.<fmt>`` and
@@ -28,9 +29,11 @@ def plot_trace(directory, out_dir=None, max_images: int = 4, fmt: str = "png") -
     :class:`matplotlib.figure.Figure` objects. Drawn without pyplot, so the active matplotlib
     backend is left as it is (:mod:`xbarsim.io.plotting`)."""
     from ..io.plotting import Plots, new_figure, save_figure
-    from .trace import read_trace
 
-    data = read_trace(directory)
+    if data is None:  # what xbarsim.engine.trace.read_trace returns for ``directory``
+        raise XbarsimError("plot_trace: call xbarsim.engine.trace.plot_trace, which reads the "
+                           "trace first")
+    data = dict(data)
     manifest = data.pop("_manifest")
     out_dir = Path(out_dir or directory)
     out_dir.mkdir(parents=True, exist_ok=True)
