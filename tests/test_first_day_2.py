@@ -144,3 +144,19 @@ def test_unknown_network_name_without_a_guess(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert one_line(capsys, "map", "zzz") == (
         "xbarsim: error: zzz: no such file, nor a shipped network (`xbarsim networks` lists them)")
+
+
+# --- item 8: docs/tables-lenet.json re-renders docs/tables-lenet.md -----------------------------
+
+def test_paper_lenet_from_the_shipped_json(tmp_path, capsys):
+    """``xbarsim paper lenet --from-json docs/tables-lenet.json`` (the bare command, default
+    widths) gives docs/tables-lenet.md below its header; the file names its network."""
+    import json
+
+    src = ROOT / "docs" / "tables-lenet.json"
+    assert json.loads(src.read_text())["network"] == "lenet"
+    rc, out, err = cli(capsys, "paper", "lenet", "--from-json", src)
+    assert (rc, err) == (0, "")
+    below = lambda text: text.split("\n", 3)[3]  # noqa: E731
+    assert below(out) == below((ROOT / "docs" / "tables-lenet.md").read_text()) + "\n"
+    assert "5-bit current, 4-bit current, 3-bit current" in out
