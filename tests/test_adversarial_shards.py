@@ -662,7 +662,7 @@ def test_scheduler_that_answers_garbage_is_one_line(tiny, tmp_path):
                    f"tcp://127.0.0.1:{port}", timeout=4 * CONNECT_TIMEOUT_S + 30, limit=False)
     finally:
         srv.close()
-    assert line.startswith(f"xbarsim: error: --scheduler: ")
+    assert line.startswith("xbarsim: error: --scheduler: ")
     assert f"127.0.0.1:{port}" in line
 
 
