@@ -5,7 +5,7 @@ description) → :func:`load_network` (integer weights) → :func:`map_network` 
 hardware → engine → results. :func:`run_ideal` is the ideal integer reference.
 """
 
-from . import sweep  # noqa: E402  (callable: xbarsim.sweep(network, grid, ...))
+from . import sweep  # (callable: xbarsim.sweep(network, grid, ...))
 from .config import DeviceCard, LayerSpec, NetworkSpec, load_device, load_network_spec
 from .engine import EngineOptions, IFCParams, RunResult, Simulator
 from .errors import ConfigError, DataError, XbarsimError
@@ -14,7 +14,7 @@ from .io import datasets
 from .network import (LayerWeights, Mapping, Network, build_network, load_network, load_weights,
                       map_network, quantize_images, run_ideal, save_weights)
 
-from .version import __version__  # noqa: E402
+from .version import __version__ as __version__  # re-exported: xbarsim.__version__
 
 
 def __getattr__(name):

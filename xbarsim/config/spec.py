@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from ..errors import ConfigError
 from ..io.shipped import require_shipped
