@@ -160,3 +160,44 @@ def test_paper_lenet_from_the_shipped_json(tmp_path, capsys):
     below = lambda text: text.split("\n", 3)[3]  # noqa: E731
     assert below(out) == below((ROOT / "docs" / "tables-lenet.md").read_text()) + "\n"
     assert "5-bit current, 4-bit current, 3-bit current" in out
+
+
+# --- item 9: one line saying why tests were skipped --------------------------------------------
+
+SKIPPING = """\
+import sys
+import pytest
+
+def test_needs_a_missing_module():
+    pytest.importorskip("xbarsim_no_such_module")
+
+def test_needs_it_too():
+    pytest.importorskip("xbarsim_no_such_module")
+
+def test_needs_the_notebook_extra():
+    sys.modules["nbclient"] = None  # as if not installed
+    pytest.importorskip("nbclient")
+
+def test_needs_data():
+    pytest.skip("MNIST not found (set XBARSIM_DATA)")
+
+def test_runs():
+    pass
+"""
+
+
+def test_pytest_says_in_one_line_why_tests_skipped(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    shutil.copy(ROOT / "tests" / "conftest.py", tmp_path / "conftest.py")
+    (tmp_path / "test_skips.py").write_text(SKIPPING)
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "test_skips.py"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("skipped ")]
+    assert lines == ["skipped 4 because xbarsim_no_such_module not installed: 2; nbclient not "
+                     "installed (pip install 'xbarsim[notebook]'): 1; MNIST not found (set "
+                     "XBARSIM_DATA): 1 (-rs lists each)"], proc.stdout
