@@ -20,6 +20,7 @@ from xbarsim.config.yamlio import loads_yaml
 from xbarsim.errors import ConfigError
 from xbarsim.network.network import build_network
 from xbarsim.network.reference import run_ideal
+from xbarsim.network.weights import LayerWeights
 
 
 # -- the example kind: everything xbarsim needs to know about it ------------------------------------
@@ -126,9 +127,6 @@ def test_new_kind_in_the_ideal_network_and_cost(scale2):
     assert s2.time_s == pool.time_s > 0  # one digital latency each
 
 
-@pytest.mark.xfail(raises=IndexError, strict=True,
-                   reason="the engine's digital-op switch (engine/simulator.py) does not read the "
-                          "layer-kind registry yet: it takes scale2 for an add")
 def test_new_kind_in_the_engine(scale2):
     from xbarsim.engine.simulator import Simulator
 
@@ -136,6 +134,33 @@ def test_new_kind_in_the_engine(scale2):
     res = Simulator(net).run(signals(), keep="all")
     assert np.array_equal(res.counts["s2"], np.clip(2 * res.counts["conv"], 0, 7))
     assert res.stats["s2"].digital_ops == 5 * 32
+    assert np.array_equal(res.ideal_counts["s2"], run_ideal(net, signals(), keep={"s2"}).counts["s2"])
+
+
+def test_new_kind_in_the_engine_gives_the_ideal_counts(scale2):
+    """Non-negative weights and a threshold no cycle can pass twice (no IFC fires early or
+    misses a spike): the cycle-level engine's counts are the ideal network's, scale2's
+    included."""
+    from xbarsim.engine.simulator import Simulator
+
+    spec = spec_of(NET)
+    rng = np.random.default_rng(7)
+    weights = {}
+    for layer in spec.compute_layers:
+        d = rng.integers(0, 4, size=layer.weight_shape).astype(np.int32)
+        theta = max(1, int(d.reshape(d.shape[0], -1).sum(axis=1).max()))  # one spike a cycle
+        weights[layer.name] = LayerWeights(d, np.zeros(layer.cols, np.int64), theta, 1.0)
+    net = build_network(spec, weights)
+    x = signals()
+    res = Simulator(net).run(x, keep="all")
+    ideal = run_ideal(net, x, keep={"conv", "s2", "pool", "fc"})
+    for name in ("conv", "s2", "pool", "fc"):
+        assert np.array_equal(res.counts[name], ideal.counts[name]), name
+        assert res.stats[name].mismatched == 0, name
+    assert np.array_equal(res.predictions, ideal.predictions)
+    s2 = res.stats["s2"]
+    assert s2.saturated == int((ideal.counts["s2"] == 7).sum()) > 0
+    assert (s2.digital_ops, s2.spikes_in, s2.counter_increments) == (5 * 32, 0, 0)
 
 
 @pytest.mark.train

@@ -337,6 +337,17 @@ def kind_of(layer_or_name) -> LayerKind:
     return KINDS[name]
 
 
+def digital_stats(st, layer, x, images: int) -> None:
+    """Fill the counts of a digital layer in ``st`` (a ``LayerStats``) from its kind's
+    declaration: ``spikes_in`` (``counts_spikes_in``) and ``digital_ops`` (``ops_per_output``);
+    ``x``: its first input's counts over the ``images``."""
+    kind = kind_of(layer)
+    if kind.counts_spikes_in:
+        st.spikes_in = int(x.sum(dtype=np.int64))
+    if kind.ops_per_output is not None:
+        st.digital_ops = images * layer.n_outputs * kind.ops_per_output(layer)
+
+
 def all_keys() -> set:
     return {k for kind in KINDS.values() for k in kind.keys}
 

@@ -13,12 +13,13 @@ from dataclasses import dataclass, field, replace
 import numba
 import numpy as np
 
+from ..config.kinds import digital_stats, kind_of
 from ..config.layers import INPUT
 from ..config.section import check_fields, check_seed, spec
 from ..errors import XbarsimError
 from ..hardware.frontend import front_end_matrices, front_end_terms
 from ..hardware.program import FRAC_BITS, SQ_FRAC_BITS, Hardware, build_hardware
-from ..network.reference import ideal_layer, im2col, pool
+from ..network.reference import ideal_layer, im2col
 from . import blocked, fast, kernels, twin
 from .encoding import ENCODINGS, full_table_fits, layer_key, schedule
 from .ifc import IFCParams, ifc_levels, noise_key, normal_table
@@ -428,8 +429,8 @@ class Simulator:
             raise XbarsimError(f"{name}: input counts must be in 0..{plan.window} "
                                f"(got {int(x4.min())}..{int(x4.max())})")
         b = x4.shape[0]
-        k, s, p = (layer.kernel, layer.stride, layer.padding) if layer.kind == "conv" else (1, 1, 0)
-        ho, wo = (layer.out_shape[1], layer.out_shape[2]) if layer.kind == "conv" else (1, 1)
+        k, s, p = (layer.kernel, layer.stride, layer.padding) if layer.im2col else (1, 1, 0)
+        ho, wo = (layer.out_shape[1], layer.out_shape[2]) if layer.im2col else (1, 1)
         n_items, cols = b * ho * wo, layer.cols
         reset_zero = self.options.reset == "zero"
         bern = self.options.encoding == "bernoulli"
@@ -649,18 +650,12 @@ class Simulator:
                     trace.write(layer.name, image0, tr)
                 if layer.name == last:
                     resid_last = resid
-            elif layer.kind in ("maxpool", "avgpool"):
-                y = pool(layer, xin)
-                st.spikes_in = int(xin.sum(dtype=np.int64))
-                st.digital_ops = b * layer.n_outputs * (layer.kernel * layer.kernel - 1)
-            elif layer.kind == "flatten":
-                y = xin.reshape(b, -1)
-            else:  # add
-                y = np.clip(xin + values[layer.inputs[1]], 0, top).astype(np.int32)
-                st.digital_ops = b * layer.n_outputs
-            if layer.kind in ("maxpool", "avgpool", "flatten", "add"):
+            else:  # a digital layer: its kind's ideal op and counts (config/kinds.py)
+                y = _digital(layer, values, top)
+                digital_stats(st, layer, xin, b)
                 st.counter_increments = 0
-            st.saturated = int((y == top).sum()) if layer.is_compute or layer.kind == "add" else 0
+            st.saturated = int((y == top).sum()) if layer.is_compute or kind_of(layer).saturates \
+                else 0
             values[layer.name] = y
             if compare_ideal:
                 iy, ipre = self._ideal_layer(layer, ideal_values)
@@ -686,11 +681,7 @@ class Simulator:
         x = values[layer.inputs[0]]
         if layer.is_compute:
             return ideal_layer(layer, self.network.weights, x, top_sig)
-        if layer.kind in ("maxpool", "avgpool"):
-            return pool(layer, x), None
-        if layer.kind == "flatten":
-            return x.reshape(x.shape[0], -1), None
-        return np.clip(x + values[layer.inputs[1]], 0, top_sig).astype(np.int32), None
+        return _digital(layer, values, top_sig), None
 
 
 def _check_fixed_point(layer, w, v0, thr, cmp, bsched, spikes, cycles, noise_scale, sq):
@@ -733,15 +724,21 @@ def _exact_column_sums(a) -> list:
     return [(int(h) << 32) + int(low) for h, low in zip(hi, lo)]
 
 
+def _digital(layer, values, top):
+    """A digital layer's output: its kind's ideal integer op on its inputs (config/kinds.py)."""
+    return kind_of(layer).ideal(layer, [values[src] for src in layer.inputs], top)
+
+
 def _as_map(layer, x):
-    if layer.kind == "fc":
+    """The crossbar layer's input as ``(B, C, H, W)``: a flattened input is ``(B, rows, 1, 1)``."""
+    if not layer.im2col:
         return x.reshape(x.shape[0], -1, 1, 1)
     return x
 
 
 def _to_layout(layer, a):
-    """(B, Ho, Wo, C) → (B, C, Ho, Wo) for conv, (B, C) for fc."""
-    if layer.kind == "fc":
+    """(B, Ho, Wo, C) → (B, C, Ho, Wo) for a windowed (conv) layer, (B, C) for fc."""
+    if not layer.im2col:
         return a.reshape(a.shape[0], -1)
     return a.transpose(0, 3, 1, 2)
 
@@ -749,7 +746,7 @@ def _to_layout(layer, a):
 def _row_pulses(layer, x):
     """WL pulses per crossbar row, summed over images and positions (im2col is linear)."""
     total = x.sum(axis=0, dtype=np.int64)[None]
-    if layer.kind == "fc":
+    if not layer.im2col:
         return total.reshape(-1)
     cols = im2col(total, layer.kernel, layer.stride, layer.padding)
     return cols.reshape(-1, cols.shape[-1]).sum(axis=0)
