@@ -35,7 +35,6 @@ ROOT = Path(__file__).resolve().parent.parent
 GIB = 1 << 30
 LIMITED_BUDGET = GIB // 2  # what one array may take under the subprocesses' 1 GiB limit
 HAS_NIR = importlib.util.find_spec("nir") is not None and importlib.util.find_spec("h5py")
-HAS_TORCH = importlib.util.find_spec("torch") is not None
 
 TINY = """name: tiny
 dataset: synthetic

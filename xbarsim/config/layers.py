@@ -47,10 +47,6 @@ class LayerSpec:
         return self.in_shape[0] if self.im2col else _numel(self.in_shape)
 
     @property
-    def out_channels(self) -> int:
-        return self.out_shape[0]
-
-    @property
     def rows(self) -> int:
         """Crossbar rows of the unrolled kernel: ``k·k·C_in`` (conv) or ``in_features`` (fc)."""
         if not self.is_compute:

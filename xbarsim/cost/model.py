@@ -133,13 +133,6 @@ class CostReport:
     def area_mm2(self) -> float:
         return float(sum(self.area_um2.values())) * 1e-6
 
-    def energy_by_class(self) -> dict:
-        """Total energy per class: ``event``, ``time``, ``image``."""
-        out = {"event": 0.0, "time": 0.0, "image": 0.0}
-        for k, v in self.energy_j.items():
-            out[ENERGY_COMPONENTS[k]] += v
-        return out
-
     def to_dict(self) -> dict:
         per = 1.0 / self.images if self.images else 0.0
         return {

@@ -109,14 +109,6 @@ def mnist_images(n: int, notes: list | None = None):
     return images, source
 
 
-def dataset_images(spec, n: int, seed: int, notes: list | None, flag: str):
-    """The first ``n`` test images of ``spec``'s data set by the rule of
-    :func:`xbarsim.io.datasets.select_images` (seeded synthetic ones, with a note, only when the data
-    set is not found and ``$XBARSIM_DATA`` is not set) and where they came from."""
-    images, source, _ = _select(spec.dataset, spec.input_shape, n, seed, notes, flag)
-    return images, source
-
-
 def _select(dataset: str, shape, n: int, seed: int, notes: list | None, flag: str) -> tuple:
     """``(images, source, kind)``: kind ``"test set"``, ``"shipped sample"`` or ``"synthetic"``
     (see :class:`ImageSource`), told by what :func:`~xbarsim.io.datasets.select_images` returned

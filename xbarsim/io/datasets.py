@@ -188,14 +188,6 @@ def _url(env: str, default: str) -> str:
     return os.environ.get(env) or default
 
 
-def _md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class _Unavailable(Exception):
     """A download that could not happen (no network, HTTP error, timeout): not a data error."""
 
