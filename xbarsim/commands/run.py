@@ -273,6 +273,7 @@ def run(args) -> int:
         "agreement_with_ideal": float(np.mean(result.predictions == result.ideal_predictions))
         if len(images) else None,
         "layers": layer_rows(result, spec),
+        "routes": result.routes,  # {conv/fc layer: {kernel route: images}} (engine/routes.py)
         "mapping": mapping.to_dict(),
         "engine": asdict(options),
         "config": spec_summary(spec),
