@@ -5,6 +5,7 @@ back. Walks every ``import`` in the source with ``ast``, function-level imports 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "xbarsim"
@@ -108,3 +109,45 @@ def test_the_checker_sees_a_circle_and_a_backward_arrow(tmp_path):
     assert "xbarsim.config.device" in g["xbarsim.hardware.program"]          # ..config.device
     assert "xbarsim.engine.simulator" in g["xbarsim.engine"]                 # package __init__
     assert part("xbarsim.engine.kernels") == "engine" and part("xbarsim") == "__init__"
+
+
+# -- docs/architecture.md names every module ---------------------------------------------------------
+DOC = PKG.parent / "docs" / "architecture.md"
+
+
+def unnamed_modules(doc: str) -> list:
+    """Module files of the package that the folder table of ``doc`` does not name: a top-level
+    module by its file name in the first column (`` `cli.py` ``), a module of a folder by its name
+    in that folder's row (`` `engine/` `` … `` `blocked` ``); a folder's ``__init__.py`` by its row."""
+    rows = {}
+    for line in doc.splitlines():
+        cells = line.split("|")
+        if line.startswith("| `") and len(cells) > 3:
+            for name in re.findall(r"`([^`]+)`", cells[1]):
+                rows[name] = cells[2]
+    missing = []
+    for path in sorted(PKG.rglob("*.py")):
+        rel = path.relative_to(PKG)
+        if len(rel.parts) == 1:
+            named = rel.name in rows
+        elif rel.name == "__init__.py":
+            named = f"{rel.parts[0]}/" in rows
+        else:
+            row = rows.get(f"{rel.parts[0]}/", "")
+            named = f"`{rel.stem}`" in row or f"`{rel.name}`" in row
+        if not named:
+            missing.append(rel.as_posix())
+    return missing
+
+
+def test_architecture_doc_names_every_module():
+    assert unnamed_modules(DOC.read_text()) == []
+
+
+def test_the_doc_check_sees_a_module_left_out():
+    doc = DOC.read_text()
+    assert unnamed_modules(doc.replace("`blocked`", "blocked")) == ["engine/blocked.py"]
+    assert unnamed_modules(doc.replace("`cli.py`, ", "")) == ["cli.py"]
+    spice_row = next(line for line in doc.splitlines() if line.startswith("| `spice/`"))
+    assert set(unnamed_modules(doc.replace(spice_row, ""))) == {
+        f"spice/{p.name}" for p in (PKG / "spice").glob("*.py")}
