@@ -287,7 +287,8 @@ def run(args) -> int:
         d = Path(args.out)
         d.mkdir(parents=True, exist_ok=True)
         atomic_write_text(d / "results.json", json.dumps(out, indent=1))
-        atomic_write_text(d / "network.yaml", portable_yaml(Path(args.network), spec))
+        # spec.source: the file read (a shipped name such as lenet-mnist-4b resolved to its YAML)
+        atomic_write_text(d / "network.yaml", portable_yaml(Path(spec.source), spec))
     if args.json:
         print(json.dumps(out, indent=1))
         if args.save_counts:
