@@ -163,6 +163,83 @@ def test_new_kind_in_the_engine_gives_the_ideal_counts(scale2):
     assert (s2.digital_ops, s2.spikes_in, s2.counter_increments) == (5 * 32, 0, 0)
 
 
+#: The shipped add under another name: everything that treats add specially reads its flags.
+SUM2 = replace(kinds.KINDS["add"], name="sum2")
+
+RESIDUAL = """dataset: synthetic
+weights: random
+seed: 3
+input: {shape: [1, 6, 6], bits: 5}
+bits: {signal: 3, weight: 4}
+crossbar: {size: 16}
+layers:
+  - {name: s2, type: scale2}
+  - {name: a, type: conv, out_channels: 2, kernel: 3, padding: 1}
+  - {name: b, type: conv, out_channels: 2, kernel: 3, padding: 1}
+  - {name: sum, type: sum2, inputs: [a, b]}
+  - {name: pool, type: maxpool, kernel: 2}
+  - {name: fc, type: fc, out_features: 3}
+"""
+
+
+@pytest.fixture
+def sum2(scale2):
+    kinds.register(SUM2)
+    try:
+        yield SUM2
+    finally:
+        kinds.unregister("sum2")
+
+
+def test_input_bits_follow_the_pass_through_flag(scale2):
+    """A layer fed through a digital kind that is not pass-through (scale2 doubles its counts)
+    reads M-bit signals; the membrane range check used to take any non-add kind for a pool."""
+    from xbarsim.network.weights import layer_input_bits
+
+    spec = spec_of(NET.replace("bits: 3}", "bits: 5}").replace(
+        "  - {name: conv, type: conv", "  - {name: s0, type: scale2}\n  - {name: conv, type: conv"))
+    pooled = spec_of(NET.replace("bits: 3}", "bits: 5}").replace(
+        "  - {name: conv, type: conv", "  - {name: p0, type: maxpool, kernel: 1}\n"
+        "  - {name: conv, type: conv"))
+    assert (spec.input_bits, spec.signal_bits) == (5, 3)
+    assert layer_input_bits(spec, spec.layer("conv")) == spec.in_bits("conv") == 3
+    assert layer_input_bits(pooled, pooled.layer("conv")) == pooled.in_bits("conv") == 5
+    for net in (spec, pooled):
+        for layer in net.compute_layers:
+            assert layer_input_bits(net, layer) == net.in_bits(layer.name), layer.name
+
+
+def test_same_scale_inputs_flag_not_the_name(sum2):
+    from xbarsim.interop.quantize import shared_units
+    from xbarsim.network.weights import weights_from_arrays
+
+    spec = spec_of(RESIDUAL)
+    assert kinds.KINDS["add"].same_scale_inputs and SUM2.same_scale_inputs
+    assert spec.layer("sum").inputs == ("a", "b")
+    units = shared_units(spec, {"a": 0.5, "b": 2.0, "fc": 1.0}, 0.1)
+    assert units == {"a": 2.0, "b": 2.0, "fc": 1.0}
+    rng = np.random.default_rng(0)
+    arrays = {f"{layer.name}.weight": rng.normal(size=layer.weight_shape)
+              for layer in spec.compute_layers}
+    arrays.update({"a.act_scale": np.array(0.5), "b.act_scale": np.array(0.5)})
+    assert set(weights_from_arrays(arrays, spec, "w.npz")) == {"a", "b", "fc"}
+    arrays["b.act_scale"] = np.array(0.25)
+    with pytest.raises(ConfigError) as err:
+        weights_from_arrays(arrays, spec, "w.npz")
+    assert str(err.value) == "w.npz: b.act_scale: sum2 layer sum needs equal act_scale on its " \
+                             "inputs (got 0.25)"
+
+
+@pytest.mark.train
+def test_same_scale_inputs_in_calibration(sum2):
+    pytest.importorskip("torch")
+    from xbarsim.train.loop import unify_add_scales
+
+    spec = spec_of(RESIDUAL)
+    assert unify_add_scales(spec, {"a": 0.5, "b": 2.0, "fc": 1.0}) == {"a": 2.0, "b": 2.0,
+                                                                       "fc": 1.0}
+
+
 @pytest.mark.train
 def test_new_kind_in_torch(scale2):
     torch = pytest.importorskip("torch")

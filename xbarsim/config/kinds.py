@@ -296,6 +296,9 @@ class LayerKind:
     torch: Callable | None = None
     #: Output keeps the values (so the bit width) of its input: flatten, pools.
     pass_through: bool = False
+    #: Combines its inputs count by count (add): they must count in one unit, so a float-form
+    #: weights file needs one ``act_scale`` on them and calibration gives them one scale.
+    same_scale_inputs: bool = False
     #: Digital operations per image and output value (stats, cost): ``(layer) -> int``.
     ops_per_output: Callable | None = None
     #: Its input spikes are counted in the stats (``spikes_in``) though it is digital.
@@ -376,5 +379,5 @@ register(LayerKind(
     pass_through=True, nir=_nir_flatten))
 register(LayerKind(
     "add", ("name", "type", "inputs"), _same_shape, read_inputs=two_equal_inputs,
-    ideal=_ideal_add, torch=_torch_add, ops_per_output=lambda layer: 1, saturates=True,
-    digital_unit=True, nir=_nir_add))
+    ideal=_ideal_add, torch=_torch_add, same_scale_inputs=True, ops_per_output=lambda layer: 1,
+    saturates=True, digital_unit=True, nir=_nir_add))

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from ..config.kinds import kind_of
 from ..config.layers import INPUT
 from ..config.section import Section
 from ..config.spec import parse_network
@@ -114,10 +115,11 @@ def shared_units(spec, scales: dict, in_scale: float) -> dict:
         if layer.is_compute:
             group[layer.name] = layer.name
             find(layer.name)
-        elif layer.kind == "add":
-            a, b = (find(group[s]) for s in layer.inputs)
-            parent[a] = b
-            group[layer.name] = b
+        elif kind_of(layer).same_scale_inputs:  # a residual add (config/kinds.py)
+            *rest, last = (find(group[s]) for s in layer.inputs)
+            for a in rest:
+                parent[find(a)] = last
+            group[layer.name] = last
         else:
             group[layer.name] = group[layer.inputs[0]]
     best = {}

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config.kinds import kind_of
 from ..config.layers import NetworkSpec
 from ..config.section import did_you_mean
 from ..errors import ConfigError
@@ -156,9 +157,9 @@ def weights_from_arrays(arrays: dict, spec: NetworkSpec, name: str = "<arrays>")
             src = layer.inputs
             scales = {in_scale[s] for s in src}
             in_scale[layer.name] = scales.pop()
-            if scales and layer.kind == "add":
-                raise err(f"{src[1]}.act_scale", f"add layer {layer.name} needs equal act_scale on "
-                          f"its inputs", in_scale[src[1]])
+            if scales and kind_of(layer).same_scale_inputs:
+                raise err(f"{src[1]}.act_scale", f"{layer.kind} layer {layer.name} needs equal "
+                          f"act_scale on its inputs", in_scale[src[1]])
             continue
         where = f"layer {layer.name} ({spec.source}:{layer.line})"
         if f"{layer.name}.levels" in arrays:
@@ -175,12 +176,13 @@ def weights_from_arrays(arrays: dict, spec: NetworkSpec, name: str = "<arrays>")
 
 
 def layer_input_bits(spec: NetworkSpec, layer) -> int:
-    """Bit width of the signal a layer reads: the input's when only pooling/flatten layers lie
-    between it and the network input, else the signal width M."""
+    """Bit width of the signal a layer reads: the input's when only pass-through layers
+    (pooling, flatten: config/kinds.py) lie between it and the network input, else the signal
+    width M."""
     src = layer.inputs[0]
     while src != "input":
         prev = spec.layer(src)
-        if prev.is_compute or prev.kind == "add":
+        if not kind_of(prev).pass_through:
             return spec.signal_bits
         src = prev.inputs[0]
     return spec.input_bits

@@ -290,6 +290,8 @@ def unify_add_scales(spec, scales: dict) -> dict:
     """Give the two inputs of every residual add one count scale (the larger): the hardware adds
     counts, so both branches must count in the same unit. Layers joined through chains of adds
     (ResNet's identity shortcuts) form one group, which takes the group's largest scale."""
+    from ..config.kinds import kind_of
+
     parent = {name: name for name in scales}
 
     def find(n):
@@ -302,11 +304,11 @@ def unify_add_scales(spec, scales: dict) -> dict:
     for layer in spec.layers:
         if layer.is_compute:
             source[layer.name] = layer.name
-        elif layer.kind == "add":
-            a, b = (source.get(i) for i in layer.inputs)
-            if a is not None and b is not None:
-                parent[find(a)] = find(b)
-            source[layer.name] = a if a is not None else b
+        elif kind_of(layer).same_scale_inputs:  # a residual add (config/kinds.py)
+            members = [m for m in (source.get(i) for i in layer.inputs) if m is not None]
+            for a in members[:-1]:
+                parent[find(a)] = find(members[-1])
+            source[layer.name] = members[0] if members else None
         else:
             source[layer.name] = source.get(layer.inputs[0])
     top = {}
