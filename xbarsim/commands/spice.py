@@ -60,7 +60,7 @@ def most_active(primary, secondary) -> int:
 
 def _idle_hint(layer, args, what: str, other: str) -> str:
     """The line printed under a comparison of zeros: which option picks an active case."""
-    if layer.kind == "conv":
+    if layer.im2col:
         case, where = f"position {args.position}, image {args.image}", "another --position"
     else:
         case, where = f"image {args.image}", "another --image"
@@ -128,7 +128,7 @@ def run(args) -> int:
     elif not 0 <= args.column < lh.cols:
         raise XbarsimError(f"--column: must be in 0..{lh.cols - 1} (got {args.column})")
     chosen = None  # (position, what made it the most active) when --position was not given
-    if layer.kind == "conv":
+    if layer.im2col:
         patches = im2col(np.asarray(xin, np.int64), layer.kernel, layer.stride, layer.padding)
         npos = patches.shape[1] * patches.shape[2]
         xs = patches.reshape(npos, -1)
@@ -170,7 +170,7 @@ def run(args) -> int:
         text = tile_netlist(g, dev.r_wire_row_ohm, dev.r_wire_col_ohm, dev.r_driver_ohm, vd,
                             driven, title=f"{names} tile {rt}_{ct} {args.array} image "
                             f"{args.image}" + (f" position {args.position}"
-                                               if layer.kind == "conv" else "")
+                                               if layer.im2col else "")
                             + f" cycle {args.cycle}")
     else:
         j = args.column
