@@ -163,6 +163,45 @@ def test_new_kind_in_the_engine_gives_the_ideal_counts(scale2):
     assert (s2.digital_ops, s2.spikes_in, s2.counter_increments) == (5 * 32, 0, 0)
 
 
+# -- a kind with no NIR form: export refuses it in one line ------------------------------------------
+def cli(capsys, *argv):
+    from xbarsim.cli import main
+
+    rc = main([str(a) for a in argv])
+    cap = capsys.readouterr()
+    return rc, cap.out, cap.err
+
+
+def one_line(capsys, *argv) -> str:
+    """Run the CLI, check exit 2 / no stdout / exactly one stderr line; return that line."""
+    rc, out, err = cli(capsys, *argv)
+    assert (rc, out) == (2, ""), err
+    assert err.endswith("\n") and err.count("\n") == 1, err
+    return err[:-1]
+
+
+def test_new_kind_without_nir_form_refused_by_export(scale2):
+    from xbarsim.interop.nir_io import to_nir
+
+    assert SCALE2.nir is None
+    net = build_network(spec_of(NET))
+    with pytest.raises(ConfigError) as err:
+        to_nir(net)  # refused before nir is imported: needs no nir extra
+    assert str(err.value) == ("kinds.yaml:9: layers[1].type: layer s2: scale2 layers have no NIR "
+                              "form, so this network cannot be exported to NIR")
+
+
+def test_new_kind_without_nir_form_export_command(scale2, tmp_path, capsys):
+    yaml = tmp_path / "net.yaml"
+    yaml.write_text(NET)
+    out = tmp_path / "net.nir"
+    out.write_bytes(b"an earlier export")
+    assert one_line(capsys, "export", yaml, "--nir", out) == (
+        f"{yaml}:9: layers[1].type: layer s2: scale2 layers have no NIR form, so "
+        f"this network cannot be exported to NIR")
+    assert out.read_bytes() == b"an earlier export"
+
+
 #: The shipped add under another name: everything that treats add specially reads its flags.
 SUM2 = replace(kinds.KINDS["add"], name="sum2")
 

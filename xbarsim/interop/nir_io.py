@@ -88,10 +88,21 @@ def expected_edges(spec) -> list:
     return edges
 
 
+def _check_exportable(spec) -> None:
+    """Refuse, in one line, a network with a layer whose kind has no NIR form
+    (``LayerKind.nir`` is None, config/kinds.py)."""
+    for index, layer in enumerate(spec.layers):
+        if kind_of(layer).nir is None:
+            raise ConfigError(spec.source or None, layer.line or None, f"layers[{index}].type",
+                              f"layer {layer.name}: {layer.kind} layers have no NIR form, so "
+                              f"this network cannot be exported to NIR", has_got=False)
+
+
 def to_nir(network):
     """The :class:`nir.NIRGraph` of ``network`` (see the module docstring)."""
-    nir = _nir()
     spec = network.spec
+    _check_exportable(spec)
+    nir = _nir()
     nodes = {INPUT: nir.Input(input_type={"input": np.array(spec.input_shape)})}
     for layer in spec.layers:
         lw = network.weights[layer.name] if layer.is_compute else None
@@ -125,10 +136,10 @@ def to_nir(network):
 def write_nir(network, path) -> Path:
     """Write :func:`to_nir` of ``network`` to ``path`` (HDF5 built in memory, then written
     atomically: a full disk is one line and leaves an earlier file as it was)."""
+    graph = to_nir(network)  # a kind with no NIR form is refused before the nir import
     nir = _nir()
     from ..io.hdf5 import write_hdf5
 
-    graph = to_nir(network)
     return write_hdf5(path, lambda buf: nir.write(buf, graph), suffix=".nir")
 
 
