@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import IFC_ON, inputs, make_net
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -23,40 +24,15 @@ from xbarsim.errors import ConfigError, XbarsimError
 from xbarsim.hardware.nonideal import program_devices, static_rng, target_levels
 from xbarsim.hardware.program import FRAC_BITS, SQ_FRAC_BITS
 from xbarsim.network.network import build_network
-from xbarsim.network.weights import LayerWeights, random_weights
+from xbarsim.network.weights import LayerWeights
 
 ROOT = Path(__file__).resolve().parents[1]
 ONE = 1 << FRAC_BITS
 ZTAB = normal_table(kernels.ZTAB_BITS)
 
-NET = """
-name: t
-dataset: synthetic
-input: {{shape: [2, 8, 8], bits: 4}}
-bits: {{signal: 4, weight: {n}}}
-crossbar: {{size: 8}}
-weights: random
-layers:
-  - {{name: c1, type: conv, out_channels: 3, kernel: 3, padding: 1}}
-  - {{name: p1, type: maxpool, kernel: 2}}
-  - {{name: f1, type: fc, out_features: 5}}
-  - {{name: f2, type: fc, out_features: 4}}
-"""
-
 NONIDEAL = dict(variation_rel=0.1, read_noise_rel=0.1, stuck_on_rate=0.02, stuck_off_rate=0.02,
                 drift_t_s=100.0, drift_nu=0.05, drift_nu_sigma=0.01, r_wire_row_ohm=20.0,
                 r_wire_col_ohm=20.0, iv_sinh_alpha=2.0, levels=4)
-IFC_ON = IFCParams(threshold_sigma_rel=0.05, leak_per_cycle=0.02, comparator_offset_lsb=0.3,
-                   comparator_sigma_lsb=0.2)
-
-
-def make_net(seed=1, n=4):
-    spec = parse_network(Section(loads_yaml(NET.format(n=n), "t.yaml"), "t.yaml"))
-    return build_network(spec, random_weights(spec, seed))
-
-
-def inputs(seed=0, b=6):
-    return np.random.default_rng(seed).integers(0, 16, size=(b, 2, 8, 8)).astype(np.int32)
 
 
 def same_counts(a, b):

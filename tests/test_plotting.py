@@ -12,7 +12,7 @@ import matplotlib
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
-from test_sweep import TINY  # the same tiny synthetic network as the sweep tests
+from conftest import SWEEP_TINY  # the same tiny synthetic network as the sweep tests
 
 import xbarsim
 
@@ -73,7 +73,7 @@ def test_sweep_plot_rows_keeps_backend_and_returns_figures(svg_backend, tmp_path
 
 
 def test_sweep_plot_dir_returns_figures(svg_backend, tmp_path):
-    (tmp_path / "tiny.yaml").write_text(TINY)
+    (tmp_path / "tiny.yaml").write_text(SWEEP_TINY)
     out = tmp_path / "res"
     xbarsim.sweep(tmp_path / "tiny.yaml", {"engine.encoding": ["uniform", "bernoulli"]},
                   seeds=2, samples=8, out=out, as_frame=False)
@@ -85,7 +85,7 @@ def test_sweep_plot_dir_returns_figures(svg_backend, tmp_path):
 
 def test_trace_plot_keeps_backend_and_returns_figures(svg_backend, tmp_path):
     from xbarsim.engine.trace import TraceWriter, plot_trace
-    (tmp_path / "tiny.yaml").write_text(TINY)
+    (tmp_path / "tiny.yaml").write_text(SWEEP_TINY)
     net = xbarsim.load_network(tmp_path / "tiny.yaml")
     images, _ = xbarsim.datasets.synthetic(net.spec.input_shape, 3, seed=1)
     writer = TraceWriter(tmp_path / "tr", net.spec)
@@ -123,7 +123,7 @@ print("ok")
 def test_cost_charts_keep_backend_and_return_figures(svg_backend, tmp_path):
     from xbarsim.cost import estimate
     from xbarsim.cost.charts import draw_cost_charts
-    (tmp_path / "tiny.yaml").write_text(TINY)
+    (tmp_path / "tiny.yaml").write_text(SWEEP_TINY)
     net = xbarsim.load_network(tmp_path / "tiny.yaml")
     images, _ = xbarsim.datasets.synthetic(net.spec.input_shape, 3, seed=1)
     res = xbarsim.Simulator(net).run(images)

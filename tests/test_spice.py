@@ -9,12 +9,12 @@ numba kernel against its twin with the new effects on, and the card's validation
 from __future__ import annotations
 
 import shutil
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import IFC_ON, inputs, make_net
 
 from xbarsim import DeviceCard, Simulator, build_hardware
 from xbarsim.config.device import load_device
@@ -34,9 +34,6 @@ from xbarsim.hardware.irdrop import (
 from xbarsim.hardware.program import FRAC_BITS
 from xbarsim.spice import column_netlist, tile_netlist
 from xbarsim.sweep.params import parameter_names
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_nonideal import inputs, make_net  # noqa: E402
 
 needs_ngspice = pytest.mark.skipif(shutil.which("ngspice") is None,
                                    reason="ngspice is not installed (apt-get install ngspice)")
@@ -189,7 +186,6 @@ def test_floating_kernel_input_of_a_cycle_is_the_nodal_solve(r_row, r_col, r_d):
 
 
 def test_floating_rows_engine_differs_from_the_one_row_transfer_and_keeps_numba_equal_twin():
-    from test_nonideal import IFC_ON
     net = make_net(4)
     x = inputs(5, 3)
     dev = replace(net.spec.device, r_wire_row_ohm=10.0, r_wire_col_ohm=10.0,
@@ -289,7 +285,6 @@ def test_coupled_front_end_only_where_the_rows_can_move():
 
 
 def test_coupled_front_end_numba_equals_reference_with_bias_current():
-    from test_nonideal import IFC_ON
     net = make_net(4)
     net = replace(net, spec=replace(net.spec, bias_mode="current"))
     x = inputs(6, 3)

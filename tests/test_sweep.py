@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SWEEP_TINY
 
 import xbarsim
 from xbarsim.cli import main
@@ -22,19 +23,6 @@ from xbarsim.sweep import Store, load_results, load_sweep_spec, parameter_names
 
 ROOT = Path(__file__).resolve().parent.parent
 
-TINY = """\
-name: tiny
-dataset: synthetic
-input: {shape: [1, 8, 8]}
-bits: {signal: 4, weight: 4}
-crossbar: {size: 8}
-weights: random
-seed: 3
-layers:
-  - {name: conv1, type: conv, out_channels: 4, kernel: 3}
-  - {name: flatten, type: flatten}
-  - {name: fc1, type: fc, out_features: 10}
-"""
 
 # A device non-ideality when the device card has one, else another device field: the sweep
 # machinery is generic over DeviceCard fields.
@@ -51,11 +39,11 @@ def _write(tmp_path, name, text):
 
 @pytest.fixture
 def tiny(tmp_path):
-    return _write(tmp_path, "tiny.yaml", TINY)
+    return _write(tmp_path, "tiny.yaml", SWEEP_TINY)
 
 
 def _sweep_file(tmp_path, samples=40, seeds=2, extra=""):
-    _write(tmp_path, "tiny.yaml", TINY)
+    _write(tmp_path, "tiny.yaml", SWEEP_TINY)
     values = ", ".join(repr(v) for v in NOISE_VALUES)
     return _write(tmp_path, "sweep.yaml", f"""\
 network: tiny.yaml
@@ -315,7 +303,7 @@ def test_cli_shipped_sample_said_first_and_too_many_samples_refused(tmp_path, mo
      "sweep.yaml:2: seeds: a count of seeds must be in 1..100000 (got 0)"),
 ])
 def test_sweep_file_errors(tmp_path, capsys, body, message):
-    _write(tmp_path, "tiny.yaml", TINY)
+    _write(tmp_path, "tiny.yaml", SWEEP_TINY)
     path = _write(tmp_path, "sweep.yaml", body)
     with pytest.raises(XbarsimError) as err:
         load_sweep_spec(path)
@@ -328,7 +316,7 @@ def test_sweep_file_errors(tmp_path, capsys, body, message):
 
 
 def test_sweep_file_points_fixed_and_seeds(tmp_path):
-    _write(tmp_path, "tiny.yaml", TINY)
+    _write(tmp_path, "tiny.yaml", SWEEP_TINY)
     path = _write(tmp_path, "sweep.yaml", """\
 network: tiny.yaml
 seeds: [4, 7]

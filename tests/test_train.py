@@ -13,28 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TRAIN_TINY, mnist_or_skip, train_config
 
 from xbarsim.train import quant
-
-TINY = """\
-name: tiny
-dataset: mnist
-input: {shape: [1, 28, 28]}
-bits: {signal: 3, weight: 3}
-weights: random
-layers:
-  - {name: conv1, type: conv, out_channels: 4, kernel: 5, stride: 2}
-  - {name: pool1, type: maxpool, kernel: 2}
-  - {name: fc1, type: fc, out_features: 12}
-  - {name: fc2, type: fc, out_features: 10}
-"""
-
-
-def _mnist_or_skip():
-    from xbarsim import datasets
-
-    if datasets.find_dataset("mnist", "train") is None or datasets.find_dataset("mnist", "test") is None:
-        pytest.skip("MNIST not found (set XBARSIM_DATA)")
 
 
 @pytest.fixture
@@ -42,7 +23,7 @@ def tiny(tmp_path):
     from xbarsim.config.spec import load_network_spec
 
     path = tmp_path / "tiny.yaml"
-    path.write_text(TINY)
+    path.write_text(TRAIN_TINY)
     return path, load_network_spec(path)
 
 
@@ -143,24 +124,15 @@ def test_rounding_collapses_at_three_bits_where_clustering_does_not():
 
 
 # -- training ---------------------------------------------------------------------------------------------
-def _cfg(**kw):
-    from xbarsim.train.loop import TrainConfig
-
-    base = dict(epochs=1, finetune_epochs=1, train_limit=300, test_limit=200, batch=50,
-                calib_images=100, seed=0)
-    base.update(kw)
-    return TrainConfig(**base)
-
-
 @pytest.mark.train
 def test_training_is_reproducible_with_a_seed(tiny):
     pytest.importorskip("torch")
-    _mnist_or_skip()
+    mnist_or_skip()
     from xbarsim.train.loop import train
     from xbarsim.train.model import float_state
 
     _, spec = tiny
-    runs = [train(spec, _cfg(method="nc", seed=s), log=lambda _: None, progress=False)
+    runs = [train(spec, train_config(method="nc", seed=s), log=lambda _: None, progress=False)
             for s in (7, 7, 8)]
     a, b, c = (float_state(r.model) for r in runs)
     for name in a:
@@ -173,14 +145,14 @@ def test_training_is_reproducible_with_a_seed(tiny):
 @pytest.mark.train
 def test_exported_integer_network_equals_software_model(tiny):
     torch = pytest.importorskip("torch")
-    _mnist_or_skip()
+    mnist_or_skip()
     from xbarsim.network.network import build_network
     from xbarsim.network.reference import run_ideal
     from xbarsim.train.loop import integer_predictions, load_mnist_arrays, train
     from xbarsim.train.model import exact_forward
 
     _, spec = tiny
-    res = train(spec, _cfg(method="nc+wc"), log=lambda _: None, progress=False)
+    res = train(spec, train_config(method="nc+wc"), log=lambda _: None, progress=False)
     images, labels = load_mnist_arrays("test", 300)
     net = build_network(spec, res.weights)
     sig = net.quantize_input(images)
@@ -204,7 +176,7 @@ def test_exported_integer_network_equals_software_model(tiny):
 @pytest.mark.train
 def test_train_cli_writes_weights_the_simulator_loads(tiny, tmp_path):
     pytest.importorskip("torch")
-    _mnist_or_skip()
+    mnist_or_skip()
     from xbarsim.network.network import load_network
 
     yaml_path, _ = tiny
@@ -363,7 +335,7 @@ def test_paper_command_trains_measures_and_merges_its_tables(tiny, tmp_path):
     Tables 2-4 with the cycle-level column equal to the engine's own run of the NC+WC file, and
     --from-json gives the same tables back without measuring."""
     pytest.importorskip("torch")
-    _mnist_or_skip()
+    mnist_or_skip()
     import json
 
     import xbarsim

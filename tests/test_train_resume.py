@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from test_train import TINY, _cfg, _mnist_or_skip
+from conftest import TRAIN_TINY, mnist_or_skip, train_config
 
 pytestmark = pytest.mark.train
 
@@ -34,7 +34,7 @@ def tiny(tmp_path):
     from xbarsim.config.spec import load_network_spec
 
     path = tmp_path / "tiny.yaml"
-    path.write_text(TINY)
+    path.write_text(TRAIN_TINY)
     return path, load_network_spec(path)
 
 
@@ -53,20 +53,20 @@ def _same_state(a, b):
 def test_resume_after_a_kill_ends_bit_for_bit_like_an_uninterrupted_run(tiny, tmp_path, method,
                                                                        kill_after, kw):
     pytest.importorskip("torch")
-    _mnist_or_skip()
+    mnist_or_skip()
     from xbarsim.train.loop import train
     from xbarsim.train.model import float_state
 
     _, spec = tiny
     quiet = lambda _: None  # noqa: E731
-    whole = train(spec, _cfg(method=method, checkpoint=str(tmp_path / "a.pt"), **kw),
+    whole = train(spec, train_config(method=method, checkpoint=str(tmp_path / "a.pt"), **kw),
                   log=quiet, progress=False)
     ck = str(tmp_path / "b.pt")
     with pytest.raises(Killed):
-        train(spec, _cfg(method=method, checkpoint=ck, **kw), log=_killer(kill_after),
+        train(spec, train_config(method=method, checkpoint=ck, **kw), log=_killer(kill_after),
               progress=False)
     lines = []
-    resumed = train(spec, _cfg(method=method, checkpoint=ck, resume=True, **kw),
+    resumed = train(spec, train_config(method=method, checkpoint=ck, resume=True, **kw),
                     log=lines.append, progress=False)
     assert lines[0].startswith("resume: ") and kill_after.split()[0] in lines[0]
     assert not any(line.startswith(kill_after) for line in lines)  # that epoch was not redone
@@ -83,16 +83,16 @@ def test_resume_after_a_kill_ends_bit_for_bit_like_an_uninterrupted_run(tiny, tm
 
 def test_resume_refuses_a_checkpoint_of_another_run(tiny, tmp_path):
     pytest.importorskip("torch")
-    _mnist_or_skip()
+    mnist_or_skip()
     from xbarsim.errors import XbarsimError
     from xbarsim.train.loop import train
 
     _, spec = tiny
     ck = str(tmp_path / "c.pt")
-    train(spec, _cfg(method="nc", checkpoint=ck), log=lambda _: None, progress=False)
+    train(spec, train_config(method="nc", checkpoint=ck), log=lambda _: None, progress=False)
     with pytest.raises(XbarsimError, match=r"c\.pt: --resume: the checkpoint is of a different "
                                            r"run \(epochs: 1 there, 2 now\)"):
-        train(spec, _cfg(method="nc", epochs=2, checkpoint=ck, resume=True),
+        train(spec, train_config(method="nc", epochs=2, checkpoint=ck, resume=True),
               log=lambda _: None, progress=False)
 
 
@@ -161,7 +161,7 @@ def test_nc_penalty_and_signal_ste_match_eq3_composed():
 
 def test_train_cli_resume_flag(tiny, tmp_path):
     pytest.importorskip("torch")
-    _mnist_or_skip()
+    mnist_or_skip()
     yaml_path, _ = tiny
     common = [sys.executable, "-m", "xbarsim", "train", str(yaml_path), "--bits", "3,3",
               "--method", "plain", "--epochs", "1", "--train-limit", "200", "--test-limit", "100",
@@ -180,19 +180,19 @@ def test_torch_device_auto_on_a_cpu_machine_trains_what_cpu_trains(tiny, tmp_pat
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():
         pytest.skip("a GPU is present: auto would train there")
-    _mnist_or_skip()
+    mnist_or_skip()
     from xbarsim.train.loop import train
     from xbarsim.train.model import float_state
 
     _, spec = tiny
     quiet = lambda _: None  # noqa: E731
-    cpu = train(spec, _cfg(method="nc", epochs=2, checkpoint=str(tmp_path / "a.pt")),
+    cpu = train(spec, train_config(method="nc", epochs=2, checkpoint=str(tmp_path / "a.pt")),
                 log=quiet, progress=False)
     ck = str(tmp_path / "b.pt")
     with pytest.raises(Killed):
-        train(spec, _cfg(method="nc", epochs=2, checkpoint=ck, device="auto"),
+        train(spec, train_config(method="nc", epochs=2, checkpoint=ck, device="auto"),
               log=_killer("nc epoch 1/"), progress=False)
-    auto = train(spec, _cfg(method="nc", epochs=2, checkpoint=ck, resume=True, device="cpu"),
+    auto = train(spec, train_config(method="nc", epochs=2, checkpoint=ck, resume=True, device="cpu"),
                  log=quiet, progress=False)
     _same_state(float_state(cpu.model), float_state(auto.model))
 
