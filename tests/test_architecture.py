@@ -151,3 +151,16 @@ def test_the_doc_check_sees_a_module_left_out():
     spice_row = next(line for line in doc.splitlines() if line.startswith("| `spice/`"))
     assert set(unnamed_modules(doc.replace(spice_row, ""))) == {
         f"spice/{p.name}" for p in (PKG / "spice").glob("*.py")}
+
+
+def test_tests_do_not_import_each_other():
+    """Helpers two test files share live in tests/conftest.py; a test module imports no other."""
+    tests = Path(__file__).resolve().parent
+    bad = []
+    for path in sorted(tests.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            bad += [f"{path.name} imports {n}" for n in names
+                    if n.split(".")[0] == "tests" or n.startswith("test_")]
+    assert bad == []
