@@ -14,6 +14,8 @@ _.forward                # xbarsim/train/*.py: torch.nn.Module / autograd.Functi
 _.required               # xbarsim/cli.py, commands/trace.py: argparse subparsers' .required flag
 _.yaml_implicit_resolvers  # xbarsim/config/yamlio.py: PyYAML loader's resolver table
 _.benchmark              # xbarsim/train/loop.py: torch.backends.cudnn.benchmark
+_.on_start               # xbarsim/engine/warm.py: numba.core.event.Listener hooks, called by numba
+_.on_end                 # (the same)
 signum                   # xbarsim/cli.py: a signal handler's signature is (signum, frame)
 
 # fields read by name (dataclasses.fields, the card parsers, NamedTuple unpacking, docs tables)
