@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..config.kinds import kind_of
+from ..config.kinds import digital_stats, kind_of
 from ..config.layers import INPUT
 from ..engine.stats import LayerStats
 from ..network.reference import im2col, run_ideal
@@ -63,11 +63,3 @@ def stats_from_ideal(network, signals: np.ndarray, drain_cycles: int = 0) -> dic
         out[layer.name] = st
     return out
 
-
-def digital_stats(st, layer, x, images: int) -> None:
-    """Fill the counts of a digital layer (its kind's declaration, config/kinds.py)."""
-    kind = kind_of(layer)
-    if kind.counts_spikes_in:
-        st.spikes_in = int(x.sum(dtype=np.int64))
-    if kind.ops_per_output is not None:
-        st.digital_ops = images * layer.n_outputs * kind.ops_per_output(layer)

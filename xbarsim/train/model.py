@@ -32,7 +32,6 @@ from ..errors import XbarsimError
 from ..network.weights import LayerWeights
 from . import quant
 
-MODES = ("float", "scale", "count")
 
 
 class TorchContext:
