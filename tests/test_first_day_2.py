@@ -6,6 +6,7 @@ one pytest summary line for the skipped tests."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -201,3 +202,142 @@ def test_pytest_says_in_one_line_why_tests_skipped(tmp_path):
     assert lines == ["skipped 4 because xbarsim_no_such_module not installed: 2; nbclient not "
                      "installed (pip install 'xbarsim[notebook]'): 1; MNIST not found (set "
                      "XBARSIM_DATA): 1 (-rs lists each)"], proc.stdout
+
+
+# --- item 2: the first compile said once; xbarsim warmup ------------------------------------
+
+class _Terminal:
+    """A stream that says it is a terminal and keeps what is written."""
+
+    def __init__(self, tty=True):
+        self.text, self.tty = "", tty
+
+    def isatty(self):
+        return self.tty
+
+    def write(self, text):
+        self.text += text
+
+    def flush(self):
+        pass
+
+
+def _fresh_kernel(module: str):
+    """A new numba function (nothing cached: compiled at its first call) from ``module``."""
+    import numba
+
+    def probe(a):
+        return a + 1
+
+    probe.__module__ = module
+    return numba.njit(probe)
+
+
+def test_compile_announced_once_on_a_terminal_for_xbarsim_kernels_only():
+    from numba.core import event
+
+    from xbarsim.engine.warm import MESSAGE, announcer
+
+    tty, log = _Terminal(), _Terminal(tty=False)
+    with event.install_listener("numba:compile", announcer(tty)), \
+            event.install_listener("numba:compile", announcer(log)):
+        assert _fresh_kernel("someone.else")(1) == 2  # not ours: nothing said
+        assert tty.text == ""
+        assert _fresh_kernel("xbarsim.engine.probe")(1) == 2
+        assert tty.text == f"\r\x1b[K{MESSAGE}\n"
+        assert _fresh_kernel("xbarsim.engine.probe2")(1.5) == 2.5  # once per process
+        assert tty.text == f"\r\x1b[K{MESSAGE}\n"
+    assert log.text == ""  # not a terminal: logs and captured output unchanged
+    assert MESSAGE == "compiling the simulation kernels once (about 30 s); cached afterwards"
+
+
+def test_the_cli_installs_the_announcer_and_a_loaded_kernel_says_nothing(capsys):
+    """A kernel loaded from the cache (or already compiled) fires no compile event: a warm run is
+    silent. The command line installs the listener once."""
+    from xbarsim.engine import warm
+
+    assert main(["networks"]) == 0
+    capsys.readouterr()
+    assert len(warm._INSTALLED) == 1
+    assert main(["networks"]) == 0
+    assert len(warm._INSTALLED) == 1
+
+
+def test_warmup_steps_reach_every_route():
+    from xbarsim.engine import ROUTES
+    from xbarsim.engine.warm import _steps
+
+    names = " ".join(what for what, _ in _steps())
+    assert all(f"route {r}" in names for r in ROUTES if r != "reference"), names
+    assert "run_ideal" in names and "traced" in names
+
+
+def test_warmup_command_names_each_step_and_what_it_compiled(capsys, monkeypatch):
+    from xbarsim.engine import warm
+
+    probe = _fresh_kernel("xbarsim.engine.probe3")
+    monkeypatch.setattr(warm, "_steps", lambda: [("a step that compiles", lambda: probe(1)),
+                                                 ("the same again", lambda: probe(2))])
+    rc, out, err = cli(capsys, "warmup")
+    assert (rc, err) == (0, "")
+    first, second, total = out.splitlines()
+    assert re.fullmatch(r"a step that compiles: compiled probe in \d+\.\d s", first), first
+    assert re.fullmatch(r"the same again: cached \(\d+\.\d\d s\)", second), second
+    assert re.fullmatch(r"warmup: 1 of 2 steps compiled, \d+\.\d s in all; the kernels are "
+                        r"cached in .+", total), total
+
+
+@pytest.mark.slow
+def test_warmup_command_says_what_it_did(capsys):
+    rc, out, err = cli(capsys, "warmup")
+    assert (rc, err) == (0, "")
+    lines = out.splitlines()
+    assert [ln.split(":")[0] for ln in lines[:-1]] == [
+        "threading layer", "ideal network (run_ideal)", "route blocked (the default)",
+        "route grouped", "route fast", "route fast, int64 fallback", "route bernoulli",
+        "route nonideal (IFC offsets)", "route nonideal (read noise)",
+        "route floating (wires, idle rows floating)", "traced run"]
+    assert lines[-1].startswith("warmup: ") and " steps compiled, " in lines[-1]
+    rc, out, err = cli(capsys, "warmup")  # now everything is cached
+    assert all(ln.split(": ", 1)[1].startswith("cached (") for ln in out.splitlines()[:-1])
+    assert out.splitlines()[-1].startswith("warmup: 0 of 11 steps compiled, ")
+
+
+def _on_a_terminal(argv, env):
+    """``python -m xbarsim ARGV`` with stderr on a pseudo-terminal; returns what it wrote there."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "xbarsim", *argv], stdout=subprocess.DEVNULL,
+                            stderr=slave, env=env, cwd=ROOT)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    assert proc.wait(timeout=600) == 0, b"".join(chunks)
+    return b"".join(chunks).decode().replace("\r\n", "\n")
+
+
+@pytest.mark.slow
+def test_first_run_says_it_compiles_and_the_second_does_not(tmp_path):
+    """A fresh numba cache: the first run prints the line once before compiling (≈30 s), the
+    second is silent."""
+    import os
+
+    from xbarsim.engine.warm import MESSAGE
+
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache"), "MPLBACKEND": "Agg"}
+    argv = ["run", "lenet-mnist-4b", "--samples", "2", "--no-progress"]
+    first = _on_a_terminal(argv, env)
+    assert first.count(MESSAGE) == 1, first
+    assert MESSAGE not in _on_a_terminal(argv, env)

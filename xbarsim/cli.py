@@ -13,7 +13,7 @@ import sys
 from .errors import XbarsimError
 
 COMMANDS = ("networks", "map", "run", "trace", "report", "table5", "train", "paper", "sweep",
-            "spice", "import_model", "export")
+            "spice", "import_model", "export", "warmup")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -50,6 +50,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     args.traceback = args.traceback or traceback
     previous = _terminate_as_interrupt()
+    _announce_compiles()
     try:
         return _dispatch(args)
     finally:
@@ -96,6 +97,14 @@ def _thread_defaults() -> None:
     import os
 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def _announce_compiles() -> None:
+    """One line on a terminal's stderr when numba starts compiling a kernel that is not cached
+    yet (a fresh install's first run waits about 30 s for it): xbarsim/engine/warm.py."""
+    from .engine.warm import announce_compiles
+
+    announce_compiles()
 
 
 def _take_traceback(argv: list) -> tuple:
