@@ -72,6 +72,26 @@ def test_yaml_copied_out_of_networks_names_the_shipped_card(tmp_path, capsys):
         f"device: paper-50k-1m")
 
 
+def test_shipped_yaml_copied_out_says_how_to_fix_device_and_weights(tmp_path, capsys):
+    net = tmp_path / "mine" / "lenet.yaml"
+    net.parent.mkdir()
+    text = (ROOT / "networks" / "lenet-mnist-4b.yaml").read_text()
+    net.write_text(text)
+    assert one_line(capsys, "map", net).startswith(f"{net}:11: device: file not found: ")
+    net.write_text(text.replace("device: ../devices/paper-50k-1m.yaml", "device: paper-50k-1m"))
+    npz = (ROOT / "networks" / "lenet-mnist-4b.npz").resolve()
+    assert one_line(capsys, "map", net) == (
+        f"{net}:12: weights: file not found: {net.parent}/lenet-mnist-4b.npz (got "
+        f"lenet-mnist-4b.npz): the shipped lenet-mnist-4b.npz is {npz}; write weights: {npz}, "
+        f"or copy it beside the YAML")
+    net.write_text(text.replace("device: ../devices/paper-50k-1m.yaml", "device: paper-50k-1m")
+                   .replace("weights: lenet-mnist-4b.npz", f"weights: {npz}"))
+    from dataclasses import replace
+
+    spec = load_network_spec(net)
+    assert replace(spec, source="") == replace(load_network_spec("lenet-mnist-4b"), source="")
+
+
 def test_yaml_device_missing_file_without_a_shipped_twin_unchanged(tmp_path, capsys):
     net = tiny(tmp_path, "no-such-card.yaml")
     assert one_line(capsys, "map", net) == (

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 
 from ..errors import ConfigError
-from ..io.shipped import require_shipped
+from ..io.shipped import require_shipped, shipped_dir
 from .device import DeviceCard, card_path, load_device, parse_device
 from .kinds import KINDS, all_keys, fmt_shape as _fmt, kind_of, numel as _numel
 from .layers import INPUT, LayerSpec, NetworkSpec
@@ -97,7 +98,14 @@ def _parse_weights_ref(sec: Section):
         return "random"
     if not isinstance(value, str) or not value:
         raise sec.error("weights", "must be a .npz file path or 'random'", value)
-    return sec.path("weights")
+    try:
+        return sec.path("weights")
+    except ConfigError as exc:  # a YAML copied out of networks/: say where its weights are
+        shipped = shipped_dir("networks") / Path(value).name
+        if not exc.message.startswith("file not found") or not shipped.is_file():
+            raise
+        raise sec.error("weights", f"{exc.message} (got {value}): the shipped {shipped.name} is "
+                        f"{shipped}; write weights: {shipped}, or copy it beside the YAML") from None
 
 
 def _parse_layers(sec: Section, input_shape: tuple) -> list:
