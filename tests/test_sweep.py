@@ -105,13 +105,29 @@ def test_api_dataframe_points_list_and_arrays(tiny):
     labels = rng.integers(0, 10, 10)
     df = xbarsim.sweep(tiny, [{"engine.encoding": "burst"}, {"engine.encoding": "uniform",
                                                              NOISE: NOISE_VALUES[1]}],
-                       seeds=1, samples=None, data=(images, labels))
+                       seeds=1, samples=None, data=(images, labels), as_frame=True)
     assert isinstance(df, pd.DataFrame) and len(df) == 2
     assert list(df["engine.encoding"]) == ["burst", "uniform"]
     assert df["samples"].tolist() == [10, 10]
     no_labels = xbarsim.sweep(tiny, {"engine.encoding": ["uniform"]}, seeds=1, data=images,
                               as_frame=False)
     assert no_labels[0]["accuracy"] is None and 0 <= no_labels[0]["agreement"] <= 1
+
+
+def test_api_returns_one_type_whether_or_not_pandas_is_installed(tiny, monkeypatch):
+    """A list of dicts by default, pandas or not; ``as_frame=True`` without pandas: one line."""
+    import sys
+
+    from xbarsim.errors import XbarsimError
+    images = np.random.default_rng(2).integers(0, 256, (4, 1, 8, 8), dtype=np.uint8)
+    rows = xbarsim.sweep(tiny, {"engine.encoding": ["uniform"]}, seeds=1, samples=None,
+                         data=images)
+    assert isinstance(rows, list) and isinstance(rows[0], dict) and rows[0]["samples"] == 4
+    monkeypatch.setitem(sys.modules, "pandas", None)  # import pandas → ImportError
+    with pytest.raises(XbarsimError) as exc:
+        xbarsim.sweep(tiny, {"engine.encoding": ["uniform"]}, seeds=1, samples=None, data=images,
+                      as_frame=True)
+    assert str(exc.value) == "as_frame=True needs pandas (pip install pandas)"
 
 
 def test_hardware_built_once_per_device_card(tiny):

@@ -1,11 +1,13 @@
 """Parameter sweeps: build a network once, evaluate it at many device/engine parameter points.
 
 >>> import xbarsim
->>> df = xbarsim.sweep("networks/lenet-mnist-4b.yaml",                   # doctest: +SKIP
-...                    {"device.read_noise_rel": [0, 0.05, 0.1],
-...                     "device.variation_rel": [0, 0.1]},
-...                    seeds=range(5), samples=2000, workers=2, out="sweeps/lenet")
->>> xbarsim.sweep.aggregate_rows(df.to_dict("records"))               # doctest: +SKIP
+>>> rows = xbarsim.sweep("networks/lenet-mnist-4b.yaml",                 # doctest: +SKIP
+...                      {"device.read_noise_rel": [0, 0.05, 0.1],
+...                       "device.variation_rel": [0, 0.1]},
+...                      seeds=range(5), samples=2000, workers=2, out="sweeps/lenet")
+>>> xbarsim.sweep.aggregate_rows(rows)                                  # doctest: +SKIP
+
+Rows are a list of dicts (``as_frame=True``: a pandas DataFrame).
 
 ``xbarsim.sweep`` is both this subpackage and, when called, :func:`sweep` (the module is
 callable), so ``xbarsim.sweep(...)``, ``from xbarsim.sweep import sweep, load_results`` and

@@ -131,8 +131,8 @@ def plot_dir(directory, out=None, fmt: str = "png") -> Plots:
 def plot_rows(rows, params, out: Path, title="", fmt: str = "png") -> Plots:
     """Write ``accuracy_vs_<param>.<fmt>`` and ``mismatch_vs_<param>.<fmt>`` (``fmt``: png,
     pdf or svg) for each swept parameter
-    of ``rows`` (one row per (point, seed), as :func:`xbarsim.sweep` returns with
-    ``as_frame=False``) into ``out``.
+    of ``rows`` (one row per (point, seed), as :func:`xbarsim.sweep` returns them: a list
+    of dicts) into ``out``.
 
     Returns the paths written (a list, in that order) with the figures drawn in its ``figures``
     attribute: ``paths.figures[i]`` is the :class:`matplotlib.figure.Figure` saved to

@@ -713,7 +713,7 @@ def prepare(network, grid, seeds, samples, data=None, options=None, batch=256, s
 
 
 def sweep(network, grid, seeds=range(5), samples=2000, data=None, *, out=None, workers=1,
-          scheduler=None, options=None, batch=256, split="test", aggregate=False, as_frame=None,
+          scheduler=None, options=None, batch=256, split="test", aggregate=False, as_frame=False,
           progress=False):
     """Evaluate ``network`` at every point of ``grid`` for every seed.
 
@@ -733,7 +733,8 @@ def sweep(network, grid, seeds=range(5), samples=2000, data=None, *, out=None, w
         (``tcp://host:port``) or a ``distributed.Client``.
     aggregate: False → one row per (point, seed); True → one row per point with the mean, the
         standard deviation (``_std``) over seeds and ``n_seeds``.
-    as_frame: return a pandas DataFrame (default: when pandas is importable) else a list of dicts.
+    as_frame: False (default) → a list of dicts, one per row; True → a pandas DataFrame of the
+        same rows (an error in one line when pandas is not installed).
 
     Row columns: the parameters, ``seed``, ``samples``, ``accuracy``, ``ideal_accuracy``,
     ``agreement`` (fraction of images classified as the ideal integer network does),
@@ -809,20 +810,20 @@ def _is_param(col: str) -> bool:
     return col.split(".")[0] in P.GROUPS
 
 
-def to_table(rows: list, as_frame=None):
-    if as_frame is None or as_frame:
-        try:
-            import pandas as pd
-        except ImportError:
-            if as_frame:
-                raise XbarsimError("as_frame=True needs pandas (pip install pandas)") from None
-            return rows
-        return pd.DataFrame(rows)
-    return rows
+def to_table(rows: list, as_frame: bool = False):
+    """``rows`` as they are (a list of dicts), or a pandas DataFrame when ``as_frame``."""
+    if not as_frame:
+        return rows
+    try:
+        import pandas as pd
+    except ImportError:
+        raise XbarsimError("as_frame=True needs pandas (pip install pandas)") from None
+    return pd.DataFrame(rows)
 
 
-def load_results(directory, aggregate=False, as_frame=None):
-    """The finished runs of a results directory as a table (see :func:`sweep`)."""
+def load_results(directory, aggregate=False, as_frame=False):
+    """The finished runs of a results directory: a list of dicts, or a pandas DataFrame with
+    ``as_frame=True`` (see :func:`sweep`)."""
     records, _ = Store(directory).records()
     rows = [flatten(r) for r in records]
     if aggregate:

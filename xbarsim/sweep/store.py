@@ -39,10 +39,6 @@ MAX_MANIFEST_BYTES = 256 << 20
 MAX_POINT_BYTES = 4 << 20
 
 
-def atomic_write(path: Path, text: str) -> None:
-    atomic_write_text(path, text)
-
-
 def dumps(obj) -> str:
     return json.dumps(obj, indent=1, sort_keys=True, allow_nan=False) + "\n"
 
@@ -79,7 +75,7 @@ class Store:
                     stale.unlink()
             except OSError:
                 pass
-        atomic_write(self.root / "sweep.json", dumps(manifest))
+        atomic_write_text(self.root / "sweep.json", dumps(manifest))
         self._manifest = manifest
 
     def manifest(self, missing_ok=False) -> dict | None:
@@ -109,7 +105,7 @@ class Store:
         """Store a finished run, bound to this sweep by its fingerprint (``base``)."""
         if self._manifest is not None:
             record = {**record, "base": self._manifest["base"]}
-        atomic_write(self.point_path(record["key"]), dumps(record))
+        atomic_write_text(self.point_path(record["key"]), dumps(record))
 
     def read(self, key: str, run: dict | None = None) -> dict:
         """The record of run ``key``, checked (``run``: the planned run it must belong to)
@@ -132,7 +128,7 @@ class Store:
 
     def write_csv(self, rows: list) -> Path:
         path = self.root / "results.csv"
-        atomic_write(path, to_csv(rows))
+        atomic_write_text(path, to_csv(rows))
         return path
 
 
