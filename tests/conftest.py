@@ -38,8 +38,8 @@ def pytest_terminal_summary(terminalreporter):
     if not skipped:
         return
     reasons = Counter(skip_reason(r) for r in skipped)
-    parts = "; ".join(f"{reason}: {n}" for reason, n in reasons.most_common())
-    terminalreporter.write_line(f"skipped {len(skipped)} because {parts} (-rs lists each)")
+    parts = "; ".join(f"{n} because {reason}" for reason, n in reasons.most_common())
+    terminalreporter.write_line(f"skipped {len(skipped)}: {parts} (pytest -rs lists each)")
 
 
 # -- helpers shared by test files -------------------------------------------------------------------

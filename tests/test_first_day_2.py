@@ -219,9 +219,9 @@ def test_pytest_says_in_one_line_why_tests_skipped(tmp_path):
                           timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("skipped ")]
-    assert lines == ["skipped 4 because xbarsim_no_such_module not installed: 2; nbclient not "
-                     "installed (pip install 'xbarsim[notebook]'): 1; MNIST not found (set "
-                     "XBARSIM_DATA): 1 (-rs lists each)"], proc.stdout
+    assert lines == ["skipped 4: 2 because xbarsim_no_such_module not installed; 1 because "
+                     "nbclient not installed (pip install 'xbarsim[notebook]'); 1 because MNIST "
+                     "not found (set XBARSIM_DATA) (pytest -rs lists each)"], proc.stdout
 
 
 # --- item 2: the first compile said once; xbarsim warmup ------------------------------------
