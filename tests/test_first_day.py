@@ -277,7 +277,7 @@ def test_spice_tile_defaults_to_the_most_active_position(tmp_path, capsys):
 
 
 def test_most_active_breaks_ties_by_the_second_measure_then_the_lower_index():
-    from xbarsim.commands.spice import most_active
+    from xbarsim.spice.cases import most_active
 
     assert most_active(np.array([0, 3, 3, 1], np.uint64), np.array([9, 1, 2, 0])) == 2
     assert most_active(np.zeros(4, np.uint8), np.array([0, 5, 5, 1])) == 1

@@ -14,7 +14,7 @@ def run_in_shards(args, network, images, labels, options, keep, writer, progress
     """The merged result of the sharded run (identical to a single-process run)."""
     from ..sweep.shards import run_sharded
 
-    # --workers, --scheduler and --shard-size were checked before any work (run._check_sharding)
+    # --workers, --scheduler and --shard-size were checked before any work (sweep.runner.check_sharding)
 
     def log(msg):
         print(msg, file=sys.stderr)

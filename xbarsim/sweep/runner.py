@@ -376,6 +376,21 @@ def plan(points, seeds, base: str) -> list:
 MAX_WORKERS = 256
 
 
+def check_sharding(workers: int = 1, scheduler=None, shard_size=None):
+    """``run --workers/--scheduler/--shard-size`` checked before any work; returns the checked
+    scheduler address (or None)."""
+    if not 1 <= workers <= MAX_WORKERS:
+        raise XbarsimError(f"--workers: must be in 1..{MAX_WORKERS} (got {workers})")
+    if shard_size is not None and shard_size < 1:
+        raise XbarsimError(f"--shard-size: must be >= 1 (got {shard_size})")
+    if scheduler is None:
+        return None
+    if workers != 1:
+        raise XbarsimError("--workers and --scheduler: give one (the cluster has its own "
+                           "workers)")
+    return check_scheduler(scheduler)
+
+
 def execute(ctx, runs, *, store: Store | None = None, workers: int = 1, scheduler=None,
             progress: bool = False, on_done=None, unit: str = "point",
             keep_results: bool = True, spool=None) -> dict:
