@@ -4,11 +4,7 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from dataclasses import replace
-
-from ..errors import XbarsimError
 
 
 def register(sub) -> None:
@@ -90,74 +86,15 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def parse_bits(text: str) -> tuple:
-    parts = text.split(",")
-    try:
-        m, n = (int(p) for p in parts)
-    except ValueError:
-        raise XbarsimError(f"--bits: must be M,N, two integers (got {text})") from None
-    if not 1 <= m <= 16 or not 2 <= n <= 16:
-        raise XbarsimError(f"--bits: M must be in 1..16 and N in 2..16 (got {text})")
-    return m, n
-
-
 def run(args) -> int:
-    from ..config.section import check_seed
-    from ..io.paths import check_out_file
+    from ..train.options import check_outputs, train_config, train_spec, write_log
 
-    check_seed(args.seed, "--seed")
-    m, n = parse_bits(args.bits)
-    if not 0 <= args.label_smoothing < 1:
-        raise XbarsimError(f"--label-smoothing: must be in [0, 1) (got {args.label_smoothing})")
-    check_out_file(args.out, "--out")
-    if args.log:
-        check_out_file(args.log, "--log")
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        raise XbarsimError("xbarsim train needs PyTorch: pip install -e '.[train]'") from None
-    from ..config.spec import load_network_spec
-    from ..train.checkpoint import default_path
-    from ..train.loop import TrainConfig, save_result, train
+    m, n = check_outputs(seed=args.seed, bits=args.bits, label_smoothing=args.label_smoothing,
+                         out=args.out, log=args.log)
+    from ..train.loop import save_result, train
 
-    spec = load_network_spec(args.network)
-    in_bits = m if spec.input_bits == spec.signal_bits else spec.input_bits
-    spec = replace(spec, signal_bits=m, weight_bits=n, input_bits=in_bits)
-    if args.bias_mode is not None:
-        spec = replace(spec, bias_mode=args.bias_mode)
-    lambdas = {}
-    names = [l.name for l in spec.compute_layers]
-    for item in args.layer_lambda:
-        name, _, value = item.partition("=")
-        if name not in names:
-            raise XbarsimError(f"--layer-lambda: no conv/fc layer '{name}' (have {', '.join(names)})")
-        try:
-            lambdas[name] = float(value)
-        except ValueError:
-            raise XbarsimError(f"--layer-lambda: {item}: value must be a number") from None
-    if not 0 < args.calib_quantile <= 1:
-        raise XbarsimError(f"--calib-quantile: must be in (0, 1] (got {args.calib_quantile})")
-    if args.shift is not None and args.shift < 0:
-        raise XbarsimError(f"--shift: must be >= 0 (got {args.shift})")
-    for key in ("epochs", "finetune_epochs", "cycle_epochs", "batch", "threads"):
-        v = getattr(args, key)
-        if v < (1 if key in ("batch", "threads") else 0):
-            raise XbarsimError(f"--{key.replace('_', '-')}: must be >= "
-                               f"{1 if key in ('batch', 'threads') else 0} (got {v})")
-    lr = args.lr if args.lr is not None else (1e-3 if args.init else 3e-3)
-    cfg = TrainConfig(method=args.method, epochs=args.epochs, finetune_epochs=args.finetune_epochs,
-                      cycle_epochs=args.cycle_epochs, batch=args.batch, lr=lr,
-                      finetune_lr=args.finetune_lr,
-                      weight_decay=args.weight_decay, lam=args.lam, lambdas=lambdas,
-                      alpha=args.alpha, grid=args.grid, shift=args.shift, flip=args.flip,
-                      batch_norm=args.batch_norm, channels_last=args.channels_last,
-                      optimizer=args.optimizer, label_smoothing=args.label_smoothing,
-                      decay_norm_bias=args.decay_norm_bias,
-                      schedule=args.schedule, quantile=args.calib_quantile, seed=args.seed,
-                      threads=args.threads, train_limit=args.train_limit,
-                      test_limit=args.test_limit,
-                      checkpoint=str(args.checkpoint or default_path(args.out)),
-                      resume=args.resume, device=args.torch_device)
+    spec = train_spec(args.network, m, n, args.bias_mode)
+    cfg = train_config(spec, **vars(args))
 
     def log(line):
         print(line, flush=True)
@@ -169,9 +106,5 @@ def run(args) -> int:
         print(f"test accuracy ({k}): {100 * v:.2f}%")
     print(f"weights written to {args.out} (M={m}, N={n}, method {args.method}, seed {args.seed})")
     if args.log:
-        from ..engine.trace import atomic_write_text
-        atomic_write_text(args.log, json.dumps({"config": vars(args) | {"func": None},
-                                                "history": res.history, "figures": res.figures,
-                                                "clustering": res.clustering}, indent=1,
-                                               default=str))
+        write_log(args.log, vars(args) | {"func": None}, res)
     return 0

@@ -9,6 +9,8 @@ package never imports it; ``xbarsim train`` imports it lazily.
                     signal modes ``float`` / ``scale`` (w/o) / ``count`` (Neuron Convergence) and
                     optionally quantized weights; exact integer export and evaluation.
 * :mod:`.loop`    - seeded, reproducible training loops and the ``plain`` / ``nc`` / ``nc+wc`` recipes.
+* :mod:`.options` - ``xbarsim train``'s options checked (before PyTorch is imported) and turned
+                    into a spec and a ``TrainConfig``; the ``--log`` file.
 
 See docs/training.md.
 """
