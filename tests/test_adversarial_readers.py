@@ -367,7 +367,7 @@ def test_calibrate_file_errors_are_one_line(exported, capsys, make, why):
 
 
 def test_calibration_images_read_only_the_first_samples(tmp_path):
-    from xbarsim.commands.import_model import calibration_images
+    from xbarsim.interop.model_file import calibration_images
 
     _sparse_npy(tmp_path / "big.npy", 1 << 28)  # 4 GiB declared, a few bytes on disk
     images, labels, source = calibration_images(str(tmp_path / "big.npy"), 2)

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
-from ..errors import InputFileError, XbarsimError
+from ..errors import XbarsimError
 
 
 def register(sub) -> None:
@@ -48,33 +46,6 @@ def parse_bits(text):
     return m, n
 
 
-def calibration_images(text, samples: int):
-    """``(images, labels or None, description)`` for ``--calibrate``."""
-    if text is None:
-        return None, None, None
-    if text in ("mnist", "cifar10"):
-        from ..io import datasets
-
-        images, labels = datasets.load_dataset(text, split="train", limit=samples,
-                                               download=False)
-        return images, labels, f"{len(images)} {text} training images"
-    path = Path(text)
-    if path.suffix != ".npy":
-        raise XbarsimError(f"--calibrate: expected mnist, cifar10 or a .npy file (got {text})")
-    from ..io.files import load_npy_file
-
-    def fail(why):
-        return InputFileError(path, "--calibrate", why)
-
-    # the hardened reader (a regular file, header checked); only the first --samples images
-    # are read, so a file of any declared size costs what those images take
-    images = load_npy_file(path, fail, rows=samples)
-    if images.dtype != np.uint8:
-        raise fail(f"images must be uint8 (got {images.dtype})")
-    images = images[:samples]  # (a Fortran-order array is read whole, within the budget)
-    return images, None, f"{len(images)} images from {path}"
-
-
 def run(args) -> int:
     model = Path(args.model)
     out = Path(args.out)
@@ -88,7 +59,6 @@ def run(args) -> int:
     if not 0.0 < args.quantile <= 1.0:
         raise XbarsimError(f"--quantile: must be in (0, 1] (got {args.quantile})")
     m, n = parse_bits(args.bits)
-    name = args.name or out.stem
     shape = None
     if args.input_shape:
         try:
@@ -96,34 +66,12 @@ def run(args) -> int:
             assert len(shape) == 3 and min(shape) >= 1
         except (ValueError, AssertionError):
             raise XbarsimError(f"--input-shape: expected C,H,W (got {args.input_shape})") from None
-    if model.suffix == ".nir":
-        from ..interop.nir_io import is_xbarsim_graph, load_graph, read_nir
+    from ..interop.model_file import import_model_file
 
-        exact = is_xbarsim_graph(load_graph(model))
-        images, labels, source = (None, None, None) if exact and not args.calibrate else \
-            calibration_images(args.calibrate, args.samples)
-        opts = {} if exact else {"quantile": args.quantile, "input_shape": shape,
-                                 "labels": labels}
-        res = read_nir(model, images, signal_bits=m, weight_bits=n, name=name, **opts)
-    elif model.suffix == ".pt2":
-        if m is None:
-            raise XbarsimError("--bits: required for a .pt2 model (e.g. --bits 8,8)")
-        images, labels, source = calibration_images(args.calibrate, args.samples)
-        if images is None:
-            raise XbarsimError("--calibrate: required for a .pt2 model (mnist, cifar10 or "
-                               "FILE.npy): it chooses each layer's output unit θ")
-        try:
-            import torch  # noqa: F401
-        except ImportError:
-            raise XbarsimError("importing .pt2 needs the train extra (torch): pip install "
-                               "'xbarsim[train]'") from None
-        from ..interop.torch_import import import_exported, load_pt2
-        program = load_pt2(model, trust_pickle=args.trust_pickle)
-        res = import_exported(program, images, signal_bits=m, weight_bits=n, name=name,
-                              where=str(model), labels=labels, quantile=args.quantile)
-    else:
-        raise XbarsimError(f"{model}: expected a .pt2 (torch.export.save) or .nir file "
-                           f"(got {model.suffix or 'no suffix'})")
+    res, source = import_model_file(model, bits=(m, n), calibrate=args.calibrate,
+                                    samples=args.samples, quantile=args.quantile,
+                                    name=args.name or out.stem, input_shape=shape,
+                                    trust_pickle=args.trust_pickle)
     from ..interop.quantize import format_rows
 
     net = res.network
