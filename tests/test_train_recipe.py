@@ -42,6 +42,7 @@ def _model():
 
 @pytest.mark.train
 def test_no_decay_norm_bias_decays_only_the_conv_and_fc_weights():
+    pytest.importorskip("torch")
     from xbarsim.train.loop import param_groups
 
     model = _model()
@@ -57,7 +58,7 @@ def test_no_decay_norm_bias_decays_only_the_conv_and_fc_weights():
 
 @pytest.mark.train
 def test_default_decays_everything_as_before():
-    import torch
+    torch = pytest.importorskip("torch")
 
     from xbarsim.train.loop import param_groups
 
@@ -92,7 +93,7 @@ def test_label_smoothing_out_of_range_is_one_line(value, tmp_path):
 
 @pytest.mark.train
 def test_unfolded_batch_norm_computes_the_folded_network():
-    import torch
+    torch = pytest.importorskip("torch")
 
     from xbarsim.train.model import fold_batch_norm, unfold_batch_norm
 
