@@ -39,3 +39,18 @@ def test_a_failing_writer_leaves_the_old_file_and_no_temporary(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.txt"]
     atomic_write(tmp_path / "sub" / "b.bin", lambda fh: fh.write(b"\x00\x01"), mode="wb")
     assert (tmp_path / "sub" / "b.bin").read_bytes() == b"\x00\x01"
+
+
+def test_reading_the_umask_never_changes_it(monkeypatch):
+    """Issue 28: the umask was set to 0 and back around every write, so a file another thread
+    created in that window got mode 0666. On Linux it is read from /proc, never set."""
+    import xbarsim.io.atomic as atomic
+
+    if not os.path.exists("/proc/self/status"):
+        pytest.skip("no /proc/self/status here")
+    calls = []
+    real = os.umask(0o022)
+    os.umask(real)
+    monkeypatch.setattr(atomic.os, "umask", lambda m: calls.append(m) or 0)
+    assert atomic._umask() == real
+    assert calls == []
