@@ -25,6 +25,7 @@ def test_run_record_from_the_library_is_the_json_the_command_prints(capsys):
     """``run_record`` on a ``Simulator`` run equals ``xbarsim run --json`` (same images, seed)."""
     import xbarsim
     from xbarsim.cost import estimate
+    from xbarsim.cost.neurobench import neurobench_metrics
     from xbarsim.engine.record import record_json, report_lines, run_record
     from xbarsim.io.inputs import load_inputs
 
@@ -35,8 +36,9 @@ def test_run_record_from_the_library_is_the_json_the_command_prints(capsys):
     assert note.startswith("note: using the shipped MNIST sample")
     sim = xbarsim.Simulator(net)
     result = sim.run(images)
-    record = run_record(net, result, sim.options, source=source, labels=labels,
-                        cost=estimate(net, result.stats, images=len(images)))
+    cost = estimate(net, result.stats, images=len(images))
+    record = run_record(net, result, sim.options, source=source, labels=labels, cost=cost,
+                        neurobench=neurobench_metrics(net, result.stats, len(images), cost))
     assert record_json(record) + "\n" == out
     assert json.loads(out)["samples"] == 8
     lines = report_lines(record)

@@ -54,7 +54,14 @@ def _from_results(path: Path) -> tuple:
     cost = data.get("cost") if isinstance(data, dict) else None
     if not isinstance(cost, dict) or "layers" not in cost:
         raise DataError(f"{file}: cost: missing (the run that wrote it had no cost model)")
-    return cost, file.parent
+    nb = data.get("neurobench")
+    if nb is not None:  # its lines, checked here: a hand-edited file fails in one line
+        from ..engine.record import neurobench_lines
+        try:
+            nb = neurobench_lines(nb)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise DataError(f"{file}: neurobench: not the metrics of a run ({exc!r})") from None
+    return cost, file.parent, nb
 
 
 def _from_network(args) -> tuple:
@@ -97,6 +104,7 @@ def run(args) -> int:
         from ..io.shipped import resolve_shipped
         src = resolve_shipped(src, "networks")  # `xbarsim report lenet-mnist-4b`
         args.source = str(src)
+    nb = None  # the lines of the NeuroBench metrics a results file holds (docs/metrics.md)
     if src.suffix in (".yaml", ".yml"):
         cost, out_dir = _from_network(args)
         if not args.no_charts or args.out:
@@ -106,7 +114,7 @@ def run(args) -> int:
         if args.circuit or args.positions:
             raise XbarsimError("--circuit/--positions: only for a network YAML source (a results "
                                "directory is drawn as it was costed)")
-        cost, out_dir = _from_results(src)
+        cost, out_dir, nb = _from_results(src)
         if args.out:
             out_dir = Path(args.out)
     paths = []
@@ -119,6 +127,8 @@ def run(args) -> int:
     if "inputs" in cost:
         print(f"inputs: {cost['inputs']}")
     print(format_cost(cost))
+    if nb:
+        print("\n".join(nb))
     for p in paths:
         print(f"wrote {p}")
     return 0

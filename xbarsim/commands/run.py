@@ -89,6 +89,7 @@ def check_flags(args):
 
 def run(args) -> int:
     from ..cost import estimate, format_cost
+    from ..cost.neurobench import neurobench_metrics
     from ..engine import EngineOptions, Simulator
     from ..engine.record import (check_outputs, record_json, report_lines, run_record, trace_writer,
                                   write_results)
@@ -129,7 +130,9 @@ def run(args) -> int:
         writer.set_classes(result.predictions, labels)
         writer.close()
     cost = estimate(network, result.stats, images=len(images))  # speed, energy, area
-    out = run_record(network, result, options, source=source, labels=labels, cost=cost)
+    nb = neurobench_metrics(network, result.stats, images=len(images), cost=cost)
+    out = run_record(network, result, options, source=source, labels=labels, cost=cost,
+                     neurobench=nb)
     if args.save_counts:
         atomic_savez(args.save_counts, {k: v for k, v in result.counts.items()})
     written = write_results(args.out, out, spec) if args.out else None

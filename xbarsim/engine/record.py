@@ -44,10 +44,13 @@ def trace_writer(spec, directory, trace_format="raw", layers=None, images=None):
     return TraceWriter(directory, spec, layers=names, images=images)
 
 
-def run_record(network, result, options, *, source: str, labels=None, cost=None) -> dict:
+def run_record(network, result, options, *, source: str, labels=None, cost=None,
+               neurobench=None) -> dict:
     """The JSON-ready record of a run of ``network`` (``result`` from ``Simulator.run`` with
     ``options``) on the images ``source`` describes; accuracies when ``labels`` are given; the
-    cost report's dict when ``cost`` (a :class:`~xbarsim.cost.CostReport`) is."""
+    cost report's dict when ``cost`` (a :class:`~xbarsim.cost.CostReport`) is; the NeuroBench
+    metrics under ``"neurobench"`` when ``neurobench`` (the dict of
+    :func:`xbarsim.cost.neurobench.neurobench_metrics`) is."""
     spec = network.spec
     out = {
         "network": spec.name,
@@ -66,6 +69,8 @@ def run_record(network, result, options, *, source: str, labels=None, cost=None)
     }
     if cost is not None:
         out["cost"] = cost.to_dict()
+    if neurobench is not None:
+        out["neurobench"] = neurobench
     return out
 
 
@@ -124,7 +129,31 @@ def report_lines(record: dict) -> list:
              f"{100 * r['mismatch_fraction']:.2f}%", f"{100 * r['saturated_fraction']:.2f}%")
             for r in record["layers"]]
     lines.append(format_table(header, rows))
+    if record.get("neurobench"):
+        lines += neurobench_lines(record["neurobench"])
     return lines
+
+
+def neurobench_lines(nb: dict) -> list:
+    """The NeuroBench metrics of a record (docs/metrics.md), one line each, per image where they
+    count operations; the circuit card's energy beside a count when the record has it."""
+    energy = nb.get("energy_per_image_j", {})
+
+    def joule(key):
+        return f"   ({energy[key] * 1e9:.4g} nJ/image)" if key in energy else ""
+
+    syn = nb["synaptic_operations"]
+    return ["NeuroBench metrics (NeuroBench 2.x definitions, docs/metrics.md):",
+            f"  footprint            {nb['footprint']:,} bytes",
+            f"  connection sparsity  {nb['connection_sparsity']:.4f}",
+            f"  activation sparsity  {nb['activation_sparsity']:.4f}",
+            f"  synaptic operations  dense {syn['dense']:,.0f}   effective MACs "
+            f"{syn['effective_macs']:,.0f}   effective ACs {syn['effective_acs']:,.0f} per image"
+            + joule("synaptic_operations"),
+            f"  membrane updates     {nb['membrane_updates']:,.0f} per image"
+            + joule("membrane_updates"),
+            f"  neuron operations    {nb['neuron_operations']:,.0f} per image"
+            + joule("neuron_operations")]
 
 
 def write_results(directory, record: dict, spec) -> Path:
