@@ -152,6 +152,7 @@ def pt2(tmp_path_factory) -> bytes:
     from torch import nn
 
     torch.manual_seed(0)
+    # .eval() is nn.Module's inference mode (no dropout/batch-norm updates), not Python's eval
     model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(72, 3)).eval()
     ep = torch.export.export(model, (torch.zeros(2, 1, 8, 8),),
                              dynamic_shapes=({0: torch.export.Dim.AUTO},))
@@ -317,6 +318,8 @@ def test_guards_code_is_never_run(pt2, tmp_path, capsys):
 
 
 def _with_expression(pt2, marker) -> bytes:
+    # the attacker's payload, written into the crafted file as text; it only ever touches a marker
+    # file in the test's tmp_path, and the test asserts xbarsim never runs it
     code = f"__import__('builtins').exec(\"open({str(marker)!r}, 'w').close()\")"
 
     def expression(doc):
@@ -534,7 +537,9 @@ def test_malicious_checkpoint_is_refused_and_never_run(tmp_path):
         f"{path}: --resume: holds a Python object other than tensors and plain values (global "
         "exec); xbarsim reads checkpoints as data and never runs code from them")
     assert not marker.exists()
-    torch.load(path, weights_only=False)  # what xbarsim used to do: the payload runs
+    # safe: the test's own crafted file, whose payload only creates a marker in tmp_path; this
+    # proves the payload is live (what xbarsim used to do), so the refusal above is meaningful
+    torch.load(path, weights_only=False)
     assert marker.exists()
 
 

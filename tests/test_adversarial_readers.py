@@ -353,6 +353,7 @@ def test_calibrate_with_a_sparse_6_gib_npy_reads_only_the_samples(exported):
     (lambda p: p.write_bytes(npy_header((10**9, 1, 4, 4)) + bytes(32)),
      "declared array shape (1000000000, 1, 4, 4) of uint8 needs 16,000,000,000 bytes but the "
      "file holds at most 160"),
+    # writes (never reads) a pickled .npy: the input xbarsim must refuse without unpickling
     (lambda p: np.save(p, np.array([{"a": 1}], dtype=object), allow_pickle=True),
      "holds Python objects (a pickle), which xbarsim does not load"),
     (lambda p: np.save(p, np.zeros((2, 1, 4, 4))), "images must be uint8 (got float64)"),

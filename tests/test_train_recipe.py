@@ -100,7 +100,7 @@ def test_unfolded_batch_norm_computes_the_folded_network():
     model = _model()
     x = torch.rand(16, 3, 8, 8, generator=torch.Generator().manual_seed(1))
     fold_batch_norm(model)             # a float-form file's network: no batch norm
-    model.eval()
+    model.eval()  # nn.Module inference mode, not Python's eval
     folded = model(x)
     again = _model()                   # batch norm, fresh (γ = 1, β = 0)
     with torch.no_grad():

@@ -112,7 +112,7 @@ def test_folded_batch_norm_computes_the_eval_mode_network():
             bn.weight.copy_(torch.randn(bn.num_features, generator=g))
             bn.bias.copy_(torch.randn(bn.num_features, generator=g))
     x = model.prepare(torch.randint(0, 256, (6, 3, 32, 32), generator=g).to(torch.uint8))
-    model.eval()
+    model.eval()  # nn.Module inference mode, not Python's eval
     with torch.no_grad():
         before = model(x)
         fold_batch_norm(model)
