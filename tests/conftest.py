@@ -127,3 +127,28 @@ def make_net(seed=1, n=4):
 def inputs(seed=0, b=6):
     """``b`` random 4-bit input images for :func:`make_net`'s network."""
     return np.random.default_rng(seed).integers(0, 16, size=(b, 2, 8, 8)).astype(np.int32)
+
+
+# -- the adversarial tests' CLI helpers (one copy for tests/test_adversarial_*.py) -------------
+def cli(capsys, *argv):
+    """``xbarsim ARGV`` in this process: ``(exit status, stdout, stderr)``."""
+    from xbarsim.cli import main
+
+    rc = main([str(a) for a in argv])
+    cap = capsys.readouterr()
+    return rc, cap.out, cap.err
+
+
+def one_line(capsys, *argv) -> str:
+    """Run the CLI, check exit 2 / no stdout / exactly one stderr line; return that line."""
+    rc, out, err = cli(capsys, *argv)
+    assert (rc, out) == (2, ""), err
+    assert err.endswith("\n") and err.count("\n") == 1, err
+    return err[:-1]
+
+
+def limit_memory():  # pragma: no cover - runs in the child
+    """``preexec_fn`` of the adversarial subprocesses: a 1 GiB address-space limit."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import errno
 import os
-import resource
 import subprocess
 import sys
 import zlib
@@ -21,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xbarsim.cli import main
+from conftest import cli, limit_memory as _limit_memory, one_line
 
 pytestmark = pytest.mark.nir
 nir = pytest.importorskip("nir")
@@ -37,24 +36,6 @@ SECRET = (np.arange(16, dtype="<f8") * 0.37 + 1.0).tobytes()
 
 
 # -- helpers (copied from tests/test_adversarial_inputs.py: tests do not import each other) ------
-def cli(capsys, *argv):
-    rc = main([str(a) for a in argv])
-    cap = capsys.readouterr()
-    return rc, cap.out, cap.err
-
-
-def one_line(capsys, *argv) -> str:
-    """Run the CLI, check exit 2 / no stdout / exactly one stderr line; return that line."""
-    rc, out, err = cli(capsys, *argv)
-    assert (rc, out) == (2, ""), err
-    assert err.endswith("\n") and err.count("\n") == 1, err
-    return err[:-1]
-
-
-def _limit_memory():  # pragma: no cover - runs in the child
-    resource.setrlimit(resource.RLIMIT_AS, (GIB, GIB))
-
-
 def sub(cwd, *argv):
     """``python -m xbarsim ARGV`` in ``cwd`` under a 1 GiB address-space limit; returns the one
     stderr line after checking exit 2 and no stdout."""

@@ -16,7 +16,6 @@ import importlib.util
 import io
 import json
 import os
-import resource
 import struct
 import subprocess
 import sys
@@ -28,6 +27,7 @@ import numpy as np
 import pytest
 
 import xbarsim.engine.trace
+from conftest import limit_memory as _limit_memory, one_line
 from xbarsim.cli import main
 from xbarsim.engine.trace import read_trace
 
@@ -62,24 +62,6 @@ def tiny(tmp_path, weights="random", text=TINY, name="net.yaml") -> Path:
     path = tmp_path / name
     path.write_text(text.replace("WEIGHTS", weights))
     return path
-
-
-def cli(capsys, *argv):
-    rc = main([str(a) for a in argv])
-    cap = capsys.readouterr()
-    return rc, cap.out, cap.err
-
-
-def one_line(capsys, *argv) -> str:
-    """Run the CLI, check exit 2 / no stdout / exactly one stderr line; return that line."""
-    rc, out, err = cli(capsys, *argv)
-    assert (rc, out) == (2, ""), err
-    assert err.endswith("\n") and err.count("\n") == 1, err
-    return err[:-1]
-
-
-def _limit_memory():  # pragma: no cover - runs in the child
-    resource.setrlimit(resource.RLIMIT_AS, (GIB, GIB))
 
 
 def _env():

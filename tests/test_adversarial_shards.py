@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import resource
 import shutil
 import signal
 import socket
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import cli, limit_memory as _limit_memory, one_line
 from xbarsim.cli import main
 from xbarsim.sweep.runner import CONNECT_TIMEOUT_S, MAX_WORKERS
 from xbarsim.sweep.shards import SHARD_FORMAT, run_fingerprint
@@ -69,24 +69,6 @@ grid:
 
 
 # -- helpers (copied from tests/test_adversarial_inputs.py: tests do not import each other) ------
-def cli(capsys, *argv):
-    rc = main([str(a) for a in argv])
-    cap = capsys.readouterr()
-    return rc, cap.out, cap.err
-
-
-def one_line(capsys, *argv) -> str:
-    """Run the CLI, check exit 2 / no stdout / exactly one stderr line; return that line."""
-    rc, out, err = cli(capsys, *argv)
-    assert (rc, out) == (2, ""), err
-    assert err.endswith("\n") and err.count("\n") == 1, err
-    return err[:-1]
-
-
-def _limit_memory():  # pragma: no cover - runs in the child
-    resource.setrlimit(resource.RLIMIT_AS, (GIB, GIB))
-
-
 def _env(**extra):
     return {**os.environ, "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg", **extra}
 
